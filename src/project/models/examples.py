@@ -1,0 +1,201 @@
+"""TinyTransformer: the Nanda et al. (2023) grokking model, with TransformerLens hook names.
+
+Parameters use TransformerLens names and shapes (``embed.W_E [d_vocab, d_model]``,
+``blocks.0.attn.W_Q [n_heads, d_model, d_head]``, ``unembed.W_U [d_model, d_vocab_out]``, ...),
+so weights map one-to-one onto a ``HookedTransformer`` and TL habits carry over.
+Default: 1 layer, d_model 128, 4 heads x 32, d_mlp 512, ReLU, no LayerNorm, learned positions,
+untied unembed; initialised as in the paper's code (normal / sqrt(fan-in)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from project.models.hooks import HookedRootModule, HookPoint
+
+
+@dataclass
+class TinyTransformerConfig:
+    d_vocab: int = 114  # p residues + the '=' token
+    n_ctx: int = 3  # [a, b, =]
+    d_vocab_out: int = 113  # logits over the p residues
+    n_layers: int = 1
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_mlp: int = 512
+    act: str = "relu"  # relu | gelu
+    layernorm: bool = False  # LayerNorm before attn/mlp and at the end (pre-LN) when true
+    attn_bias: bool = False  # Nanda's model has no attention biases
+    mlp_bias: bool = True  # ... but does have b_in / b_out
+    unembed_bias: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with TransformerLens names (``w``, ``b``, ``hook_scale``, ``hook_normalized``)."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.w = nn.Parameter(torch.ones(d_model))
+        self.b = nn.Parameter(torch.zeros(d_model))
+        self.hook_scale = HookPoint()  # [batch, pos, 1]
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x - x.mean(-1, keepdim=True)
+        scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
+        return self.hook_normalized(x / scale) * self.w + self.b
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TinyTransformerConfig) -> None:
+        super().__init__()
+        h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = nn.Parameter(torch.randn(h, d, dh) / math.sqrt(d))
+        self.W_K = nn.Parameter(torch.randn(h, d, dh) / math.sqrt(d))
+        self.W_V = nn.Parameter(torch.randn(h, d, dh) / math.sqrt(d))
+        self.W_O = nn.Parameter(torch.randn(h, dh, d) / math.sqrt(d))
+        if cfg.attn_bias:
+            self.b_Q = nn.Parameter(torch.zeros(h, dh))
+            self.b_K = nn.Parameter(torch.zeros(h, dh))
+            self.b_V = nn.Parameter(torch.zeros(h, dh))
+            self.b_O = nn.Parameter(torch.zeros(d))
+        else:
+            self.b_Q = self.b_K = self.b_V = self.b_O = None
+        mask = torch.tril(torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool))
+        self.register_buffer("mask", mask, persistent=False)
+        self.scale = 1.0 / math.sqrt(dh)
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_v = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_attn_scores = HookPoint()  # [batch, head, q_pos, k_pos], masked, pre-softmax
+        self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, pos, d_model] -> attention output [batch, pos, d_model]."""
+        q = torch.einsum("bpd,hde->bphe", x, self.W_Q)
+        k = torch.einsum("bpd,hde->bphe", x, self.W_K)
+        v = torch.einsum("bpd,hde->bphe", x, self.W_V)
+        if self.b_Q is not None:
+            q, k, v = q + self.b_Q, k + self.b_K, v + self.b_V
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        n = x.shape[1]
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
+        scores = scores.masked_fill(~self.mask[:n, :n], float("-inf"))
+        scores = self.hook_attn_scores(scores)
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        out = torch.einsum("bqhe,hed->bqd", z, self.W_O)
+        return out + self.b_O if self.b_O is not None else out
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TinyTransformerConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.randn(cfg.d_model, cfg.d_mlp) / math.sqrt(cfg.d_model))
+        self.W_out = nn.Parameter(torch.randn(cfg.d_mlp, cfg.d_model) / math.sqrt(cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp)) if cfg.mlp_bias else None
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model)) if cfg.mlp_bias else None
+        self.act = F.relu if cfg.act == "relu" else F.gelu
+        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, pos, d_model] -> [batch, pos, d_model]."""
+        pre = x @ self.W_in
+        if self.b_in is not None:
+            pre = pre + self.b_in
+        post = self.hook_post(self.act(self.hook_pre(pre)))
+        out = post @ self.W_out
+        return out + self.b_out if self.b_out is not None else out
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: TinyTransformerConfig) -> None:
+        super().__init__()
+        self.ln1 = LayerNorm(cfg.d_model) if cfg.layernorm else None
+        self.ln2 = LayerNorm(cfg.d_model) if cfg.layernorm else None
+        self.attn = Attention(cfg)
+        self.mlp = MLP(cfg)
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+
+    def forward(self, resid: torch.Tensor) -> torch.Tensor:
+        resid = self.hook_resid_pre(resid)
+        attn_in = self.ln1(resid) if self.ln1 is not None else resid
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(attn_in)))
+        mlp_in = self.ln2(resid) if self.ln2 is not None else resid
+        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(mlp_in)))
+
+
+class Embed(nn.Module):
+    def __init__(self, d_vocab: int, d_model: int) -> None:
+        super().__init__()
+        self.W_E = nn.Parameter(torch.randn(d_vocab, d_model) / math.sqrt(d_model))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.W_E[tokens]
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, n_ctx: int, d_model: int) -> None:
+        super().__init__()
+        self.W_pos = nn.Parameter(torch.randn(n_ctx, d_model) / math.sqrt(d_model))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.W_pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)
+
+
+class Unembed(nn.Module):
+    def __init__(self, d_model: int, d_vocab_out: int, bias: bool) -> None:
+        super().__init__()
+        self.W_U = nn.Parameter(torch.randn(d_model, d_vocab_out) / math.sqrt(d_vocab_out))
+        self.b_U = nn.Parameter(torch.zeros(d_vocab_out)) if bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x @ self.W_U
+        return out + self.b_U if self.b_U is not None else out
+
+
+class TinyTransformer(HookedRootModule):
+    """Decoder-only transformer. ``forward(tokens [batch, pos]) -> logits [batch, pos, d_vocab_out]``."""
+
+    def __init__(self, cfg: TinyTransformerConfig | None = None, **overrides: Any) -> None:
+        super().__init__()
+        cfg = cfg or TinyTransformerConfig()
+        if overrides:
+            cfg = TinyTransformerConfig(**{**cfg.to_dict(), **overrides})
+        if cfg.act not in ("relu", "gelu"):
+            raise ValueError(f"act must be 'relu' or 'gelu', got {cfg.act!r}")
+        self.cfg = cfg
+        self.embed = Embed(cfg.d_vocab, cfg.d_model)
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.pos_embed = PosEmbed(cfg.n_ctx, cfg.d_model)
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.ln_final = LayerNorm(cfg.d_model) if cfg.layernorm else None
+        self.unembed = Unembed(cfg.d_model, cfg.d_vocab_out, cfg.unembed_bias)
+        self.setup_hooks()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: [batch, pos] (int64) -> logits [batch, pos, d_vocab_out]."""
+        resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
+        for block in self.blocks:
+            resid = block(resid)
+        if self.ln_final is not None:
+            resid = self.ln_final(resid)
+        return self.unembed(resid)

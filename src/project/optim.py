@@ -1,0 +1,83 @@
+"""Optimiser pieces: linear warm-up and the Grokfast gradient filters (Lee et al. 2024).
+
+Grokfast amplifies the slow component of the gradient before each optimiser step:
+EMA: ``ema = alpha * ema + (1 - alpha) * grad; grad += lamb * ema``;
+MA:  ``grad += lamb * mean(last `window` grads)``.
+The filters keep their state as plain tensors so it can be checkpointed and resumed exactly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import torch
+from torch import nn
+
+
+class LinearWarmup:
+    """LR multiplier ``min(1, (step + 1) / warmup_steps)``: a picklable LambdaLR function."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+
+    def __call__(self, step: int) -> float:
+        if self.warmup_steps <= 0:
+            return 1.0
+        return min(1.0, (step + 1) / self.warmup_steps)
+
+
+class GrokfastEMA:
+    def __init__(self, alpha: float = 0.98, lamb: float = 2.0) -> None:
+        self.alpha, self.lamb = alpha, lamb
+        self.ema: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            if param.grad is None:
+                continue
+            if name not in self.ema:
+                self.ema[name] = param.grad.detach().clone()
+            else:
+                self.ema[name].mul_(self.alpha).add_(param.grad, alpha=1 - self.alpha)
+            param.grad.add_(self.ema[name], alpha=self.lamb)
+
+    def state_dict(self) -> dict:
+        return {"ema": self.ema}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema = dict(state["ema"])
+
+
+class GrokfastMA:
+    def __init__(self, window: int = 100, lamb: float = 5.0, warmup: bool = True) -> None:
+        self.window, self.lamb, self.warmup = window, lamb, warmup
+        self.history: dict[str, deque[torch.Tensor]] = {}
+
+    @torch.no_grad()
+    def apply(self, model: nn.Module) -> None:
+        for name, param in model.named_parameters():
+            if param.grad is None:
+                continue
+            queue = self.history.setdefault(name, deque(maxlen=self.window))
+            queue.append(param.grad.detach().clone())
+            if not self.warmup or len(queue) == self.window:
+                param.grad.add_(torch.stack(tuple(queue)).mean(0), alpha=self.lamb)
+
+    def state_dict(self) -> dict:
+        return {"history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.history = {k: deque(v, maxlen=self.window) for k, v in state["history"].items()}
+
+
+def make_grad_filter(
+    kind: str | None, alpha: float, lamb: float, window: int
+) -> GrokfastEMA | GrokfastMA | None:
+    if kind in (None, "none"):
+        return None
+    if kind == "ema":
+        return GrokfastEMA(alpha=alpha, lamb=lamb)
+    if kind == "ma":
+        return GrokfastMA(window=window, lamb=lamb)
+    raise ValueError(f"grokfast must be none|ema|ma, got {kind!r}")

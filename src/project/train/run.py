@@ -1,0 +1,128 @@
+"""Training entrypoint: compose -> validate -> instantiate -> fit -> artifacts.
+
+    uv run python -m project.train.run [hydra overrides]
+
+Validation (``preflight``) runs before Hydra creates the run dir; a bad value exits 2 with one
+line per problem and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from project.train.preflight import CONFIG_DIR, run_preflight
+from project.train.rundir import discard_run_dir, register_resolvers
+from project.train.validate import validate_config
+
+
+class _DropTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tip:" not in record.getMessage()
+
+
+def quiet_lightning() -> None:
+    """Drop Lightning's advertising tips and a torch/Lightning deprecation warning we cannot fix."""
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+
+def is_global_zero() -> bool:
+    """Rank from the launcher's environment (valid before the Trainer sets up its strategy)."""
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
+        if key in os.environ and not (key == "SLURM_PROCID" and "LOCAL_RANK" in os.environ):
+            return int(os.environ[key]) == 0
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+    return node == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
+
+
+def fill_derived_sizes(cfg: DictConfig, datamodule: Any) -> None:
+    """Model sizes that follow from the data (``null`` in the config) become concrete values."""
+    model = cfg.model
+    for key, value in (
+        ("d_vocab", datamodule.vocab_size),
+        ("n_ctx", datamodule.seq_len),
+        ("d_vocab_out", datamodule.num_classes),
+        ("d_head", model.d_model // model.n_heads),
+    ):
+        if model.get(key) is None:
+            model[key] = value
+
+
+def build_loggers(cfg: DictConfig) -> list[Any]:
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return []
+    return [hydra.utils.instantiate(cfg.logger)]
+
+
+def build_callbacks(cfg: DictConfig) -> list[Any]:
+    callbacks = cfg.get("callbacks") or {}
+    return [hydra.utils.instantiate(c) for c in callbacks.values() if c and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train one run in Hydra's run dir; returns the final logged metrics."""
+    import lightning as L
+
+    from project.train.callbacks.checkpoints import AtomicCheckpointIO
+
+    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
+    if errors:
+        for err in errors:
+            print(f"error: {err}", file=sys.stderr)
+        if is_global_zero():
+            discard_run_dir(run_dir)
+        raise SystemExit(2)
+
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    datamodule = hydra.utils.instantiate(cfg.data)
+    fill_derived_sizes(cfg, datamodule)
+    module = hydra.utils.instantiate(cfg.model)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        logger=build_loggers(cfg) or False,
+        callbacks=build_callbacks(cfg),
+        plugins=[AtomicCheckpointIO()],
+        default_root_dir=str(run_dir),
+    )
+    if is_global_zero():
+        (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.run.ckpt_path, weights_only=True)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if trainer.is_global_zero:
+        print_summary(run_dir, trainer, metrics)
+    return metrics
+
+
+def print_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> None:
+    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/" in k)
+    print(f"\nrun dir: {run_dir}\nepochs: {trainer.current_epoch}  steps: {trainer.global_step}")
+    print(f"final: {shown}\ncheckpoints: {run_dir / 'checkpoints'}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    return metrics.get("val/acc")
+
+
+def main() -> None:
+    register_resolvers()
+    quiet_lightning()
+    sys.argv = [sys.argv[0], *run_preflight(sys.argv[1:])]
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Run directories: ``outputs/<YYYY-MM-DD>/<HH-MM-SS>[-<name>]``, unique even within one second.
+
+``unique_run_dir`` is registered as an OmegaConf resolver and used for ``hydra.run.dir``. It
+claims the directory atomically (``os.mkdir``), adding ``_1``, ``_2``, ... when another process
+took the name first, and caches the answer so every later resolution in this process agrees.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+_CLAIMED: dict[tuple[str, str], str] = {}
+
+
+def claim_run_dir(root: str, name: str | None = None, now: datetime | None = None) -> str:
+    key = (str(root), str(name or ""))
+    if key in _CLAIMED:
+        return _CLAIMED[key]
+    now = now or datetime.now()
+    day = Path(root) / now.strftime("%Y-%m-%d")
+    day.mkdir(parents=True, exist_ok=True)
+    base = now.strftime("%H-%M-%S") + (f"-{name}" if name else "")
+    for i in range(10_000):
+        candidate = day / (base if i == 0 else f"{base}_{i}")
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        _CLAIMED[key] = str(candidate)
+        return str(candidate)
+    raise RuntimeError(f"could not claim a run dir under {day}")
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("unique_run_dir"):
+        OmegaConf.register_new_resolver(
+            "unique_run_dir", lambda root, name=None: claim_run_dir(root, name), use_cache=False
+        )
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove a run dir that holds nothing but Hydra's own files (a run that never started)."""
+    if not run_dir.is_dir():
+        return
+    hydra_only = {".hydra", "run.log", "train.log"}
+    if all(p.name in hydra_only for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        parent = run_dir.parent
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+
+
+def find_run_dir(ckpt_path: str | Path) -> Path | None:
+    """The run dir a checkpoint belongs to (``<run_dir>/checkpoints/x.ckpt``), if it is one."""
+    path = Path(ckpt_path).absolute()
+    candidate = path.parent.parent
+    if path.parent.name == "checkpoints" and (candidate / ".hydra").is_dir():
+        return candidate
+    return None
