@@ -70,7 +70,9 @@ class LitCausalLM(L.LightningModule):
         )
         self.net = TinyTransformer(self.net_config)
         self.loss_dtype = {"float32": torch.float32, "float64": torch.float64}[loss_dtype]
-        self.grad_filter = make_grad_filter(grokfast, grokfast_alpha, grokfast_lamb, grokfast_window)
+        self.grad_filter = make_grad_filter(
+            grokfast, grokfast_alpha, grokfast_lamb, grokfast_window
+        )
         # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
         self.__dict__["_forward"] = torch.compile(self.net) if compile else self.net
         self._sums: dict[str, torch.Tensor] = {}
@@ -88,7 +90,9 @@ class LitCausalLM(L.LightningModule):
         return loss, correct
 
     def _accumulate(self, split: str, loss: torch.Tensor, correct: torch.Tensor, n: int) -> None:
-        row = torch.stack([loss.detach().double() * n, correct.double(), loss.new_tensor(n).double()])
+        row = torch.stack(
+            [loss.detach().double() * n, correct.double(), loss.new_tensor(n).double()]
+        )
         self._sums[split] = self._sums[split] + row if split in self._sums else row
 
     def _log_split(self, split: str) -> None:
@@ -121,7 +125,13 @@ class LitCausalLM(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_split("train")
-        self.log("lr", self.lr_schedulers().get_last_lr()[0], on_step=False, on_epoch=True, rank_zero_only=True)
+        self.log(
+            "lr",
+            self.lr_schedulers().get_last_lr()[0],
+            on_step=False,
+            on_epoch=True,
+            rank_zero_only=True,
+        )
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val")
@@ -136,7 +146,10 @@ class LitCausalLM(L.LightningModule):
             self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(hp.warmup_steps))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.grad_filter is not None:

@@ -51,7 +51,9 @@ class DeviceBatches:
         for start in range(0, n, self.global_batch):
             stop = min(start + self.global_batch, n)
             if self.world_size > 1:  # disjoint rank shards of this global batch
-                idx = torch.arange(start + self.rank, stop, self.world_size, device=self.labels.device)
+                idx = torch.arange(
+                    start + self.rank, stop, self.world_size, device=self.labels.device
+                )
                 if order is not None:
                     idx = order[idx]
                 yield self.tokens[idx], self.labels[idx]
@@ -120,7 +122,14 @@ class ModularDataModule(L.LightningDataModule):
         rank, world = self._rank_info()
         tokens, labels = self._splits["train"]
         return DeviceBatches(
-            tokens, labels, self.batch_size, self.shuffle, self.shuffle_seed, rank, world, self._epoch
+            tokens,
+            labels,
+            self.batch_size,
+            self.shuffle,
+            self.shuffle_seed,
+            rank,
+            world,
+            self._epoch,
         )
 
     def val_dataloader(self) -> DeviceBatches:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 HookFn = Callable[..., Any]
-NamesFilter = Union[None, str, Sequence[str], Callable[[str], bool]]
+NamesFilter = None | str | Sequence[str] | Callable[[str], bool]
 
 
 class HookPoint(nn.Module):

@@ -18,6 +18,8 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from project.train.finish import finish_run
+from project.train.loggers import build_loggers
 from project.train.preflight import CONFIG_DIR, run_preflight
 from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.validate import validate_config
@@ -55,12 +57,6 @@ def fill_derived_sizes(cfg: DictConfig, datamodule: Any) -> None:
     ):
         if model.get(key) is None:
             model[key] = value
-
-
-def build_loggers(cfg: DictConfig) -> list[Any]:
-    if not cfg.get("logger") or "_target_" not in cfg.logger:
-        return []
-    return [hydra.utils.instantiate(cfg.logger)]
 
 
 def build_callbacks(cfg: DictConfig) -> list[Any]:
@@ -101,14 +97,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
-        print_summary(run_dir, trainer, metrics)
+        finish_run(run_dir, trainer, metrics)
     return metrics
-
-
-def print_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> None:
-    shown = ", ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()) if "/" in k)
-    print(f"\nrun dir: {run_dir}\nepochs: {trainer.current_epoch}  steps: {trainer.global_step}")
-    print(f"final: {shown}\ncheckpoints: {run_dir / 'checkpoints'}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")

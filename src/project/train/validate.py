@@ -163,7 +163,9 @@ def _check_trainer(c: _Checker) -> None:
         c.fail("trainer.accelerator", "cpu or auto here: no CUDA GPU is available on this machine")
         return
     if accel == "mps" and not _mps_available():
-        c.fail("trainer.accelerator", "cpu or auto here: Apple MPS is not available on this machine")
+        c.fail(
+            "trainer.accelerator", "cpu or auto here: Apple MPS is not available on this machine"
+        )
         return
     available = {
         "cuda": torch.cuda.device_count() if accel == "cuda" else 0,
@@ -175,9 +177,15 @@ def _check_trainer(c: _Checker) -> None:
         pass
     elif isinstance(devices, list | ListConfig):
         if accel == "cpu" or not all(_is_int(d) and 0 <= d < available for d in devices):
-            c.fail("trainer.devices", f"device indices in [0, {available}) on {accel}", list(devices))
+            c.fail(
+                "trainer.devices", f"device indices in [0, {available}) on {accel}", list(devices)
+            )
     elif not (_is_int(devices) and 1 <= devices <= available):
-        c.fail("trainer.devices", f"an integer in [1, {available}] ({accel} devices available here)", devices)
+        c.fail(
+            "trainer.devices",
+            f"an integer in [1, {available}] ({accel} devices available here)",
+            devices,
+        )
     precision = str(c.get("trainer.precision"))
     if precision not in _PRECISIONS:
         c.fail("trainer.precision", "one of 32, 16-mixed, bf16-mixed, 64, 16-true, bf16-true")
@@ -191,7 +199,9 @@ def _check_run(c: _Checker) -> None:
     if not _is_int(c.get("seed")):
         c.fail("seed", "an integer")
     name = c.get("run.name")
-    if name is not None and (not isinstance(name, str | int) or "/" in str(name) or str(name) in ("", ".", "..")):
+    if name is not None and (
+        not isinstance(name, str | int) or "/" in str(name) or str(name) in ("", ".", "..")
+    ):
         c.fail("run.name", "a plain name without '/' (used in the run dir name) or null", name)
     ckpt = c.get("run.ckpt_path")
     if ckpt is not None:

@@ -59,8 +59,12 @@ def load_checkpoint(
     ckpt = read_checkpoint(path)
     hparams = dict(ckpt.get("hyper_parameters", {}))
     fields = TinyTransformerConfig.__dataclass_fields__
-    model = TinyTransformer(TinyTransformerConfig(**{k: v for k, v in hparams.items() if k in fields}))
-    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    model = TinyTransformer(
+        TinyTransformerConfig(**{k: v for k, v in hparams.items() if k in fields})
+    )
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
     model.load_state_dict(state)
     model.to(device if device is not None else "cpu").eval()
     hparams["epoch"] = ckpt.get("epoch")
