@@ -19,7 +19,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from project.train.finish import finish_run
-from project.train.loggers import build_loggers
+from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, run_preflight
 from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.validate import validate_config
@@ -68,7 +68,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run in Hydra's run dir; returns the final logged metrics."""
     import lightning as L
 
-    from project.train.callbacks.checkpoints import AtomicCheckpointIO
+    from project.lit_causal_lm import NonFiniteLossError
+    from project.train.callbacks.checkpoints import AtomicCheckpointIO, diverged_exit
+    from project.train.callbacks.preemption import preempted_exit
 
     run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
     errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
@@ -91,13 +93,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         default_root_dir=str(run_dir),
     )
     if is_global_zero():
-        (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
+        (run_dir / "resolved_config.yaml").write_text(resolved)
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.run.ckpt_path, weights_only=True)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.run.ckpt_path, weights_only=True)
+    except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
+        raise SystemExit(diverged_exit(run_dir, exc)) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
         finish_run(run_dir, trainer, metrics)
+    if (code := preempted_exit(trainer)) is not None:  # SIGTERM: last.ckpt saved, exit 143
+        raise SystemExit(code)
     return metrics
 
 

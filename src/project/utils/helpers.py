@@ -32,17 +32,41 @@ def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def _load_failure(exc: BaseException) -> str:
+    """One line for why ``torch.load(weights_only=True)`` refused or failed."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    unsafe = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
+    if unsafe:  # a pickled object that is not a plain type: never executed, refused
+        return f"refused: it carries a non-plain (possibly malicious) pickle payload: {unsafe[0]}"
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    if "central directory" in first or "zip archive" in first:
+        return "truncated or corrupt (its zip archive is incomplete)"
+    return first.split(". ")[0]
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` on CPU, with one clear error for every way it can fail."""
+    """``torch.load(weights_only=True)`` on CPU, with one clear error for every way it can fail.
+
+    Only plain types (tensors, numbers, strings, lists, tuples, dicts) are accepted, so a crafted
+    file's pickle payload is refused before any of it runs.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist")
+        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {str(path)!r} {what}")
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
+        what = "is empty" if not magic else "is not a PyTorch checkpoint (no zip archive header)"
+        raise CheckpointError(f"checkpoint {str(path)!r} {what}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle.UnpicklingError, RuntimeError (truncated zip), EOFError...
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"checkpoint {str(path)!r} could not be loaded safely (weights_only=True): {first}"
+            f"checkpoint {str(path)!r} could not be loaded safely (weights_only=True): "
+            f"{_load_failure(exc)}"
         ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no 'state_dict')")

@@ -2,24 +2,45 @@
 
 Snapshots are named by completed epochs, ``epoch=000400.ckpt`` (``epoch=000000.ckpt`` is the
 initial model). Every write goes through ``AtomicCheckpointIO``: temp file, fsync, ``os.replace``,
-so a crash mid-write never leaves a truncated ``last.ckpt``.
+fsync of the directory, so a crash (even ``kill -9``) mid-write never leaves a truncated
+``last.ckpt``: the previous one stays in place. Every read through it uses
+``torch.load(weights_only=True)``, whatever the caller asks for.
+
+Checkpoints hold plain types only (tensors, numbers, strings, lists, tuples, dicts), including the
+RNG states saved here for exact resume. A checkpoint is never written from non-finite weights: a
+diverged run keeps its last good ``last.ckpt``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from project.lit_causal_lm import NonFiniteLossError
+
+
+def _fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets you open a directory
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` whose saves are atomic on local filesystems."""
+    """``TorchCheckpointIO`` whose saves are atomic on local filesystems and loads always safe."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
@@ -32,19 +53,92 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary readable files
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _fsync_dir(path.parent)
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        """Resume reads: always ``weights_only=True`` (a pickle payload never runs)."""
+        from project.utils.helpers import read_checkpoint
+
+        return read_checkpoint(path)
 
 
 def snapshot_name(epoch: int) -> str:
     return f"epoch={epoch:06d}.ckpt"
 
 
+def rng_states() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU + CUDA) RNG states as plain types (``weights_only``-safe)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    states: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    """Inverse of :func:`rng_states`."""
+    if "python" in states:
+        version, internal, gauss = states["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in states:
+        kind, keys, pos, has_gauss, cached = states["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "torch" in states:
+        torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        with contextlib.suppress(Exception):  # fewer GPUs than when saved
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path: Path) -> None:
+    """Raise ``NonFiniteLossError`` rather than write a diverged model over a good checkpoint.
+
+    Diverged = a non-finite parameter, or a non-finite ``*loss`` among the latest logged metrics
+    (finite but huge weights can overflow to a NaN validation loss one epoch before the train loss).
+    """
+    epoch = trainer.current_epoch
+    params = [p.detach() for p in pl_module.parameters()]
+    if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
+        raise NonFiniteLossError(
+            f"non-finite weights in epoch {epoch} (an optimizer step diverged); "
+            f"not writing {path.name}"
+        )
+    for key, value in trainer.callback_metrics.items():
+        if key.endswith("loss") and not bool(torch.isfinite(torch.as_tensor(value)).all()):
+            raise NonFiniteLossError(
+                f"non-finite {key} ({float(value)}) at epoch {epoch}; not writing {path.name}"
+            )
+
+
+def describe_checkpoint(path: Path) -> str:
+    """``'<path> (after N epochs, step S)'`` for messages, or a note that none exists."""
+    from project.utils.helpers import CheckpointError, read_checkpoint
+
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError:
+        return f"none ({path} does not exist or is unreadable)"
+    return f"{path} (after {ckpt.get('epoch', 0) + 1} epochs, step {ckpt.get('global_step')})"
+
+
 class RunCheckpoints(Checkpoint):
     """Save ``last.ckpt`` every ``last_every_n_epochs`` and at the end of fit, and a snapshot every
-    ``snapshot_every_n_epochs`` (0 disables snapshots)."""
+    ``snapshot_every_n_epochs`` (0 disables snapshots).
+
+    As a ``Checkpoint`` callback it runs after ``LitCausalLM.on_train_epoch_end`` (which raises on
+    a non-finite train loss), so a diverged epoch is never saved.
+    """
 
     def __init__(
         self,
@@ -64,24 +158,53 @@ class RunCheckpoints(Checkpoint):
         return self.dirpath / "last.ckpt"
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero and self.dirpath.is_dir():  # temp files of a killed write
+            for stale in self.dirpath.glob(".*.ckpt.*.tmp"):
+                stale.unlink(missing_ok=True)
         if self.save_initial and self.snapshot_every_n_epochs > 0 and trainer.current_epoch == 0:
-            trainer.save_checkpoint(self.dirpath / snapshot_name(0), weights_only=False)
+            self._save(trainer, pl_module, self.dirpath / snapshot_name(0))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         done = trainer.current_epoch + 1  # epochs completed
         if self.snapshot_every_n_epochs > 0 and done % self.snapshot_every_n_epochs == 0:
-            trainer.save_checkpoint(self.dirpath / snapshot_name(done), weights_only=False)
+            self._save(trainer, pl_module, self.dirpath / snapshot_name(done))
         if done % self.last_every_n_epochs == 0 or done >= (trainer.max_epochs or 0):
             self.save_last(trainer)
 
+    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path) -> None:
+        check_finite_weights(trainer, pl_module, path)
+        trainer.save_checkpoint(path, weights_only=False)
+
     def save_last(self, trainer: L.Trainer) -> None:
+        """Write ``last.ckpt`` for the current step (once per step)."""
         if trainer.global_step == self._last_saved_step and self.last_path.exists():
             return
-        trainer.save_checkpoint(self.last_path, weights_only=False)
+        self._save(trainer, trainer.lightning_module, self.last_path)
         self._last_saved_step = trainer.global_step
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.save_last(trainer)
 
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
+
     def state_dict(self) -> dict[str, Any]:
         return {"dirpath": str(self.dirpath)}
+
+
+DIVERGED_EXIT_CODE = 3
+
+
+def diverged_exit(run_dir: Path, exc: BaseException) -> int:
+    """Report a non-finite loss/weights stop on one line; returns the exit code (3)."""
+    last = describe_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
+    print(f"error: {exc}; run stopped, last good checkpoint kept: {last}", file=sys.stderr)
+    return DIVERGED_EXIT_CODE

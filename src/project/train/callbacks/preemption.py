@@ -1,0 +1,132 @@
+"""Preemption: on SIGTERM, finish the current epoch, save ``last.ckpt``, stop, exit 143.
+
+Why not Lightning's own handling? In Lightning 2.6 a SIGTERM makes the loops raise
+``SIGTERMException`` (a ``SystemExit`` with no code) right after the current *batch*: no checkpoint
+is written, the process exits with status 0 (a scheduler sees "success"), and a mini-batch run
+would stop mid-epoch, which is not exactly resumable. This callback replaces Lightning's SIGTERM
+handler for the duration of training with one that only sets a flag (and forwards the signal to
+child processes the launcher started, like Lightning does). At the next epoch end (after the
+module's non-finite-loss check, so a diverged epoch is never saved) it writes ``last.ckpt`` and
+stops the trainer; ``run.py`` then exits with :data:`PREEMPTED_EXIT_CODE` (143 = 128 + SIGTERM,
+what a shell reports for a job killed by SIGTERM), so schedulers requeue it. Resume with
+``run.ckpt_path=<run_dir>/checkpoints/last.ckpt``.
+
+Under DDP the flag is OR-reduced over ranks at each epoch end, so all ranks stop together.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+
+from project.train.callbacks.checkpoints import RunCheckpoints, check_finite_weights
+
+PREEMPTED_EXIT_CODE = 143
+
+
+class Preempted(SystemExit):
+    """Raised if the trainer could not be stopped at the epoch end (e.g. ``min_epochs`` not met)."""
+
+    def __init__(self) -> None:
+        super().__init__(PREEMPTED_EXIT_CODE)
+
+
+class PreemptionCheckpoint(Checkpoint):
+    """Save ``<dirpath>/last.ckpt`` and stop at the first epoch end after a SIGTERM.
+
+    ``dirpath=None`` uses the ``RunCheckpoints`` callback's directory (or
+    ``<default_root_dir>/checkpoints``). After fit, ``preempted`` says whether it stopped the run.
+    """
+
+    def __init__(self, dirpath: str | None = None, signum: int = signal.SIGTERM) -> None:
+        self.dirpath = Path(dirpath) if dirpath else None
+        self.signum = signum
+        self.received = False
+        self.preempted = False
+        self.saved_path: Path | None = None
+        self._previous: Any = None
+        self._installed = False
+        self._trainer: L.Trainer | None = None
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if not self.received and self._trainer is not None:
+            launcher = self._trainer.strategy.launcher
+            if launcher is not None:  # forward to the DDP child processes we started
+                launcher.kill(signum)
+        self.received = True
+        print(
+            f"received signal {signum}: saving last.ckpt at the end of this epoch, then stopping",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import threading
+
+        self._trainer = trainer
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(self.signum, self._handler)
+            self._installed = True
+
+    def _restore(self) -> None:
+        if self._installed:
+            signal.signal(self.signum, self._previous)
+            self._installed = False
+
+    def _last_path(self, trainer: L.Trainer) -> Path:
+        if self.dirpath is not None:
+            return self.dirpath / "last.ckpt"
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, RunCheckpoints):
+                return cb.last_path
+        return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.preempted:  # should_stop was overridden (min_epochs): stop anyway, state is saved
+            raise Preempted()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        stop = self.received
+        if trainer.world_size > 1:
+            stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+        if not stop or self.preempted:
+            return
+        path = self._last_path(trainer)
+        runs = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, RunCheckpoints)]
+        if runs and runs[0].last_path == path:
+            runs[0].save_last(trainer)  # no second write if it saved this step already
+        else:
+            check_finite_weights(trainer, pl_module, path)
+            trainer.save_checkpoint(path, weights_only=False)
+        self.saved_path, self.preempted = path, True
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self._restore()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+
+def preempted_exit(trainer: Any) -> int | None:
+    """The exit code for a run a :class:`PreemptionCheckpoint` stopped, else None."""
+    for cb in getattr(trainer, "callbacks", []):
+        if isinstance(cb, PreemptionCheckpoint) and cb.preempted:
+            print(
+                f"preempted: stopped after {trainer.current_epoch} epochs and saved "
+                f"{cb.saved_path}; resume with run.ckpt_path={cb.saved_path}",
+                file=sys.stderr,
+            )
+            return PREEMPTED_EXIT_CODE
+    return None
