@@ -127,4 +127,9 @@ def run_preflight(argv: list[str]) -> list[str]:
         for line in err.lines:
             print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    from project.train.sync import check_rclone_dest  # RCLONE_DEST typo: report before training
+
+    if problem := check_rclone_dest():
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     return [*flags, *overrides]
