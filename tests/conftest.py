@@ -63,6 +63,8 @@ def train_in_process(tmp_path: Path, *overrides: str) -> Path:
         sys.argv = argv
         _CLAIMED.clear()
     new = [p for p in run_dirs(out) if p not in before]
+    if not new:  # resumed into an existing run dir: the one Hydra wrote to last
+        return max(run_dirs(out), key=lambda p: (p / ".hydra" / "overrides.yaml").stat().st_mtime)
     assert len(new) == 1, f"expected one new run dir, got {new}"
     return new[0]
 

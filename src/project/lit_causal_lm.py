@@ -117,6 +117,7 @@ class LitCausalLM(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss, correct = self.loss_and_correct(batch)
         self._accumulate("train", loss, correct, len(batch[1]))
+        self._lr = self.trainer.optimizers[0].param_groups[0]["lr"]  # the lr this step uses
         return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
@@ -125,13 +126,8 @@ class LitCausalLM(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_split("train")
-        self.log(
-            "lr",
-            self.lr_schedulers().get_last_lr()[0],
-            on_step=False,
-            on_epoch=True,
-            rank_zero_only=True,
-        )
+        if hasattr(self, "_lr"):
+            self.log("lr", self._lr, on_step=False, on_epoch=True, rank_zero_only=True)
 
     def on_validation_epoch_end(self) -> None:
         self._log_split("val")
