@@ -93,3 +93,20 @@ def webdav(tmp_path_factory: pytest.TempPathFactory):
         mp.setenv("RCLONE_CONFIG", str(server.config))
         yield server
     server.close()
+
+
+def main_in_process(*argv: str) -> None:
+    """``python -m project.train.run <argv>`` in this process (e.g. a resume into its run dir)."""
+    import sys
+
+    from project.train import run as run_module
+    from project.train.rundir import _CLAIMED
+
+    saved = sys.argv
+    sys.argv = ["project.train.run", *argv]
+    _CLAIMED.clear()
+    try:
+        run_module.main()
+    finally:
+        sys.argv = saved
+        _CLAIMED.clear()

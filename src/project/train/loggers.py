@@ -17,6 +17,7 @@ from __future__ import annotations
 import netrc
 import os
 import re
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -28,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 ID_FILE = "wandb_run_id"
 _SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|_PASS$|CREDENTIAL)", re.I)
-REDACTED = "***"
+REDACTED = "<redacted>"  # a plain YAML scalar (``***`` would read as an alias)
 
 
 def secret_values() -> list[str]:
@@ -38,14 +39,14 @@ def secret_values() -> list[str]:
 
 
 def redact_secrets(text: str) -> str:
-    """``text`` with every secret environment value replaced by ``***``."""
+    """``text`` with every secret environment value replaced by ``<redacted>``."""
     for value in secret_values():
         text = text.replace(value, REDACTED)
     return text
 
 
 def redacted_container(cfg: DictConfig) -> dict[str, Any]:
-    """The resolved config as a plain dict; secret-looking keys and secret values -> ``***``."""
+    """The resolved config as a plain dict; secret-looking keys and secret values -> ``<redacted>``."""
     secrets = set(secret_values())
 
     def clean(node: Any, key: str = "") -> Any:
@@ -94,9 +95,8 @@ def _run_id(run_dir: Path, write: bool) -> str:
     path = run_dir / ID_FILE
     if path.is_file() and path.read_text().strip():
         return path.read_text().strip()
-    import wandb
-
-    run_id = wandb.util.generate_id()
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    run_id = "".join(secrets.choice(alphabet) for _ in range(8))  # W&B's own id format
     if write:
         path.write_text(run_id + "\n")
     return run_id
