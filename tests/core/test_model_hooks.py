@@ -43,7 +43,9 @@ def tokens() -> torch.Tensor:
 def test_hook_names_are_transformerlens_names(model: TinyTransformer) -> None:
     assert sorted(model.hook_names) == sorted(TL_NAMES)
     ln = TinyTransformer(TinyTransformerConfig(layernorm=True, n_layers=2))
-    assert "ln_final.hook_normalized" in ln.hook_names and "blocks.1.ln2.hook_scale" in ln.hook_names
+    assert (
+        "ln_final.hook_normalized" in ln.hook_names and "blocks.1.ln2.hook_scale" in ln.hook_names
+    )
 
 
 def test_cache_equals_a_manual_forward(model: TinyTransformer, tokens: torch.Tensor) -> None:
@@ -126,7 +128,9 @@ def test_hooks_removed_when_forward_raises_and_nesting_works(
 
     calls: list[str] = []
     with model.hooks(fwd_hooks=[("hook_embed", lambda a, hook: calls.append("outer"))]):
-        with model.hooks(fwd_hooks=[(lambda n: n == "hook_embed", lambda a, hook: calls.append("inner"))]):
+        with model.hooks(
+            fwd_hooks=[(lambda n: n == "hook_embed", lambda a, hook: calls.append("inner"))]
+        ):
             model(tokens)
         model(tokens)
     model(tokens)
@@ -135,7 +139,9 @@ def test_hooks_removed_when_forward_raises_and_nesting_works(
 
 def test_backward_hooks_see_gradients(model: TinyTransformer, tokens: torch.Tensor) -> None:
     grads = {}
-    with model.hooks(bwd_hooks=[("blocks.0.hook_resid_post", lambda g, hook: grads.setdefault(hook.name, g))]):
+    with model.hooks(
+        bwd_hooks=[("blocks.0.hook_resid_post", lambda g, hook: grads.setdefault(hook.name, g))]
+    ):
         model(tokens)[:, -1].logsumexp(-1).sum().backward()
     assert grads["blocks.0.hook_resid_post"].shape == (16, 3, 128)
     assert all(not hp._backward_hooks for hp in model.hook_dict.values())

@@ -1,0 +1,119 @@
+"""Every config option composes; every `_target_` resolves and instantiates (hardware permitting)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+import pytest
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+
+from project.train.preflight import CONFIG_DIR, check, compose_config
+from project.train.run import build_callbacks, fill_derived_sizes
+from project.train.validate import validate_config
+
+GROUPS = {
+    g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
+    for g in ("trainer", "model", "data", "logger", "callbacks", "experiment")
+}
+
+
+def test_groups_hold_the_documented_options() -> None:
+    assert {"cpu", "mps", "gpu_1", "ddp", "default"} <= set(GROUPS["trainer"])
+    assert {"tensorboard", "wandb", "csv", "none"} <= set(GROUPS["logger"])
+    assert GROUPS["model"] == ["causal_lm"] and GROUPS["data"] == ["modular"]
+    assert "default" in GROUPS["callbacks"] and {"fast_grok", "nanda2023"} <= set(
+        GROUPS["experiment"]
+    )
+
+
+def test_default_is_the_nanda_2023_setup() -> None:
+    cfg = compose_config([])
+    assert (cfg.data.modulus, cfg.data.frac_train, cfg.data.operation) == (113, 0.3, "add")
+    assert cfg.data.batch_size is None  # full batch
+    m = cfg.model
+    assert (m.n_layers, m.d_model, m.n_heads, m.d_mlp, m.act, m.layernorm) == (
+        1,
+        128,
+        4,
+        512,
+        "relu",
+        False,
+    )
+    assert (m.lr, m.weight_decay, list(m.betas), m.warmup_steps) == (1e-3, 1.0, [0.9, 0.98], 10)
+    assert validate_config(cfg) == []
+
+
+def _instantiate_all(cfg, tmp_path: Path) -> None:
+    """Instantiate data, model, callbacks, logger and (where the hardware exists) the trainer."""
+    dm = hydra.utils.instantiate(cfg.data)
+    fill_derived_sizes(cfg, dm)
+    module = hydra.utils.instantiate(cfg.model)
+    assert module.net.cfg.d_vocab == cfg.data.modulus + 1
+    build_callbacks(cfg)
+    if cfg.logger and "_target_" in cfg.logger:
+        hydra.utils.get_class(cfg.logger._target_)
+
+
+@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "model", "data"])
+def test_every_option_composes_and_instantiates(group: str, tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    for option in GROUPS[group]:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="t"):
+            cfg = compose("config", overrides=[f"{group}={option}"], return_hydra_config=True)
+            with open_dict(cfg):
+                cfg.hydra.runtime.output_dir = str(tmp_path / option)
+                cfg.hydra.job.num = 0
+            HydraConfig.instance().set_config(cfg)
+            OmegaConf.resolve(cfg.hydra.runtime)
+            job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            job_cfg = OmegaConf.create(OmegaConf.to_container(job, resolve=True))
+        _instantiate_all(job_cfg, tmp_path)
+        trainer_cfg = job_cfg.trainer
+        hydra.utils.get_class(trainer_cfg._target_)
+        if trainer_cfg.accelerator in ("auto", "cpu") or group != "trainer":
+            overrides = (
+                {"accelerator": "cpu", "devices": 1} if trainer_cfg.accelerator != "auto" else {}
+            )
+            trainer = hydra.utils.instantiate(trainer_cfg, logger=False, **overrides)
+            assert trainer.max_epochs == trainer_cfg.max_epochs
+        if group == "logger" and option in ("tensorboard", "csv"):
+            logger = hydra.utils.instantiate(job_cfg.logger)
+            assert Path(logger.log_dir).is_relative_to(tmp_path / option)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2"],
+        ["trainer=cpu", "trainer.precision=bf16-mixed"],
+        ["trainer=cpu", "trainer.precision=32"],
+        ["data.batch_size=256", "trainer.max_epochs=1", "trainer.log_every_n_steps=1"],
+        ["seed=3", "run.name=grokking_exp1", "data.operation=div", "data.modulus=97"],
+        [
+            "model.n_layers=2",
+            "model.d_model=64",
+            "model.n_heads=2",
+            "model.act=gelu",
+            "model.layernorm=true",
+        ],
+    ],
+)
+def test_documented_overrides_are_valid(overrides: list[str]) -> None:
+    check(overrides)  # raises PreflightError with one line per problem
+
+
+def test_gpu_and_mps_configs_fail_clearly_without_the_hardware() -> None:
+    import torch
+
+    from project.train.preflight import PreflightError
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(PreflightError) as err:
+        check(["trainer=gpu_1", "trainer.precision=16-mixed"])
+    assert err.value.lines == [
+        "trainer.accelerator='gpu' is invalid: allowed cpu or auto here: no CUDA GPU is available on this machine"
+    ]
