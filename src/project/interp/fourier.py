@@ -131,10 +131,12 @@ def grid_forward(
     return logits[:, -1, :p].double(), acts
 
 
-def fourier_2d(x: torch.Tensor) -> torch.Tensor:
+def fourier_2d(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """2-D Fourier transform over the (a, b) axes: ``x [p, p, ...]`` -> coefficients ``[p, p, ...]``."""
-    basis = fourier_basis(x.shape[0], device=x.device)[0]
-    return torch.einsum("ia,jb,ab...->ij...", basis, basis, x.double())
+    p, rest = x.shape[0], x.shape[2:]
+    basis = fourier_basis(p, dtype=dtype, device=x.device)[0]
+    over_a = (basis @ x.to(dtype).reshape(p, -1)).reshape(p, p, -1)  # [i, b, n]
+    return torch.matmul(basis, over_a).reshape(p, p, *rest)  # [i, j, n]: basis[j, b] over_a[i, b]
 
 
 def neuron_frequency_shares(acts: torch.Tensor) -> torch.Tensor:
@@ -146,16 +148,20 @@ def neuron_frequency_shares(acts: torch.Tensor) -> torch.Tensor:
     """
     p = acts.shape[0]
     centred = acts.double() - acts.double().mean(dim=(0, 1), keepdim=True)
-    energy = fourier_2d(centred).pow(2)  # [p, p, n]
+    energy = (
+        fourier_2d(centred.float(), torch.float32).double().pow(2)
+    )  # [p, p, n]; fp32 = 2x faster
     freq = basis_frequencies(p).to(acts.device)
+    k = n_frequencies(p) + 1
+    by_a = energy.new_zeros(k, p, energy.shape[-1]).index_add_(0, freq, energy)
+    binned = energy.new_zeros(k, k, energy.shape[-1]).index_add_(1, freq, by_a)  # [k_a, k_b, n]
+    diag = torch.diagonal(binned, dim1=0, dim2=1).T  # [k, n]: energy at (k, k)
+    blocks = binned[0, 0] + binned[0, :] + binned[:, 0] + diag  # [k, n]
+    blocks[0] = 0.0
     total = energy.sum(dim=(0, 1))
-    shares = torch.zeros(acts.shape[-1], n_frequencies(p) + 1, dtype=torch.float64)
-    shares = shares.to(acts.device)
-    for k in range(1, n_frequencies(p) + 1):
-        rows = (freq == k) | (freq == 0)
-        shares[:, k] = energy[rows][:, rows].sum(dim=(0, 1))
     alive = total > 1e-12 * total.max().clamp_min(1e-300)
-    return torch.where(alive[:, None], shares / total.clamp_min(1e-300)[:, None], 0.0)
+    shares = (blocks / total.clamp_min(1e-300)).T  # [n, k]
+    return torch.where(alive[:, None], shares, 0.0)
 
 
 def neuron_clusters(
@@ -167,18 +173,24 @@ def neuron_clusters(
     and the share of its variance it explains; ``freq`` is -1 where the share is below ``threshold``
     (the "unexplained" cluster) or the neuron is dead.
     """
-    shares = neuron_frequency_shares(acts)
+    return _clusters(neuron_frequency_shares(acts), threshold)
+
+
+def _clusters(shares: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     share, freq = shares.max(dim=1)
     return torch.where(share >= threshold, freq, -1), share
+
+
+def _distinct(freq: torch.Tensor, min_neurons: int = 1) -> list[int]:
+    values, counts = torch.unique(freq[freq > 0], return_counts=True)
+    return sorted(int(v) for v, c in zip(values, counts, strict=True) if c >= min_neurons)
 
 
 def key_frequencies_from_neurons(
     acts: torch.Tensor, threshold: float = 0.85, min_neurons: int = 1
 ) -> list[int]:
     """Key frequencies = distinct frequencies of neuron clusters with >= ``min_neurons`` members."""
-    freq, _ = neuron_clusters(acts, threshold)
-    values, counts = torch.unique(freq[freq > 0], return_counts=True)
-    return sorted(int(v) for v, c in zip(values, counts, strict=True) if c >= min_neurons)
+    return _distinct(neuron_clusters(acts, threshold)[0], min_neurons)
 
 
 def key_frequencies(model: nn.Module, p: int, threshold: float = 0.85) -> list[int]:
@@ -298,9 +310,14 @@ def key_fraction(norms: torch.Tensor, freqs: list[int]) -> float:
     return float(energy[[k - 1 for k in freqs]].sum()) / total if freqs and total > 0 else 0.0
 
 
-def neuron_key_fraction(acts: torch.Tensor, freqs: list[int]) -> float:
-    """Share of the neurons' total centred variance (``acts [p, p, d_mlp]``) in the key blocks."""
-    shares = neuron_frequency_shares(acts)  # per neuron, of its own variance
+def neuron_key_fraction(
+    acts: torch.Tensor, freqs: list[int], shares: torch.Tensor | None = None
+) -> float:
+    """Share of the neurons' total centred variance (``acts [p, p, d_mlp]``) in the key blocks.
+
+    ``shares`` = ``neuron_frequency_shares(acts)`` if already computed.
+    """
+    shares = neuron_frequency_shares(acts) if shares is None else shares
     centred = acts.double() - acts.double().mean(dim=(0, 1), keepdim=True)
     var = centred.pow(2).sum(dim=(0, 1))
     if not freqs or float(var.sum()) == 0.0:
@@ -345,10 +362,11 @@ def progress_measures(
     }
     if hasattr(model, "blocks") and hasattr(model, "unembed"):
         out["logit_weights_gini"] = logit_weights_gini(model, p)
-    if acts is not None:
-        freq, _ = neuron_clusters(acts, threshold)
+    shares = neuron_frequency_shares(acts) if acts is not None else None
+    if shares is not None:
+        freq, _ = _clusters(shares, threshold)
         out["neuron_explained_frac"] = float((freq > 0).double().mean())
-        found = key_frequencies_from_neurons(acts, threshold)
+        found = _distinct(freq)
     else:
         found = key_frequencies_from_norms(emb_norms)
     keys = sorted(int(k) for k in (key_freqs if key_freqs is not None else found))
@@ -356,7 +374,7 @@ def progress_measures(
     out["n_key_freqs"] = len(keys)
     out["embed_key_frac"] = key_fraction(emb_norms, keys)
     if acts is not None:
-        out["neuron_key_frac"] = neuron_key_fraction(acts, keys)
+        out["neuron_key_frac"] = neuron_key_fraction(acts, keys, shares)
     if operation in SUM_OPERATIONS:
         out["logit_key_frac"] = logit_key_fraction(logits, p, keys, operation)
     if tokens is None or labels is None:

@@ -1,0 +1,174 @@
+"""Run trajectories: a run dir's config, metric history, progress measures and snapshots.
+
+    from project.interp.trajectory import load_run
+    run = load_run("outputs/2025-01-01/12-00-00")
+    run.config["model"]["lr"]          # resolved config (plain dict)
+    run.metrics                        # DataFrame: step, epoch, train/loss, val/acc, ... per step
+    run.progress                       # DataFrame of progress.jsonl (one row per measured epoch)
+    for epoch, model in run.snapshots():   # lazy: one checkpoint in memory at a time
+        ...
+
+Metric history comes from the first source present: ``csv_logs/metrics.csv`` (CSV logger),
+``tb_logs`` event files (TensorBoard), else the train/val columns of ``progress.jsonl``
+(so ``logger=none`` runs still have a coarse history).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+import yaml
+
+from project.models.examples import TinyTransformer
+from project.utils.helpers import load_checkpoint
+
+SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")
+_PROGRESS_TO_METRIC = {
+    "train_loss": "train/loss",
+    "train_acc": "train/acc",
+    "val_loss": "val/loss",
+    "val_acc": "val/acc",
+}
+
+
+@dataclass
+class Run:
+    """One training run dir. ``metrics`` and ``progress`` are read once; snapshots lazily."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    metrics: pd.DataFrame
+    progress: pd.DataFrame
+    metrics_source: str
+    snapshot_paths: list[tuple[int, Path]] = field(default_factory=list)
+
+    @property
+    def modulus(self) -> int:
+        return int(self.config.get("data", {}).get("modulus", 113))
+
+    @property
+    def operation(self) -> str:
+        return str(self.config.get("data", {}).get("operation", "add"))
+
+    @property
+    def epochs(self) -> list[int]:
+        """Epochs (completed) that have a snapshot, ascending."""
+        return [epoch for epoch, _ in self.snapshot_paths]
+
+    def snapshots(
+        self, device: torch.device | str | None = None, every: int = 1
+    ) -> Iterator[tuple[int, TinyTransformer]]:
+        """Lazily yield ``(epoch, model in eval mode)`` for every ``every``-th snapshot, ascending."""
+        for epoch, path in self.snapshot_paths[::every]:
+            model, _ = load_checkpoint(path, device)
+            yield epoch, model
+
+    def final_model(self, device: torch.device | str | None = None) -> TinyTransformer:
+        """The model of ``checkpoints/last.ckpt`` (else the latest snapshot)."""
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return load_checkpoint(last, device)[0]
+        if not self.snapshot_paths:
+            raise FileNotFoundError(f"no checkpoints in {self.run_dir / 'checkpoints'}")
+        return load_checkpoint(self.snapshot_paths[-1][1], device)[0]
+
+    def datamodule(self) -> Any:
+        """The run's ``ModularDataModule`` rebuilt from its config (same split)."""
+        from project.data.lit_data import ModularDataModule
+
+        data = {k: v for k, v in self.config.get("data", {}).items() if not k.startswith("_")}
+        return ModularDataModule(**data)
+
+    def history(self, name: str) -> pd.DataFrame:
+        """``epoch`` and ``name`` columns of the rows where ``name`` was logged."""
+        if name not in self.metrics:
+            return pd.DataFrame(columns=["epoch", name])
+        rows = self.metrics[["epoch", name]].dropna()
+        return rows.reset_index(drop=True)
+
+
+def _read_csv_metrics(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    if "step" not in df:
+        df["step"] = range(len(df))
+    return df.groupby("step", as_index=False).first()
+
+
+def _read_tb_metrics(log_dir: Path) -> pd.DataFrame:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, dict[int, float]] = {}
+    for events in sorted({f.parent for f in log_dir.rglob("events.out.tfevents.*")}):
+        acc = EventAccumulator(str(events), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            for event in acc.Scalars(tag):
+                series.setdefault(tag, {})[event.step] = event.value  # resume: later wins
+    if not series:
+        return pd.DataFrame(columns=["step", "epoch"])
+    df = pd.DataFrame(series)
+    df.index.name = "step"
+    return df.sort_index().reset_index()
+
+
+def _read_progress(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=["epoch", "step"])
+    records = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut short by a crash
+                continue
+    if not records:
+        return pd.DataFrame(columns=["epoch", "step"])
+    df = pd.DataFrame(records).drop_duplicates("epoch", keep="last")  # a resumed run repeats
+    return df.sort_values("epoch").reset_index(drop=True)
+
+
+def _metrics_from_progress(progress: pd.DataFrame) -> pd.DataFrame:
+    cols = {k: v for k, v in _PROGRESS_TO_METRIC.items() if k in progress}
+    if progress.empty or not cols:
+        return pd.DataFrame(columns=["step", "epoch"])
+    df = progress[["step", "epoch", *cols]].rename(columns=cols)
+    df["epoch"] = df["epoch"] - 1  # logger convention: the 0-based index of the epoch just done
+    return df[df["epoch"] >= 0].reset_index(drop=True)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Load a run dir written by ``project.train.run``.
+
+    ``metrics`` uses the loggers' convention: ``epoch`` is the 0-based index of the epoch the row
+    belongs to (epoch e's metrics describe the model after e + 1 completed epochs), ``step`` the
+    optimiser step. ``progress`` and snapshots use completed epochs.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run dir {str(run_dir)!r} does not exist")
+    config_path = run_dir / "resolved_config.yaml"
+    config = yaml.safe_load(config_path.read_text()) if config_path.is_file() else {}
+    progress = _read_progress(run_dir / "progress.jsonl")
+    csv_files = sorted(run_dir.glob("csv_logs/**/metrics.csv"))
+    if csv_files:
+        metrics, source = _read_csv_metrics(csv_files[-1]), "csv"
+    elif any((run_dir / "tb_logs").rglob("events.out.tfevents.*")):
+        metrics, source = _read_tb_metrics(run_dir / "tb_logs"), "tensorboard"
+    else:
+        metrics, source = _metrics_from_progress(progress), "progress.jsonl"
+    if "epoch" not in metrics and "step" in metrics:
+        metrics["epoch"] = metrics["step"]
+    snapshots = []
+    for path in (run_dir / "checkpoints").glob("epoch=*.ckpt"):
+        match = SNAPSHOT_RE.match(path.name)
+        if match:
+            snapshots.append((int(match.group(1)), path))
+    return Run(run_dir, config or {}, metrics, progress, source, sorted(snapshots))
