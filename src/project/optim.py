@@ -27,6 +27,9 @@ class LinearWarmup:
 
 
 class GrokfastEMA:
+    """EMA filter: per parameter ``ema = alpha*ema + (1-alpha)*grad`` (ema starts at the first
+    grad), then ``grad += lamb*ema``. Call ``apply(model)`` between ``backward()`` and ``step()``."""
+
     def __init__(self, alpha: float = 0.98, lamb: float = 2.0) -> None:
         self.alpha, self.lamb = alpha, lamb
         self.ema: dict[str, torch.Tensor] = {}
@@ -36,11 +39,14 @@ class GrokfastEMA:
         for name, param in model.named_parameters():
             if param.grad is None:
                 continue
-            if name not in self.ema:
-                self.ema[name] = param.grad.detach().clone()
+            ema = self.ema.get(name)
+            if ema is None:
+                ema = self.ema[name] = param.grad.detach().clone()
             else:
-                self.ema[name].mul_(self.alpha).add_(param.grad, alpha=1 - self.alpha)
-            param.grad.add_(self.ema[name], alpha=self.lamb)
+                if ema.device != param.grad.device or ema.dtype != param.grad.dtype:
+                    ema = self.ema[name] = ema.to(param.grad)  # resumed on another device
+                ema.mul_(self.alpha).add_(param.grad, alpha=1 - self.alpha)
+            param.grad.add_(ema, alpha=self.lamb)
 
     def state_dict(self) -> dict:
         return {"ema": self.ema}
@@ -50,6 +56,9 @@ class GrokfastEMA:
 
 
 class GrokfastMA:
+    """MA filter: ``grad += lamb * mean(last window grads)``; with ``warmup`` it waits until the
+    window is full (as the official ``gradfilter_ma``)."""
+
     def __init__(self, window: int = 100, lamb: float = 5.0, warmup: bool = True) -> None:
         self.window, self.lamb, self.warmup = window, lamb, warmup
         self.history: dict[str, deque[torch.Tensor]] = {}
@@ -60,6 +69,10 @@ class GrokfastMA:
             if param.grad is None:
                 continue
             queue = self.history.setdefault(name, deque(maxlen=self.window))
+            if queue and queue[0].device != param.grad.device:  # resumed on another device
+                queue = self.history[name] = deque(
+                    (g.to(param.grad) for g in queue), maxlen=self.window
+                )
             queue.append(param.grad.detach().clone())
             if not self.warmup or len(queue) == self.window:
                 param.grad.add_(torch.stack(tuple(queue)).mean(0), alpha=self.lamb)
@@ -74,6 +87,7 @@ class GrokfastMA:
 def make_grad_filter(
     kind: str | None, alpha: float, lamb: float, window: int
 ) -> GrokfastEMA | GrokfastMA | None:
+    """``none``/None -> no filter; ``ema`` -> ``GrokfastEMA``; ``ma`` -> ``GrokfastMA``."""
     if kind in (None, "none"):
         return None
     if kind == "ema":

@@ -1,0 +1,115 @@
+"""Grokfast gradient filters (Lee et al. 2024): filter math on constructed gradients, state round
+trips through a weights_only checkpoint, and the LightningModule wiring."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from torch import nn
+
+from project.lit_causal_lm import LitCausalLM
+from project.optim import GrokfastEMA, GrokfastMA, LinearWarmup, make_grad_filter
+
+
+def with_grad(model: nn.Module, *values: float) -> None:
+    for param, value in zip(model.parameters(), values, strict=True):
+        param.grad = torch.full_like(param, value)
+
+
+def test_ema_filter_matches_the_formula() -> None:
+    model = nn.Linear(3, 2, bias=False)
+    filt = GrokfastEMA(alpha=0.9, lamb=2.0)
+    with_grad(model, 1.0)
+    filt.apply(model)  # ema starts at the first gradient: grad + 2 * grad
+    torch.testing.assert_close(model.weight.grad, torch.full((2, 3), 3.0))
+    with_grad(model, 5.0)
+    filt.apply(model)  # ema = 0.9 * 1 + 0.1 * 5 = 1.4; grad = 5 + 2 * 1.4
+    torch.testing.assert_close(model.weight.grad, torch.full((2, 3), 7.8))
+    torch.testing.assert_close(filt.ema["weight"], torch.full((2, 3), 1.4))
+
+
+def test_ma_filter_waits_for_a_full_window_then_adds_the_mean() -> None:
+    model = nn.Linear(2, 1, bias=False)
+    filt = GrokfastMA(window=3, lamb=5.0)
+    for value in (1.0, 2.0):
+        with_grad(model, value)
+        filt.apply(model)
+        torch.testing.assert_close(model.weight.grad, torch.full((1, 2), value))  # warm-up
+    with_grad(model, 6.0)
+    filt.apply(model)  # mean(1, 2, 6) = 3
+    torch.testing.assert_close(model.weight.grad, torch.full((1, 2), 6.0 + 5 * 3.0))
+    with_grad(model, 10.0)
+    filt.apply(model)  # window slides: mean(2, 6, 10) = 6
+    torch.testing.assert_close(model.weight.grad, torch.full((1, 2), 10.0 + 5 * 6.0))
+
+
+def test_params_without_grad_are_skipped() -> None:
+    model = nn.Linear(2, 2)
+    model.weight.grad = torch.ones_like(model.weight)
+    filt = GrokfastEMA()
+    filt.apply(model)
+    assert set(filt.ema) == {"weight"} and model.bias.grad is None
+
+
+@pytest.mark.parametrize("kind", ["ema", "ma"])
+def test_state_round_trips_through_a_weights_only_checkpoint(kind: str) -> None:
+    def fresh() -> GrokfastEMA | GrokfastMA:
+        return make_grad_filter(kind, alpha=0.8, lamb=1.5, window=2)
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    grads = [torch.randn(3, 4) for _ in range(5)]
+    a = fresh()
+    for g in grads[:3]:
+        model.weight.grad, model.bias.grad = g.clone(), g[:, 0].clone()
+        a.apply(model)
+    buf = io.BytesIO()
+    torch.save({"grad_filter": a.state_dict()}, buf)
+    buf.seek(0)
+    b = fresh()
+    b.load_state_dict(torch.load(buf, weights_only=True)["grad_filter"])
+    for g in grads[3:]:
+        outs = []
+        for filt in (a, b):
+            model.weight.grad, model.bias.grad = g.clone(), g[:, 0].clone()
+            filt.apply(model)
+            outs.append(model.weight.grad.clone())
+        torch.testing.assert_close(outs[0], outs[1])
+
+
+def test_make_grad_filter_choices_and_error() -> None:
+    assert make_grad_filter(None, 0.98, 2.0, 100) is None
+    assert make_grad_filter("none", 0.98, 2.0, 100) is None
+    assert isinstance(make_grad_filter("ema", 0.98, 2.0, 100), GrokfastEMA)
+    assert isinstance(make_grad_filter("ma", 0.98, 2.0, 100), GrokfastMA)
+    with pytest.raises(ValueError, match="grokfast must be none\\|ema\\|ma, got 'sgd'"):
+        make_grad_filter("sgd", 0.98, 2.0, 100)
+
+
+def test_linear_warmup() -> None:
+    warm = LinearWarmup(10)
+    assert [warm(s) for s in (0, 4, 9, 50)] == [0.1, 0.5, 1.0, 1.0]
+    assert LinearWarmup(0)(0) == 1.0
+
+
+def test_lightning_module_applies_the_filter_and_checkpoints_its_state() -> None:
+    kw = dict(d_vocab=8, n_ctx=3, d_vocab_out=7, d_model=8, n_heads=2, d_mlp=16)
+    module = LitCausalLM(**kw, grokfast="ema", grokfast_alpha=0.5, grokfast_lamb=1.0)
+    tokens = torch.randint(0, 7, (10, 3))
+    labels = torch.randint(0, 7, (10,))
+    loss, _ = module.loss_and_correct((tokens, labels))
+    loss.backward()
+    raw = {n: p.grad.clone() for n, p in module.net.named_parameters()}
+    module.on_before_optimizer_step(None)
+    for name, param in module.net.named_parameters():  # first step: grad + lamb * grad
+        torch.testing.assert_close(param.grad, 2 * raw[name])
+    ckpt: dict = {}
+    module.on_save_checkpoint(ckpt)
+    assert set(ckpt["grad_filter"]["ema"]) == set(raw)
+    other = LitCausalLM(**kw, grokfast="ema", grokfast_alpha=0.5, grokfast_lamb=1.0)
+    other.on_load_checkpoint(ckpt)
+    for name in raw:
+        torch.testing.assert_close(other.grad_filter.ema[name], raw[name])
+    assert LitCausalLM(**kw).grad_filter is None  # off by default
