@@ -36,6 +36,15 @@ def train_grokked(
 ) -> Grokked:
     """Full-batch AdamW (lr 2e-2, wd 1, betas (0.9, 0.98)) until val accuracy is 1.0 for two
     consecutive checks (every 25 steps), on a d_model 64 / 4 heads / d_mlp 256 model."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matmuls: one thread is faster, and CI cores are shared
+    try:
+        return _train(p, frac_train, seed, max_steps)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(p: int, frac_train: float, seed: int, max_steps: int) -> Grokked:
     tokens, labels = all_pairs("add", p)
     train_idx, val_idx = split_indices(len(tokens), frac_train, 598)
     torch.manual_seed(seed)
@@ -67,3 +76,13 @@ def grokked() -> Grokked:
         f"fixture did not grok: val acc {result.val_acc} after {result.steps}"
     )
     return result
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Interp tests run many tiny forward passes: a second intra-op thread only adds contention
+    on shared CI cores. Restored after each module so other test folders are unaffected."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

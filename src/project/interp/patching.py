@@ -222,7 +222,8 @@ def activation_patching(
 @dataclass
 class PathPatchingResult:
     """Outcome of :func:`path_patching`: the metric with the receivers patched, normalised
-    (0 = corrupted, 1 = clean), and the receivers' patched activations (hook -> tensor)."""
+    (0 = corrupted, 1 = clean), and each receiver hook's activation in the final run (hook ->
+    tensor: the receiver slices patched, the rest of that hook at its base value)."""
 
     metric: float
     normalised: float
@@ -311,9 +312,12 @@ def path_patching(
         first += [(name, record_fn) for name in by_hook]
         model.run_with_hooks(base_tokens, fwd_hooks=first)
 
+        patched: dict[str, torch.Tensor] = {}
+
         def receive_fn(name: str) -> HookFn:
             def fn(act: torch.Tensor, hook: HookPoint) -> torch.Tensor:
-                return torch.where(_union_mask(by_hook[name], act), recorded[name], act)
+                patched[name] = torch.where(_union_mask(by_hook[name], act), recorded[name], act)
+                return patched[name]
 
             return fn
 
@@ -326,7 +330,7 @@ def path_patching(
         normalised=normalise(value, clean_metric, corrupted_metric),
         clean_metric=clean_metric,
         corrupted_metric=corrupted_metric,
-        receiver_values=recorded,
+        receiver_values=patched,
     )
 
 
