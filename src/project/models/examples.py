@@ -49,12 +49,13 @@ class LayerNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(d_model))
         self.b = nn.Parameter(torch.zeros(d_model))
         self.hook_scale = HookPoint()  # [batch, pos, 1]
-        self.hook_normalized = HookPoint()  # [batch, pos, d_model]
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model], after w and b (as in TL)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        return self.hook_normalized(x / scale) * self.w + self.b
+        # TransformerLens convention: hook_normalized is the output, after the affine w, b
+        return self.hook_normalized(x / scale * self.w + self.b)
 
 
 class Attention(nn.Module):
