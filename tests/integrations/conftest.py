@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import SMALL
 
 # a tiny model: a few seconds per run even on a loaded 2-core machine

@@ -8,10 +8,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from tests.conftest import train_in_process
-from tests.integrations.conftest import TINY
 
 from project.train.sync import check_rclone_dest, copy_run_dir, remote_name
+from tests.conftest import train_in_process
+from tests.integrations.conftest import TINY
 
 pytestmark = pytest.mark.skipif(shutil.which("rclone") is None, reason="needs the rclone binary")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.conftest import train_in_process
 from tests.integrations.conftest import TINY, main_in_process
 
