@@ -84,7 +84,7 @@ class LitCausalLM(L.LightningModule):
     def loss_and_correct(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean cross-entropy and number of correct answers at the last position."""
         tokens, labels = batch
-        logits = self(tokens)[:, -1]
+        logits = self._forward(tokens, last_only=True)[:, -1]
         loss = F.cross_entropy(logits.to(self.loss_dtype), labels)
         correct = (logits.argmax(-1) == labels).sum()
         return loss, correct

@@ -161,3 +161,29 @@ def test_fresh_model_loss_is_about_log_p() -> None:
     labels = (idx // 113 + idx % 113) % 113
     loss = torch.nn.functional.cross_entropy(model(tokens)[:, -1], labels)
     assert abs(loss.item() - math.log(113)) < 0.3
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [TinyTransformerConfig(), TinyTransformerConfig(n_layers=2, layernorm=True, attn_bias=True)],
+)
+def test_last_only_forward_equals_full_forward(
+    cfg: TinyTransformerConfig, tokens: torch.Tensor
+) -> None:
+    torch.manual_seed(1)
+    model = TinyTransformer(cfg)
+    full = model(tokens)
+    fast = model(tokens, last_only=True)
+    assert fast.shape == (16, 1, cfg.d_vocab_out)
+    torch.testing.assert_close(fast, full[:, -1:], rtol=1e-5, atol=1e-5)
+    # with a hook attached the full forward runs: the hook sees every position
+    seen = {}
+
+    def record(act: torch.Tensor, hook) -> None:
+        seen["s"] = act.shape
+
+    out = model.run_with_hooks(
+        tokens, last_only=True, fwd_hooks=[("blocks.0.mlp.hook_post", record)]
+    )
+    assert seen["s"] == (16, 3, cfg.d_mlp)
+    torch.testing.assert_close(out, full[:, -1:])

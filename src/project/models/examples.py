@@ -83,17 +83,22 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: [batch, pos, d_model] -> attention output [batch, pos, d_model]."""
-        q = torch.einsum("bpd,hde->bphe", x, self.W_Q)
+    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x: [batch, pos, d_model] -> attention output [batch, pos, d_model].
+
+        ``last_only``: queries from the last position only -> [batch, 1, d_model] (keys and values
+        still cover every position). Used for training when no hook is attached.
+        """
+        n = x.shape[1]
+        q = torch.einsum("bpd,hde->bphe", x[:, -1:] if last_only else x, self.W_Q)
         k = torch.einsum("bpd,hde->bphe", x, self.W_K)
         v = torch.einsum("bpd,hde->bphe", x, self.W_V)
         if self.b_Q is not None:
             q, k, v = q + self.b_Q, k + self.b_K, v + self.b_V
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-        n = x.shape[1]
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
-        scores = scores.masked_fill(~self.mask[:n, :n], float("-inf"))
+        mask = self.mask[n - 1 : n, :n] if last_only else self.mask[:n, :n]
+        scores = scores.masked_fill(~mask, float("-inf"))
         scores = self.hook_attn_scores(scores)
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
@@ -135,10 +140,12 @@ class TransformerBlock(nn.Module):
         self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
-    def forward(self, resid: torch.Tensor) -> torch.Tensor:
+    def forward(self, resid: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """resid: [batch, pos, d_model] -> [batch, pos, d_model] ([batch, 1, d_model] if last_only)."""
         resid = self.hook_resid_pre(resid)
         attn_in = self.ln1(resid) if self.ln1 is not None else resid
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(attn_in)))
+        attn_out = self.hook_attn_out(self.attn(attn_in, last_only=last_only))
+        resid = self.hook_resid_mid((resid[:, -1:] if last_only else resid) + attn_out)
         mlp_in = self.ln2(resid) if self.ln2 is not None else resid
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(mlp_in)))
 
@@ -192,11 +199,28 @@ class TinyTransformer(HookedRootModule):
         self.unembed = Unembed(cfg.d_model, cfg.d_vocab_out, cfg.unembed_bias)
         self.setup_hooks()
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens: [batch, pos] (int64) -> logits [batch, pos, d_vocab_out]."""
+    def hooks_attached(self) -> bool:
+        """True when any HookPoint carries a forward or backward hook."""
+        return any(
+            hp._forward_hooks or hp._forward_pre_hooks or hp._backward_hooks
+            for hp in self.hook_dict.values()
+        )
+
+    def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """tokens: [batch, pos] (int64) -> logits [batch, pos, d_vocab_out].
+
+        ``last_only=True`` returns the logits of the last position only, ``[batch, 1, d_vocab_out]``:
+        with a one-position answer (``[a, b, =]``) that is all the loss needs, and the last layer's
+        attention queries, MLP and unembed then run on one position instead of all. The result is identical to
+        ``forward(tokens)[:, -1:]``. When any hook is attached the full forward runs (hooks always
+        see full activations) and is sliced.
+        """
+        if last_only and self.hooks_attached():
+            return self.forward(tokens)[:, -1:]
         resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks:
-            resid = block(resid)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):  # only the last block can drop earlier positions
+            resid = block(resid, last_only=last_only and i == last)
         if self.ln_final is not None:
             resid = self.ln_final(resid)
         return self.unembed(resid)
