@@ -1,0 +1,92 @@
+"""Experiment presets compose to the documented recipes; fast_grok settings really grok (slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from project.data.modular import OPERATIONS
+from project.train.preflight import compose_config
+from project.train.validate import validate_config
+from tests.conftest import train_in_process
+
+POWER = {
+    "power2022_add": "add",
+    "power2022_sub": "sub",
+    "power2022_div": "div",
+    "power2022_x2_y2": "x2+y2",
+    "power2022_x2_xy_y2": "x2+xy+y2",
+    "power2022_x3_xy": "x3+xy",
+    "power2022_x3_xy2_y": "x3+xy2+y",
+}
+
+
+@pytest.mark.parametrize(("name", "operation"), sorted(POWER.items()))
+def test_power2022_presets(name: str, operation: str) -> None:
+    cfg = compose_config([f"experiment={name}"])
+    assert operation in OPERATIONS
+    assert (cfg.data.operation, cfg.data.modulus, cfg.data.frac_train) == (operation, 97, 0.5)
+    assert (cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads) == (2, 128, 4)
+    assert cfg.model.layernorm is True and cfg.data.batch_size == 512
+    assert (cfg.model.lr, cfg.model.weight_decay, list(cfg.model.betas)) == (1e-3, 1.0, [0.9, 0.98])
+    assert validate_config(cfg) == []
+
+
+def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
+    cfg = compose_config(["experiment=nanda2023"])
+    m, d = cfg.model, cfg.data
+    assert (d.operation, d.modulus, d.frac_train, d.split_seed, d.batch_size) == (
+        "add",
+        113,
+        0.3,
+        598,
+        None,
+    )
+    assert (m.lr, m.weight_decay, m.warmup_steps, m.loss_dtype, m.grokfast) == (
+        1e-3,
+        1.0,
+        10,
+        "float64",
+        "none",
+    )
+    assert (m.n_layers, m.d_model, m.d_mlp, m.layernorm) == (1, 128, 512, False)
+    assert cfg.trainer.max_epochs == 40000 and validate_config(cfg) == []
+
+
+def test_fast_grok_recipe() -> None:
+    cfg = compose_config(["experiment=fast_grok"])
+    assert (cfg.data.modulus, cfg.data.frac_train, cfg.data.batch_size) == (113, 0.3, None)
+    assert (cfg.model.lr, cfg.model.weight_decay, cfg.model.grokfast) == (1e-2, 3.0, "none")
+    assert cfg.trainer.max_epochs <= 600
+    assert cfg.callbacks.progress_measures.every_n_epochs == 25
+    assert validate_config(cfg) == []
+
+
+@pytest.mark.slow
+def test_fast_grok_settings_grok_a_small_modulus_with_fourier_key_frequencies(
+    tmp_path: Path,
+) -> None:
+    from project.interp import fourier as fo
+    from project.interp.trajectory import load_run
+
+    run_dir = train_in_process(
+        tmp_path,
+        "experiment=fast_grok",
+        "trainer=cpu",
+        "data.modulus=53",
+        "data.frac_train=0.4",
+        "trainer.max_epochs=500",
+        "logger=none",
+    )
+    run = load_run(run_dir)
+    last = json.loads((run_dir / "progress.jsonl").read_text().splitlines()[-1])
+    assert last["epoch"] == 500 and last["val_acc"] >= 0.99 and last["train_acc"] == 1.0
+    model = run.final_model()
+    keys = fo.key_frequencies(model, 53)
+    assert 1 <= len(keys) <= 10, keys
+    norms = fo.embedding_frequency_norms(model, 53)
+    assert fo.key_fraction(norms, keys) > 0.6
+    assert fo.embedding_gini(model, 53) > 0.5
+    assert last["restricted_loss"] < last["excluded_loss"]
