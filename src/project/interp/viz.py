@@ -69,7 +69,7 @@ def plot_attention_patterns(
     for ax, h in zip(axes.flat, heads, strict=False):
         im = ax.imshow(pat[h], vmin=0.0, vmax=1.0, cmap="viridis")
         ax.set_title(f"head {h}")
-        ax.set_xticks(range(n_pos), labels, rotation=45)
+        ax.set_xticks(range(n_pos), labels, rotation=45 if max(map(len, labels)) > 3 else 0)
         ax.set_yticks(range(n_pos), labels)
         ax.set_xlabel("key")
         ax.set_ylabel("query")
@@ -85,34 +85,33 @@ def plot_patching(
     title: str = "activation patching (0 = corrupted, 1 = clean)",
     path: str | Path | None = None,
 ) -> Figure:
-    """Heatmap of normalised patching effects: hooks x positions (one panel per head when the
-    result was patched per head)."""
+    """Heatmap of normalised patching effects: rows = hooks, columns = positions; when the
+    result was patched per head, one panel per hook with rows = heads."""
     values = _np(result.values)
     pos_labels = [str(p) for p in result.positions]
-    panels = (
-        [(values, "")]
-        if result.heads is None
-        else [(values[..., k], f"head {h}") for k, h in enumerate(result.heads)]
-    )
+    if result.heads is None:
+        panels = [(values, list(result.hooks), "")]
+    else:  # [hooks, pos, heads] -> per hook [heads, pos]
+        head_labels = [f"head {h}" for h in result.heads]
+        panels = [(values[i].T, head_labels, hook) for i, hook in enumerate(result.hooks)]
     bound = max(1.0, float(np.nanmax(np.abs(values))))
-    rows, cols = _grid(len(panels))
+    rows, cols = _grid(len(panels), max_cols=3)
+    n_rows = len(panels[0][1])
     fig = Figure(
-        figsize=(
-            max(4.0, 1.1 * len(pos_labels) + 3.5) * cols,
-            (0.45 * len(result.hooks) + 1.6) * rows,
-        ),
+        figsize=(max(4.0, 1.1 * len(pos_labels) + 3.5) * cols, (0.45 * n_rows + 1.6) * rows),
         layout="constrained",
     )
     axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, (panel, name) in zip(axes.flat, panels, strict=False):
+    for ax, (panel, row_labels, name) in zip(axes.flat, panels, strict=False):
         im = ax.imshow(panel, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
         ax.set_xticks(range(len(pos_labels)), pos_labels)
-        ax.set_yticks(range(len(result.hooks)), result.hooks)
+        ax.set_yticks(range(len(row_labels)), row_labels)
         ax.set_xlabel("position")
         if name:
-            ax.set_title(name)
+            ax.set_title(name, fontsize=9)
         for (i, j), v in np.ndenumerate(panel):
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+            color = "white" if abs(v) > 0.6 * bound else "black"
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color=color)
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
