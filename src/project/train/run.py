@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from project.train.finish import finish_run
@@ -74,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from project.train.callbacks.checkpoints import AtomicCheckpointIO, diverged_exit
     from project.train.callbacks.preemption import preempted_exit
 
-    run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
     if errors:
         for err in errors:
