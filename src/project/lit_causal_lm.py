@@ -7,6 +7,7 @@ Metrics are accumulated on the device as sums and logged once per epoch (``train
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -75,6 +76,7 @@ class LitCausalLM(L.LightningModule):
         )
         # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
         self.__dict__["_forward"] = torch.compile(self.net) if compile else self.net
+        self._forward: Callable[..., torch.Tensor]
         self._sums: dict[str, torch.Tensor] = {}
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -136,12 +138,15 @@ class LitCausalLM(L.LightningModule):
         if self.grad_filter is not None:
             self.grad_filter.apply(self.net)
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay, betas=tuple(hp.betas)
+            self.parameters(),
+            lr=hp["lr"],
+            weight_decay=hp["weight_decay"],
+            betas=tuple(hp["betas"]),
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(hp.warmup_steps))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(hp["warmup_steps"]))
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},

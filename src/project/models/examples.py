@@ -66,6 +66,10 @@ class Attention(nn.Module):
         self.W_K = nn.Parameter(torch.randn(h, d, dh) / math.sqrt(d))
         self.W_V = nn.Parameter(torch.randn(h, d, dh) / math.sqrt(d))
         self.W_O = nn.Parameter(torch.randn(h, dh, d) / math.sqrt(d))
+        self.b_Q: nn.Parameter | None
+        self.b_K: nn.Parameter | None
+        self.b_V: nn.Parameter | None
+        self.b_O: nn.Parameter | None
         if cfg.attn_bias:
             self.b_Q = nn.Parameter(torch.zeros(h, dh))
             self.b_K = nn.Parameter(torch.zeros(h, dh))
@@ -74,6 +78,7 @@ class Attention(nn.Module):
         else:
             self.b_Q = self.b_K = self.b_V = self.b_O = None
         mask = torch.tril(torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool))
+        self.mask: torch.Tensor
         self.register_buffer("mask", mask, persistent=False)
         self.scale = 1.0 / math.sqrt(dh)
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
@@ -93,7 +98,7 @@ class Attention(nn.Module):
         q = torch.einsum("bpd,hde->bphe", x[:, -1:] if last_only else x, self.W_Q)
         k = torch.einsum("bpd,hde->bphe", x, self.W_K)
         v = torch.einsum("bpd,hde->bphe", x, self.W_V)
-        if self.b_Q is not None:
+        if self.b_Q is not None and self.b_K is not None and self.b_V is not None:
             q, k, v = q + self.b_Q, k + self.b_K, v + self.b_V
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
