@@ -8,13 +8,14 @@ own overrides" (later overrides on the command line still win).
 
 from __future__ import annotations
 
+import difflib
 import sys
 from pathlib import Path
 
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from project.train.rundir import find_run_dir
@@ -60,7 +61,18 @@ def compose_config(overrides: list[str], config_name: str = "config") -> DictCon
         return compose(config_name=config_name, overrides=overrides)
 
 
-def _one_line(exc: BaseException) -> str:
+def _default_keys(parent: str) -> list[str]:
+    try:
+        node = compose_config([])
+        node = OmegaConf.select(node, parent) if parent else node
+        keys = node.keys() if isinstance(node, DictConfig) else []
+        return sorted(str(k) for k in keys if not str(k).startswith("_"))
+    except Exception:
+        return []
+
+
+def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
+    """Hydra/OmegaConf composition errors as one line: key, value, what is allowed."""
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
         options = ", ".join(exc.options or [])
@@ -70,12 +82,15 @@ def _one_line(exc: BaseException) -> str:
     full_key = getattr(cause, "full_key", None) or getattr(exc, "full_key", None)
     if full_key and "not in struct" in str(cause or exc):
         parent = full_key.rpartition(".")[0]
-        try:
-            keys = sorted(compose_config([]).select(parent).keys()) if parent else []
-        except Exception:
-            keys = []
-        allowed = f"; allowed keys under {parent}: {', '.join(map(str, keys))}" if keys else ""
-        return f"{full_key} is invalid: unknown key (typo?){allowed}"
+        value = _override_value(overrides or [], full_key)
+        shown = f"{full_key}={value}" if value is not None else full_key
+        keys = _default_keys(parent)
+        where = f"under {parent}" if parent else "at the top level"
+        name = full_key.rpartition(".")[2]
+        close = difflib.get_close_matches(name, keys, n=1)
+        hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
+        allowed = f"; {hint}allowed keys {where}: {', '.join(keys)}" if keys else ""
+        return f"{shown} is invalid: unknown key{allowed}"
     text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
     return text or type(exc).__name__
 
@@ -98,13 +113,14 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise PreflightError([_one_line(exc)]) from None
     lines: list[str] = []
+    reference = compose_config([], config_name)  # target keys already known to be valid
     for job in jobs:
         try:
             cfg = compose_config(job, config_name)
         except (HydraException, OmegaConfBaseException) as exc:
-            lines.append(_one_line(exc))
+            lines.append(_one_line(exc, job))
             break
-        lines += [str(e) for e in validate_config(cfg) if str(e) not in lines]
+        lines += [str(e) for e in validate_config(cfg, reference) if str(e) not in lines]
     if lines:
         raise PreflightError(lines)
 

@@ -8,6 +8,8 @@ root) run here too, so a typo costs seconds, not hours.
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
 import tempfile
 from dataclasses import dataclass
@@ -27,7 +29,16 @@ class ConfigError:
     allowed: str
 
     def __str__(self) -> str:
-        return f"{self.key}={self.value!r} is invalid: allowed {self.allowed}"
+        return f"{self.key}={_show(self.value)} is invalid: allowed {self.allowed}"
+
+
+def _show(value: Any) -> str:
+    """A value as it is written on the command line (``data.operation=pow``, ``model.lr=0.1``)."""
+    if isinstance(value, DictConfig | ListConfig):
+        value = OmegaConf.to_container(value)
+    if isinstance(value, str) and value and not any(ch.isspace() or ch in "'\"" for ch in value):
+        return value
+    return repr(value)
 
 
 def _is_int(v: Any) -> bool:
@@ -191,6 +202,8 @@ def _check_trainer(c: _Checker) -> None:
         c.fail("trainer.precision", "one of 32, 16-mixed, bf16-mixed, 64, 16-true, bf16-true")
     elif accel == "cpu" and precision in ("16-mixed", "16-true"):
         c.fail("trainer.precision", f"32 or bf16-mixed on cpu ({precision} needs a GPU)")
+    elif accel == "mps" and precision in ("64", "64-true"):
+        c.fail("trainer.precision", "32, 16-mixed or bf16-mixed on mps (no float64 on Apple GPUs)")
     elif accel == "cuda" and precision.startswith("bf16") and not torch.cuda.is_bf16_supported():
         c.fail("trainer.precision", "32 or 16-mixed: this GPU does not support bfloat16")
 
@@ -208,14 +221,33 @@ def _check_run(c: _Checker) -> None:
         from project.utils.helpers import CheckpointError, read_checkpoint
 
         try:
-            read_checkpoint(ckpt)
+            hparams = read_checkpoint(ckpt).get("hyper_parameters") or {}
         except CheckpointError as exc:
             c.fail("run.ckpt_path", f"an existing, complete training checkpoint ({exc})", ckpt)
+        else:
+            _check_resume_architecture(c, hparams)
     root = c.get("run.output_root")
     if root is not None:
         problem = _unwritable(Path(str(root)))
         if problem:
             c.fail("run.output_root", f"a writable directory ({problem})", root)
+
+
+_ARCHITECTURE = (
+    "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act", "layernorm", "attn_bias",
+    "mlp_bias", "unembed_bias",
+)  # fmt: skip
+
+
+def _check_resume_architecture(c: _Checker, hparams: dict[str, Any]) -> None:
+    """A resumed run must build the checkpoint's architecture (and data size) again."""
+    for key in _ARCHITECTURE:
+        value = c.get(f"model.{key}")
+        if value is not None and key in hparams and value != hparams[key]:
+            c.fail(f"model.{key}", f"{hparams[key]!r}, the value in run.ckpt_path's checkpoint")
+    p, classes = c.get("data.modulus"), hparams.get("d_vocab_out")
+    if _is_int(p) and _is_int(classes) and p != classes:
+        c.fail("data.modulus", f"{classes}, the value in run.ckpt_path's checkpoint")
 
 
 def _unwritable(root: Path) -> str | None:
@@ -232,11 +264,66 @@ def _unwritable(root: Path) -> str | None:
     return None
 
 
-def validate_config(cfg: DictConfig) -> list[ConfigError]:
-    """All problems of a composed config (empty list = valid)."""
+def _target_nodes(cfg: DictConfig) -> list[str]:
+    nodes = ["model", "data", "trainer"]
+    callbacks = OmegaConf.select(cfg, "callbacks")
+    if isinstance(callbacks, DictConfig):
+        nodes += [f"callbacks.{name}" for name in callbacks]
+    return nodes
+
+
+def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
+    """Every key of a ``_target_`` node must be an argument of that class (``+model.typo=1``).
+
+    Nodes whose keys are a subset of the same node in ``reference`` (the default config, already
+    known to be valid) are skipped, so the common case imports nothing.
+    """
+    for node_key in _target_nodes(c.cfg):
+        node = OmegaConf.select(c.cfg, node_key)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue
+        keys = [str(k) for k in node if not (str(k).startswith("_") and str(k).endswith("_"))]
+        ref = OmegaConf.select(reference, node_key) if reference is not None else None
+        if (
+            isinstance(ref, DictConfig)
+            and ref.get("_target_") == node.get("_target_")
+            and set(keys) <= {str(k) for k in ref}
+        ):
+            continue
+        target = node.get("_target_")
+        try:
+            from hydra.utils import get_object
+
+            params = inspect.signature(get_object(str(target))).parameters
+        except Exception as exc:
+            c.fail(f"{node_key}._target_", f"an importable class ({type(exc).__name__})", target)
+            continue
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            continue
+        for key in keys:
+            if key not in params:
+                names = [p for p in params if p not in ("self", "args", "kwargs")]
+                close = difflib.get_close_matches(key, names, n=1)
+                hint = f"did you mean {close[0]}? " if close else ""
+                value = OmegaConf.select(node, key, default=None, throw_on_missing=False)
+                c.fail(
+                    f"{node_key}.{key}",
+                    f"a known key: {hint}{str(target).rpartition('.')[2]} takes "
+                    + ", ".join(names),
+                    value,
+                )
+
+
+def validate_config(cfg: DictConfig, reference: DictConfig | None = None) -> list[ConfigError]:
+    """All problems of a composed config (empty list = valid).
+
+    ``reference``: the default composed config; ``_target_`` nodes whose keys it already has are
+    not imported to check their keys (keeps a bad command line's error fast).
+    """
     c = _Checker(cfg)
     _check_data(c)
     _check_model(c)
     _check_trainer(c)
     _check_run(c)
+    _check_target_keys(c, reference)
     return c.errors

@@ -1,0 +1,170 @@
+"""Bad configs fail before anything is created: one line per problem naming key, value and what is
+allowed; exit code 2; no run dir, no logger dir.
+
+Most cases go through ``run_preflight`` in-process (the exact function ``python -m
+project.train.run`` calls first); a few run the real CLI in a subprocess to check the exit code
+and that the working directory stays empty.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from project.train.preflight import run_preflight
+from tests.conftest import run_cli
+
+NO_GPU = not torch.cuda.is_available()
+
+
+def _files(tmp: Path) -> dict[str, Path]:
+    """Bad checkpoint files and an unwritable root (a path below a regular file: even root
+    cannot create a directory there)."""
+    files = {
+        "text": tmp / "notes.ckpt",
+        "empty": tmp / "empty.ckpt",
+        "nodict": tmp / "tensor.ckpt",
+        "trunc": tmp / "truncated.ckpt",
+        "arch": tmp / "other_arch.ckpt",
+        "regular": tmp / "a_file",
+    }
+    files["text"].write_text("not a checkpoint\n")
+    files["empty"].write_bytes(b"")
+    torch.save({"weights": torch.zeros(3)}, files["nodict"])
+    good = {"state_dict": {"net.embed.W_E": torch.randn(24, 128)}, "epoch": 3, "global_step": 4}
+    torch.save(good, files["trunc"])
+    data = files["trunc"].read_bytes()
+    files["trunc"].write_bytes(data[: len(data) // 2])
+    torch.save(
+        {**good, "hyper_parameters": {"d_model": 64, "n_heads": 4, "d_vocab_out": 113}},
+        files["arch"],
+    )
+    files["regular"].write_text("x")
+    return files
+
+
+# (id, overrides (may use {text} etc. from _files), key, value as it appears in the line)
+BAD = [
+    ("unknown group option", ["model=transformer"], "model", "transformer"),
+    ("unknown trainer option", ["trainer=tpu"], "trainer", "tpu"),
+    ("unknown key typo", ["model.lrr=0.1"], "model.lrr", "0.1"),
+    ("unknown top-level key", ["sed=1"], "sed", "1"),
+    ("appended key the class lacks", ["+model.grokfast_lambda=5"], "model.grokfast_lambda", "5"),
+    ("wrong type int", ["data.modulus=abc"], "data.modulus", "abc"),
+    ("wrong type float for int", ["trainer.max_epochs=1.5"], "trainer.max_epochs", "1.5"),
+    ("wrong type number", ["model.lr=fast"], "model.lr", "fast"),
+    ("wrong type list", ["data.frac_train=[0.3]"], "data.frac_train", "[0.3]"),
+    ("modulus too small", ["data.modulus=1"], "data.modulus", "1"),
+    ("modulus too large", ["data.modulus=100000"], "data.modulus", "100000"),
+    ("frac_train zero", ["data.frac_train=0"], "data.frac_train", "0"),
+    ("frac_train above one", ["data.frac_train=1.5"], "data.frac_train", "1.5"),
+    ("lr zero", ["model.lr=0"], "model.lr", "0"),
+    ("lr absurd", ["model.lr=1e6"], "model.lr", "1000000.0"),
+    ("weight_decay negative", ["model.weight_decay=-0.1"], "model.weight_decay", "-0.1"),
+    ("epochs zero", ["trainer.max_epochs=0"], "trainer.max_epochs", "0"),
+    ("batch_size zero", ["data.batch_size=0"], "data.batch_size", "0"),
+    ("batch_size negative", ["data.batch_size=-5"], "data.batch_size", "-5"),
+    ("d_model not divisible", ["model.d_model=130"], "model.d_model", "130"),
+    ("d_head zero", ["model.d_head=0"], "model.d_head", "0"),
+    ("n_layers zero", ["model.n_layers=0"], "model.n_layers", "0"),
+    ("warmup negative", ["model.warmup_steps=-1"], "model.warmup_steps", "-1"),
+    ("betas", ["model.betas=[0.9]"], "model.betas", "[0.9]"),
+    ("grokfast kind", ["model.grokfast=fast"], "model.grokfast", "fast"),
+    ("unknown operation", ["data.operation=pow"], "data.operation", "pow"),
+    ("div non-prime", ["data.operation=div", "data.modulus=24"], "data.modulus", "24"),
+    ("fp16 on cpu", ["trainer=cpu", "trainer.precision=16-mixed"], "trainer.precision", "16-mixed"),
+    ("unknown precision", ["trainer.precision=8"], "trainer.precision", "8"),
+    ("too many devices", ["trainer=cpu", "trainer.devices=4096"], "trainer.devices", "4096"),
+    ("seed type", ["seed=abc"], "seed", "abc"),
+    ("run name with slash", ["run.name=a/b"], "run.name", "a/b"),
+    ("ckpt missing", ["run.ckpt_path={tmp}/nope.ckpt"], "run.ckpt_path", "nope.ckpt"),
+    ("ckpt is text", ["run.ckpt_path={text}"], "run.ckpt_path", "notes.ckpt"),
+    ("ckpt empty", ["run.ckpt_path={empty}"], "run.ckpt_path", "empty.ckpt"),
+    ("ckpt no state_dict", ["run.ckpt_path={nodict}"], "run.ckpt_path", "tensor.ckpt"),
+    ("ckpt truncated", ["run.ckpt_path={trunc}"], "run.ckpt_path", "truncated.ckpt"),
+    ("ckpt other architecture", ["run.ckpt_path={arch}"], "model.d_model", "128"),
+    (
+        "output root under a file",
+        ["run.output_root={regular}/outputs"],
+        "run.output_root",
+        "a_file",
+    ),
+    ("output root in /proc", ["run.output_root=/proc/outputs"], "run.output_root", "/proc"),
+]
+if NO_GPU:
+    BAD.append(("gpu without a gpu", ["trainer=gpu_1"], "trainer.accelerator", "gpu"))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "value"), [b[1:] for b in BAD], ids=[b[0] for b in BAD]
+)
+def test_bad_input_is_one_clear_line(
+    overrides: list[str], key: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    files = {name: str(p) for name, p in _files(tmp_path).items()}
+    out = tmp_path / "outputs"
+    argv = [f"run.output_root={out}", *(ov.format(tmp=tmp_path, **files) for ov in overrides)]
+    with pytest.raises(SystemExit) as exc:
+        run_preflight(argv)
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith(f"error: {key}"), line
+    assert value in line and "allowed" in line, line
+    assert not out.exists() and not (tmp_path / "multirun").exists()
+    if key == "model.lrr":
+        assert "did you mean model.lr?" in line
+
+
+def test_every_problem_of_a_multirun_sweep_is_reported(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        run_preflight(["-m", "model.lr=1e-3,0,-1", "data.modulus=23"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "error: model.lr=0 is invalid: allowed a number in (0.0, 10.0]",
+        "error: model.lr=-1 is invalid: allowed a number in (0.0, 10.0]",
+    ]
+
+
+def test_good_config_passes_and_creates_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "outputs"
+    argv = run_preflight([f"run.output_root={out}", "data.modulus=23", "model.lr=1e-2"])
+    assert argv[-1] == "model.lr=1e-2"
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def _assert_nothing_created(cwd: Path, before: set[str]) -> None:
+    assert {p.name for p in cwd.iterdir()} == before, "the CLI created files on a bad config"
+
+
+def test_cli_several_bad_values_exit_2_one_line_each_nothing_created(tmp_path: Path) -> None:
+    bad = ["data.modulus=1", "model.lr=0", "trainer.max_epochs=0", "data.operation=pow"]
+    proc = run_cli(*bad, "logger=csv", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 4 and len(proc.stderr.strip().splitlines()) == 4, proc.stderr
+    for ov in bad:
+        assert any(ln.startswith(f"error: {ov} is invalid: allowed ") for ln in errors), ov
+    _assert_nothing_created(tmp_path, set())
+
+
+def test_cli_unknown_group_option_and_unwritable_root(tmp_path: Path) -> None:
+    proc = run_cli("logger=tensorbord", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: logger=tensorbord is invalid: no such config; allowed: "
+        + ", ".join(sorted(p.stem for p in Path("configs/logger").glob("*.yaml")))
+    ]
+    _assert_nothing_created(tmp_path, set())
+
+    (tmp_path / "disk").write_text("a regular file where a directory should be")
+    proc = run_cli(f"run.output_root={tmp_path}/disk/outputs", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: run.output_root=") and "is not a directory" in line
+    _assert_nothing_created(tmp_path, {"disk"})
+    assert os.listdir(tmp_path) == ["disk"]
