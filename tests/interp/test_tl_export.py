@@ -5,7 +5,9 @@ Conventions compared: attention scores are scaled by 1/sqrt(d_head) and causally
 -inf in both implementations (TL 2.x ``IGNORE = -inf``); ``torch.allclose`` treats equal
 infinities as equal, so the masked entries are compared too. Documented TL >= 4 difference: the
 native ``TransformerBridge`` fires ``hook_attn_scores`` with the post-softmax weights, so there it
-is compared with our ``hook_pattern``.
+is compared with our ``hook_pattern``. LayerNorm ``hook_normalized`` is ``x / scale`` before ``w``
+and ``b`` in ours and in TL >= 4; TL 2.x's unfolded ``LayerNorm`` hooks it after ``w`` and ``b``,
+so on TL 2.x the affine map is applied to ours before comparing.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ def compare(ours: TinyTransformer, tokens: torch.Tensor) -> tuple[torch.nn.Modul
         ours_act, theirs = our_cache[name], tl_cache[name]
         if name.endswith("hook_attn_scores") and tl_major_version() >= 4:
             ours_act = our_cache[name.replace("hook_attn_scores", "hook_pattern")]
+        if name.endswith("hook_normalized") and tl_major_version() < 4:
+            # TL 2.x's unfolded LayerNorm hooks after w and b; ours (and TL 4's) before them
+            ln = ours.get_submodule(name.rsplit(".", 1)[0])
+            ours_act = ours_act * ln.w + ln.b
         assert theirs.shape == ours_act.shape, name
         assert torch.allclose(theirs, ours_act, atol=ATOL), name
     return tl_model, shared
@@ -73,7 +79,13 @@ def test_all_optional_parts_convert():
                 param.add_(0.5 * torch.randn_like(param))
     tokens = torch.randint(0, 12, (16, 3))
     _, shared = compare(model, tokens)
-    for name in ("blocks.1.attn.hook_z", "blocks.1.mlp.hook_post", "blocks.1.hook_resid_post"):
+    for name in (
+        "blocks.1.attn.hook_z",
+        "blocks.1.mlp.hook_post",
+        "blocks.1.hook_resid_post",
+        "blocks.1.ln2.hook_normalized",
+        "ln_final.hook_scale",
+    ):
         assert name in shared
 
 

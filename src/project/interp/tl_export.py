@@ -21,7 +21,9 @@ every hook name both models have caches the same activation, with attention scor
 ``1/sqrt(d_head)`` and causally masked with ``-inf`` in both (TL 2.x ``IGNORE = -inf``). One
 documented TL 4 difference: the native bridge fires ``hook_attn_scores`` with the post-softmax
 weights (its attention module never exposes the pre-softmax scores), so on TL >= 4 that hook
-equals our ``hook_pattern``, not our ``hook_attn_scores``.
+equals our ``hook_pattern``, not our ``hook_attn_scores``. And one TL 2.x difference: its unfolded
+``LayerNorm`` fires ``hook_normalized`` after ``w`` and ``b``; ours (like TL 4) fires it on
+``x / scale``, before them.
 """
 
 from __future__ import annotations

@@ -49,13 +49,13 @@ class LayerNorm(nn.Module):
         self.w = nn.Parameter(torch.ones(d_model))
         self.b = nn.Parameter(torch.zeros(d_model))
         self.hook_scale = HookPoint()  # [batch, pos, 1]
-        self.hook_normalized = HookPoint()  # [batch, pos, d_model], after w and b (as in TL)
+        self.hook_normalized = HookPoint()  # [batch, pos, d_model], before w and b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
-        # TransformerLens convention: hook_normalized is the output, after the affine w, b
-        return self.hook_normalized(x / scale * self.w + self.b)
+        # hook_normalized is x / scale, before w and b (TransformerLens >= 4; TL 2.x hooks after them)
+        return self.hook_normalized(x / scale) * self.w + self.b
 
 
 class Attention(nn.Module):
