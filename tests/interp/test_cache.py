@@ -142,3 +142,15 @@ def test_activation_cache_shortcuts(grokked):
     assert torch.equal(cache["pattern", 0], cache["blocks.0.attn.hook_pattern"])
     assert ("pattern", 0) in cache
     assert "blocks.0.hook_resid_post" not in cache
+
+
+def test_reset_hooks_removes_hand_attached_hooks():
+    model = TinyTransformer(d_model=16, n_heads=2, d_head=8, d_mlp=12, d_vocab=6, d_vocab_out=5)
+    tokens = torch.tensor([[1, 2, 5]])
+    clean = model(tokens)
+    model.hook_dict["blocks.0.hook_mlp_out"].add_hook(lambda act, hook: act * 0)
+    model.hook_dict["blocks.0.hook_mlp_out"].add_hook(lambda grad, hook: None, dir="bwd")
+    assert not torch.equal(model(tokens), clean)
+    model.reset_hooks()
+    assert torch.equal(model(tokens), clean)
+    assert all(not hp._forward_hooks and not hp._backward_hooks for hp in model.hook_dict.values())

@@ -144,6 +144,15 @@ class HookedRootModule(nn.Module):
     def hook_names(self) -> list[str]:
         return list(self.hook_dict)
 
+    def reset_hooks(self) -> None:
+        """Remove every hook from every HookPoint, including ones attached by hand with
+        ``hook_dict[name].add_hook`` (TransformerLens' ``reset_hooks``)."""
+        for hp in self.hook_dict.values():
+            hp._forward_hooks.clear()
+            hp._forward_pre_hooks.clear()
+            hp._backward_hooks.clear()
+            hp._backward_pre_hooks.clear()
+
     def _resolve(self, name_or_filter: str | Callable[[str], bool]) -> list[HookPoint]:
         if isinstance(name_or_filter, str):
             if name_or_filter not in self.hook_dict:
