@@ -31,6 +31,14 @@ from project.models.hooks import HookedRootModule, HookPoint, NamesFilter
 Metric = Callable[[torch.Tensor], torch.Tensor | float]
 HookFn = Callable[[torch.Tensor, HookPoint], torch.Tensor | None]
 DEFAULT_FREEZE = re.compile(r"(attn\.hook_z|hook_mlp_out)$")
+
+
+def default_freeze(name: str) -> bool:
+    """Hooks path patching holds at their base value by default: every head's ``attn.hook_z``
+    and every ``hook_mlp_out``."""
+    return DEFAULT_FREEZE.search(name) is not None
+
+
 OPERANDS = {"a": (0,), "b": (1,), "both": (0, 1)}
 
 
@@ -209,7 +217,7 @@ def activation_patching(
         for i, name in enumerate(names):
             for j, pos in enumerate(pos_list):
                 for k, head in enumerate(heads or [None]):
-                    site = Site(name, head=head, pos=None if pos == "all" else pos)
+                    site = Site(name, head=head, pos=None if isinstance(pos, str) else pos)
                     logits = model.run_with_hooks(
                         corrupted_tokens, fwd_hooks=[(name, patch_hook(site, clean_cache[name]))]
                     )
@@ -253,7 +261,7 @@ def path_patching(
     metric: Metric,
     sender: Site | str,
     receivers: Site | str | Sequence[Site | str],
-    freeze: NamesFilter = DEFAULT_FREEZE.search,
+    freeze: NamesFilter = default_freeze,
     direction: str = "denoise",
 ) -> PathPatchingResult:
     """Effect of ``sender`` on the metric that flows *only* through ``receivers``.
@@ -341,7 +349,7 @@ def path_patching_sweep(
     metric: Metric,
     senders: Sequence[Site | str],
     receivers: Site | str | Sequence[Site | str],
-    freeze: NamesFilter = DEFAULT_FREEZE.search,
+    freeze: NamesFilter = default_freeze,
     direction: str = "denoise",
 ) -> pd.DataFrame:
     """:func:`path_patching` for each sender -> table ``sender, metric, normalised`` (input order)."""

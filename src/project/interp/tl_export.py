@@ -55,14 +55,14 @@ def tl_major_version() -> int:
 
 def tl_config_kwargs(model: nn.Module) -> dict[str, Any]:
     """Keyword arguments describing ``model`` in TransformerLens config terms."""
-    cfg = getattr(model, "cfg", None)
+    cfg: Any = getattr(model, "cfg", None)
     missing = [f for f in _FIELDS + ("act", "layernorm") if not hasattr(cfg, f)]
     if missing:
         raise TypeError(
             f"to_hooked_transformer needs a TinyTransformer-like model with cfg fields "
             f"{', '.join(_FIELDS)}, act, layernorm; {type(model).__name__} lacks {', '.join(missing)}"
         )
-    kwargs = {f: int(getattr(cfg, f)) for f in _FIELDS}
+    kwargs: dict[str, Any] = {f: int(getattr(cfg, f)) for f in _FIELDS}
     kwargs["act_fn"] = str(cfg.act)  # "relu" | "gelu" (exact erf GELU in TL too)
     kwargs["normalization_type"] = "LN" if cfg.layernorm else None
     return kwargs
