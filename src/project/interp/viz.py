@@ -161,7 +161,10 @@ def plot_probe_accuracy(
         (line,) = ax.plot(x, group[f"val_{kind}"], marker="o", label=f"pos {pos} (val)")
         ax.plot(x, group[f"train_{kind}"], linestyle="--", color=line.get_color(), alpha=0.6)
     ax.set_xticks(
-        range(len(hooks)), [h.replace("blocks.", "") for h in hooks], rotation=60, ha="right"
+        range(len(hooks)),
+        [h.replace("blocks.", "L").replace(".hook_", " ") for h in hooks],
+        rotation=60,
+        ha="right",
     )
     ax.set_ylabel("accuracy" if kind == "acc" else "R^2")
     if kind == "acc":
