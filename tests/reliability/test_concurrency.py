@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 import torch
 
 from project.train.rundir import claim_run_dir
@@ -17,6 +18,7 @@ from tests.conftest import ROOT, SMALL, cli_env, run_dirs
 from tests.reliability.helpers import ONE_THREAD
 
 
+@pytest.mark.slow  # ~60 s on 2 loaded cores; the same-second claim test below is the fast check
 def test_four_concurrent_runs_same_second_get_distinct_complete_dirs(tmp_path: Path) -> None:
     out = tmp_path / "outputs"
     cmd = [sys.executable, "-m", "project.train.run", f"run.output_root={out}", *SMALL]

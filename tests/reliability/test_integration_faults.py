@@ -54,6 +54,7 @@ def test_full_sync_destination_leaves_local_run_complete(tmp_path: Path, full_di
     assert (run_dir / "csv_logs" / "metrics.csv").is_file()
 
 
+@pytest.mark.slow
 def test_sync_destination_below_a_file_never_costs_the_run(tmp_path: Path) -> None:
     """Refused up front (exit 2, nothing created), or the run completes and the sync is FAILED."""
     (tmp_path / "not_a_dir").write_text("x")
