@@ -147,7 +147,7 @@ def test_cli_several_bad_values_exit_2_one_line_each_nothing_created(tmp_path: P
     assert proc.returncode == 2, proc.stderr
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
     assert len(errors) == 4 and len(proc.stderr.strip().splitlines()) == 4, proc.stderr
-    for ov in bad:
+    for ov in ["data.modulus=1", "model.lr=0", "trainer.max_epochs=0", "data.operation='pow'"]:
         assert any(ln.startswith(f"error: {ov} is invalid: allowed ") for ln in errors), ov
     _assert_nothing_created(tmp_path, set())
 

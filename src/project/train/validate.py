@@ -33,11 +33,9 @@ class ConfigError:
 
 
 def _show(value: Any) -> str:
-    """A value as it is written on the command line (``data.operation=pow``, ``model.lr=0.1``)."""
+    """``repr`` of the value (strings quoted: ``data.operation='pow'``), containers as lists."""
     if isinstance(value, DictConfig | ListConfig):
         value = OmegaConf.to_container(value)
-    if isinstance(value, str) and value and not any(ch.isspace() or ch in "'\"" for ch in value):
-        return value
     return repr(value)
 
 
