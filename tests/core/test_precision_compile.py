@@ -22,7 +22,9 @@ def test_bf16_mixed_trains_on_cpu(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_compile_trains_and_matches_eager(tmp_path: Path) -> None:
     eager = train_in_process(tmp_path / "e", *SMALL, "trainer.max_epochs=3")
-    compiled = train_in_process(tmp_path / "c", *SMALL, "trainer.max_epochs=3", "model.compile=true")
+    compiled = train_in_process(
+        tmp_path / "c", *SMALL, "trainer.max_epochs=3", "model.compile=true"
+    )
     a, _ = load_checkpoint(eager / "checkpoints" / "last.ckpt")
     b, _ = load_checkpoint(compiled / "checkpoints" / "last.ckpt")
     for (name, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
