@@ -112,7 +112,7 @@ def grid_forward(
     model has no such hook)``.
     """
     device = next(model.parameters()).device
-    n_layers = len(model.blocks) if hasattr(model, "blocks") else 0
+    n_layers = len(getattr(model, "blocks", ()))
     name = f"blocks.{layer % n_layers}.mlp.hook_post" if n_layers else ""
     store: dict[str, torch.Tensor] = {}
 
@@ -123,7 +123,8 @@ def grid_forward(
     model.eval()
     try:
         hooks = [(name, keep_last)] if name in getattr(model, "hook_dict", {}) else []
-        logits = model.run_with_hooks(grid_tokens(p, device), fwd_hooks=hooks)
+        run_with_hooks: Any = getattr(model, "run_with_hooks")  # noqa: B009 (any HookedRootModule)
+        logits = run_with_hooks(grid_tokens(p, device), fwd_hooks=hooks)
     finally:
         model.train(was_training)
     post = store.get("post")
@@ -288,7 +289,8 @@ def embedding_gini(model: nn.Module, p: int) -> float:
 
 def logit_weights(model: nn.Module, p: int) -> torch.Tensor:
     """``W_L = W_out @ W_U`` of the last block, over the p residues: ``[d_mlp, p]`` float64."""
-    w_out = model.get_parameter(f"blocks.{len(model.blocks) - 1}.mlp.W_out").detach().double()
+    last = len(getattr(model, "blocks", ())) - 1
+    w_out = model.get_parameter(f"blocks.{last}.mlp.W_out").detach().double()
     return w_out @ model.get_parameter("unembed.W_U").detach().double()[:, :p]
 
 

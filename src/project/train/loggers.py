@@ -109,7 +109,7 @@ def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -
 
     if wandb.run is not None:  # left over from a crashed job of the same sweep process
         wandb.finish()
-    kwargs = OmegaConf.to_container(cfg.logger, resolve=True)
+    kwargs: dict[str, Any] = dict(OmegaConf.to_container(cfg.logger, resolve=True))  # type: ignore[arg-type]
     kwargs.pop("_target_", None)
     settings = {"init_timeout": 30, **(kwargs.pop("settings", None) or {}), "silent": True}
     reason = None if kwargs.get("offline") else wandb_offline_reason()
@@ -143,10 +143,13 @@ def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
         return []
     if cfg.logger._target_.endswith("WandbLogger"):
         if run_dir is None:
-            run_dir = Path(hydra.core.hydra_config.HydraConfig.get().runtime.output_dir)
+            from hydra.core.hydra_config import HydraConfig
+
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
         from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
-        return [build_wandb_logger(cfg, run_dir, rank_zero=rank_zero_only.rank == 0)]
+        rank = getattr(rank_zero_only, "rank", 0)
+        return [build_wandb_logger(cfg, run_dir, rank_zero=rank == 0)]
     return [hydra.utils.instantiate(cfg.logger)]
 
 

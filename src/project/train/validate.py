@@ -258,7 +258,7 @@ def _unwritable(root: Path) -> str | None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=probe))
     except OSError as exc:
-        return f"cannot create files in {probe}: {exc.strerror or exc}"
+        return f"cannot create files in {probe}: {exc.strerror or str(exc)}"
     return None
 
 
@@ -266,7 +266,7 @@ def _target_nodes(cfg: DictConfig) -> list[str]:
     nodes = ["model", "data", "trainer"]
     callbacks = OmegaConf.select(cfg, "callbacks")
     if isinstance(callbacks, DictConfig):
-        nodes += [f"callbacks.{name}" for name in callbacks]
+        nodes += [f"callbacks.{name!s}" for name in callbacks]
     return nodes
 
 

@@ -75,10 +75,10 @@ def snapshot_name(epoch: int) -> str:
 
 def rng_states() -> dict[str, Any]:
     """Python, NumPy and torch (CPU + CUDA) RNG states as plain types (``weights_only``-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
     states: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "numpy": [kind, torch.from_numpy(np.asarray(keys, dtype=np.int64)), pos, has_gauss, cached],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -52,7 +52,7 @@ class CloudSync(Callback):
         self._collect()
         done = trainer.current_epoch + 1
         if done % self.every_n_epochs == 0 and self._bg is None:
-            self._bg = BackgroundCopy(self.run_dir, self.dest)
+            self._bg = BackgroundCopy(self.run_dir, str(self.dest))
             self.background_syncs += 1
 
     def final_sync(self) -> SyncResult | None:
@@ -62,7 +62,7 @@ class CloudSync(Callback):
             self._bg = None
         if not self.enabled:
             return None
-        self.result = copy_run_dir(self.run_dir, self.dest)
+        self.result = copy_run_dir(self.run_dir, str(self.dest))
         return self.result
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
