@@ -142,6 +142,42 @@ def hook_costs(repeats: int) -> list[tuple]:
     return rows
 
 
+def callback_costs(t_step: float) -> list[tuple]:
+    """Per-call cost of the progress measures and of a checkpoint write, amortised over the
+    default cadences (the long-run overhead; a short run also pays the fixed start/end calls)."""
+    import io
+
+    from project.data.lit_data import ModularDataModule
+    from project.interp.fourier import progress_measures
+    from project.lit_causal_lm import LitCausalLM
+    from project.train.preflight import compose_config
+
+    cfg = compose_config([])
+    every_measure = cfg.callbacks.progress_measures.every_n_epochs
+    every_last = cfg.callbacks.checkpoints.last_every_n_epochs
+    every_snap = cfg.callbacks.checkpoints.snapshot_every_n_epochs
+    dm = ModularDataModule()
+    tokens, labels = dm.split("all")
+    model = plain_model()
+    t_measure = median_time(
+        lambda: progress_measures(model, 113, tokens, labels, dm.train_idx, dm.val_idx), 3, warmup=1
+    )
+    module = LitCausalLM(d_vocab=114, d_vocab_out=113)
+    opt = torch.optim.AdamW(module.parameters())
+    module.net(tokens[:8]).sum().backward()
+    opt.step()  # optimiser state exists, as in a real checkpoint
+    state = {"state_dict": module.state_dict(), "optimizer_states": [opt.state_dict()]}
+    t_ckpt = median_time(lambda: torch.save(state, io.BytesIO()), 5, warmup=1)
+    share = (
+        t_measure / every_measure + t_ckpt / every_last + (t_ckpt / every_snap if every_snap else 0)
+    ) / t_step
+    return [
+        ("progress measures, one call", f"{t_measure * 1e3:.0f}", f"every {every_measure} epochs"),
+        ("checkpoint write, one call", f"{t_ckpt * 1e3:.1f}", f"last every {every_last}"),
+        ("callbacks amortised over a long run", "", f"+{share * 100:.1f}%"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=40, help="timed steps per round")
@@ -178,6 +214,7 @@ def main() -> None:
         ("template vs plain last-position loop", "", f"{t_tpl / t_fast:.3f}"),
     ]
     rows += hook_costs(repeats=max(10, args.steps // 2))
+    rows += callback_costs(t_tpl)
     rows.append((f"{n}-epoch run without checkpoints/progress (s)", f"{without_cb:.1f}", "1.00"))
     rows.append(
         (f"{n}-epoch run, default callbacks (s)", f"{with_cb:.1f}", f"{with_cb / without_cb:.3f}")
