@@ -38,6 +38,10 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
     # LitCausalLM all-reduces its epoch sums itself (exact under DDP), so this advice does not apply
     warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
+    # ResumableCSVLogger keeps the old rows, so Lightning's "will be deleted" warning is wrong here
+    warnings.filterwarnings(
+        "ignore", message=r".*Previous log files in this directory will be deleted.*"
+    )
 
 
 def is_global_zero() -> bool:

@@ -1,0 +1,30 @@
+"""CSV logger that survives a resume (``logger=csv``)."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import CSVLogger
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger`` that keeps ``metrics.csv`` when a run resumes in its own dir.
+
+    Lightning's writer deletes an existing ``metrics.csv`` when it starts; this one puts the old rows
+    back and appends (a new column rewrites the header, keeping every row).
+    """
+
+    @property
+    def experiment(self) -> Any:
+        if self._experiment is None:
+            path = Path(self.log_dir) / "metrics.csv"
+            kept = path.read_bytes() if path.is_file() else None
+            writer = CSVLogger.experiment.fget(self)  # type: ignore[attr-defined]
+            if kept and hasattr(writer, "metrics_keys"):
+                path.write_bytes(kept)
+                header = next(csv.reader(io.StringIO(kept.decode())), [])
+                writer.metrics_keys = sorted(set(header))
+        return CSVLogger.experiment.fget(self)  # type: ignore[attr-defined]
