@@ -94,7 +94,7 @@ def test_malicious_checkpoint_refused_by_resume(
     proc = run_cli(f"run.ckpt_path={last}", *SMALL, cwd=tmp_path, timeout=120)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"error: run.ckpt_path={last} is invalid")
+    assert line.startswith(f"error: run.ckpt_path='{last}' is invalid")
     assert "refused" in line and "pickle payload" in line
     assert not marker.exists(), "the payload ran"
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
