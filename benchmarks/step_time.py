@@ -116,6 +116,17 @@ def hook_costs(repeats: int) -> list[tuple]:
     t_hooked = median_time(fwd_bwd(hooked), repeats)
     rows.append(("fwd+bwd, no HookPoints", f"{t_bare * 1e3:.1f}", "1.00"))
     rows.append(("fwd+bwd, HookPoints unused", f"{t_hooked * 1e3:.1f}", f"{t_hooked / t_bare:.3f}"))
+    # the exact price of unused HookPoints: their module calls alone, timed over many repeats
+    x = torch.zeros(8)
+    points = list(hooked.hook_dict.values())
+    t_calls = median_time(lambda: [hp(x) for hp in points], 2000)  # identity: no autograd node
+    rows.append(
+        (
+            f"  {len(points)} HookPoint calls per forward",
+            f"{t_calls * 1e3:.3f}",
+            f"+{t_calls / t_bare * 100:.3f}%",
+        )
+    )
     with torch.no_grad():
         t_fwd = median_time(lambda: hooked(tokens), repeats)
         t_cache = median_time(lambda: hooked.run_with_cache(tokens), repeats)
