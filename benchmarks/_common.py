@@ -42,9 +42,17 @@ def plain_model(seed: int = 0, modulus: int = 113) -> TinyTransformer:
 class PlainLoop:
     """What a researcher writes by hand: full-batch AdamW + warm-up, float64 loss at the last position."""
 
-    def __init__(self, model: torch.nn.Module, lr: float = 1e-3, last_only: bool = False) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 1.0,
+        last_only: bool = False,
+    ) -> None:
         self.model, self.last_only = model, last_only
-        self.opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1.0, betas=(0.9, 0.98))
+        self.opt = torch.optim.AdamW(
+            model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98)
+        )
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, LinearWarmup(10))
 
     def step(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -55,6 +63,22 @@ class PlainLoop:
         self.opt.step()
         self.sched.step()
         return loss.detach()
+
+
+def run_entrypoint(*overrides: str) -> None:
+    """Run the real ``project.train.run`` entrypoint in this process with these overrides."""
+    import sys
+
+    from project.train import run as run_module
+    from project.train.rundir import _CLAIMED
+
+    argv = sys.argv
+    sys.argv = ["project.train.run", *overrides]
+    _CLAIMED.clear()  # a fresh run dir per call, as in a fresh process
+    try:
+        run_module.main()
+    finally:
+        sys.argv = argv
 
 
 def median_time(fn: Callable[[], object], repeats: int, warmup: int = 3) -> float:

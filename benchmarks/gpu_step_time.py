@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import PlainLoop, default_data, plain_model, print_table  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    PlainLoop,
+    default_data,
+    plain_model,
+    print_table,
+    run_entrypoint,
+)
 
 
 class CudaStepTimer(L.Callback):
@@ -44,24 +50,15 @@ class CudaStepTimer(L.Callback):
 
 
 def template_ms(steps: int, precision: str, compile_: bool) -> float:
-    from project.train import run as run_module
-    from project.train.rundir import _CLAIMED
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ms.json"
-        argv = sys.argv
-        sys.argv = [
-            "project.train.run", "trainer=gpu_1", f"trainer.precision={precision}",
+        run_entrypoint(
+            "trainer=gpu_1", f"trainer.precision={precision}",
             f"model.compile={str(compile_).lower()}", f"trainer.max_epochs={steps + 25}",
             "trainer.check_val_every_n_epoch=100000", f"run.output_root={tmp}/outputs",
             "+callbacks.cuda_timer._target_=benchmarks.gpu_step_time.CudaStepTimer",
             f"+callbacks.cuda_timer.path={out}",
-        ]  # fmt: skip
-        _CLAIMED.clear()
-        try:
-            run_module.main()
-        finally:
-            sys.argv = argv
+        )  # fmt: skip
         return statistics.median(json.loads(out.read_text()))
 
 

@@ -32,6 +32,7 @@ from benchmarks._common import (  # noqa: E402
     median_time,
     plain_model,
     print_table,
+    run_entrypoint,
 )
 
 
@@ -54,25 +55,15 @@ class StepTimer(L.Callback):
 
 
 def run_template(epochs: int, *overrides: str) -> dict:
-    from project.train import run as run_module
-    from project.train.rundir import _CLAIMED
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "timing.json"
-        argv = sys.argv
-        sys.argv = [
-            "project.train.run",
+        run_entrypoint(
             f"run.output_root={tmp}/outputs",
             f"trainer.max_epochs={epochs}",
             "+callbacks.step_timer._target_=benchmarks.step_time.StepTimer",
             f"+callbacks.step_timer.path={out}",
             *overrides,
-        ]
-        _CLAIMED.clear()
-        try:
-            run_module.main()
-        finally:
-            sys.argv = argv
+        )
         return json.loads(out.read_text())
 
 

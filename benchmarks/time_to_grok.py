@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks._common
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "fast_grok": ["experiment=fast_grok"],
@@ -103,47 +105,34 @@ def run_cli(recipe: str, seed: int, cap: int, out: Path, extra: list[str]) -> di
 def run_plain(
     seed: int, cap: int, p: int = 113, frac: float = 0.3, lr: float = 1e-2, wd: float = 3.0
 ) -> dict:
-    """The fast_grok recipe as a hand-written loop: full batch AdamW, float64 loss, val every 10."""
+    """The fast_grok recipe as a hand-written loop (``_common.PlainLoop``), val every 10 epochs."""
     import torch
-    import torch.nn.functional as F
+    from benchmarks._common import PlainLoop
 
     from project.data.modular import all_pairs, split_indices
     from project.models.examples import TinyTransformer
-    from project.optim import LinearWarmup
 
     start = time.time()
     tokens, labels = all_pairs("add", p)
     train_idx, val_idx = split_indices(len(labels), frac, 598)
     torch.manual_seed(seed)
-    model = TinyTransformer(d_vocab=p + 1, d_vocab_out=p)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, LinearWarmup(10))
+    loop = PlainLoop(TinyTransformer(d_vocab=p + 1, d_vocab_out=p), lr=lr, weight_decay=wd)
     x_tr, y_tr, x_va, y_va = tokens[train_idx], labels[train_idx], tokens[val_idx], labels[val_idx]
+    reached = None
     for epoch in range(1, cap + 1):
-        loss = F.cross_entropy(model(x_tr)[:, -1].double(), y_tr)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        loop.step(x_tr, y_tr)
         if epoch % 10 == 0:
             with torch.no_grad():
-                acc = (model(x_va)[:, -1].argmax(-1) == y_va).double().mean().item()
+                acc = (loop.model(x_va)[:, -1].argmax(-1) == y_va).double().mean().item()
             if acc >= 0.99:
-                wall = time.time() - start
-                return {
-                    "recipe": "plain-pytorch fast_grok",
-                    "seed": seed,
-                    "epochs": epoch,
-                    "wall": wall,
-                    "process": wall,
-                    "cap": cap,
-                }
+                reached = epoch
+                break
     wall = time.time() - start
     return {
         "recipe": "plain-pytorch fast_grok",
         "seed": seed,
-        "epochs": None,
-        "wall": None,
+        "epochs": reached,
+        "wall": wall if reached else None,
         "process": wall,
         "cap": cap,
     }
