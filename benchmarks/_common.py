@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from project.data.lit_data import ModularDataModule
-from project.models.examples import TinyTransformer, TinyTransformerConfig
+from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 from project.optim import LinearWarmup
 
 

@@ -110,7 +110,7 @@ def run_plain(
     from benchmarks._common import PlainLoop
 
     from project.data.modular import all_pairs, split_indices
-    from project.models.examples import TinyTransformer
+    from project.models.tiny_transformer import TinyTransformer
 
     start = time.time()
     tokens, labels = all_pairs("add", p)

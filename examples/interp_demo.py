@@ -32,7 +32,7 @@ from project.interp import (
     viz,
 )
 from project.interp.metrics import accuracy, logit_diff
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 
 
 def train_small(p: int = 23, operation: str = "add", max_steps: int = 1500) -> TinyTransformer:

@@ -14,7 +14,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from project.models.examples import TinyTransformer, TinyTransformerConfig
+from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 from project.optim import LinearWarmup, make_grad_filter
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch]

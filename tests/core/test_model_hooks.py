@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from project.models.examples import TinyTransformer, TinyTransformerConfig
+from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 
 TL_NAMES = [
     "hook_embed",

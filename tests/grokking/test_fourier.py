@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from project.data.modular import all_pairs, split_indices
 from project.interp import fourier as fo
-from project.models.examples import TinyTransformer, TinyTransformerConfig
+from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 
 P = 23
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from project.data.modular import all_pairs, split_indices
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 
 P = 23
 

@@ -15,7 +15,7 @@ from project.interp.ablation import (
     run_with_ablation,
 )
 from project.interp.metrics import accuracy, answer_prob, logit_diff, loss
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 
 
 def acc_of(g, logits: torch.Tensor) -> float:

@@ -16,7 +16,7 @@ from project.interp.cache import (
     stack_activation,
     stack_head_results,
 )
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from project.interp.patching import (
     path_patching_sweep,
     resample_positions,
 )
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 
 pytest.importorskip("transformer_lens")
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import yaml
 
-from project.models.examples import TinyTransformer
+from project.models.tiny_transformer import TinyTransformer
 from project.utils.helpers import load_checkpoint
 
 SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from project.models.examples import TinyTransformer, TinyTransformerConfig
+from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 
 
 class CheckpointError(RuntimeError):

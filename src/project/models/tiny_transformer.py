@@ -4,7 +4,12 @@ Parameters use TransformerLens names and shapes (``embed.W_E [d_vocab, d_model]`
 ``blocks.0.attn.W_Q [n_heads, d_model, d_head]``, ``unembed.W_U [d_model, d_vocab_out]``, ...),
 so weights map one-to-one onto a ``HookedTransformer`` and TL habits carry over.
 Default: 1 layer, d_model 128, 4 heads x 32, d_mlp 512, ReLU, no LayerNorm, learned positions,
-untied unembed; initialised as in the paper's code (normal / sqrt(fan-in)).
+untied unembed. ``d_mlp=0`` gives an attention-only transformer (no MLP, no MLP hooks).
+
+Initialisation (the official progress-measures code, ``transformers.py``; one place, here):
+every weight matrix is ``N(0, 1/d_model)`` (std ``1/sqrt(d_model)``): ``W_E``, ``W_pos``,
+``W_Q``, ``W_K``, ``W_V``, ``W_O``, ``W_in`` *and* ``W_out``; only ``W_U`` is
+``N(0, 1/d_vocab)``. Biases start at zero, LayerNorm at ``w=1, b=0``.
 """
 
 from __future__ import annotations
@@ -20,8 +25,13 @@ from torch import nn
 from project.models.hooks import HookedRootModule, HookPoint
 
 
+ACTIVATIONS = ("relu", "gelu")
+
+
 @dataclass
 class TinyTransformerConfig:
+    """Sizes and switches; the defaults are the Nanda et al. (2023) model for p = 113."""
+
     d_vocab: int = 114  # p residues + the '=' token
     n_ctx: int = 3  # [a, b, =]
     d_vocab_out: int = 113  # logits over the p residues
@@ -29,12 +39,24 @@ class TinyTransformerConfig:
     d_model: int = 128
     n_heads: int = 4
     d_head: int = 32
-    d_mlp: int = 512
+    d_mlp: int = 512  # 0 = attention-only (no MLP)
     act: str = "relu"  # relu | gelu
     layernorm: bool = False  # LayerNorm before attn/mlp and at the end (pre-LN) when true
     attn_bias: bool = False  # Nanda's model has no attention biases
     mlp_bias: bool = True  # ... but does have b_in / b_out
     unembed_bias: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("d_vocab", "n_ctx", "d_vocab_out", "n_layers", "d_model", "n_heads", "d_head"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= 1")
+        if not isinstance(self.d_mlp, int) or isinstance(self.d_mlp, bool) or self.d_mlp < 0:
+            raise ValueError(
+                f"d_mlp={self.d_mlp!r} is invalid: allowed an integer >= 0 (0 = attention-only)"
+            )
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f"act={self.act!r} is invalid: allowed one of {', '.join(ACTIVATIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,7 +137,8 @@ class MLP(nn.Module):
     def __init__(self, cfg: TinyTransformerConfig) -> None:
         super().__init__()
         self.W_in = nn.Parameter(torch.randn(cfg.d_model, cfg.d_mlp) / math.sqrt(cfg.d_model))
-        self.W_out = nn.Parameter(torch.randn(cfg.d_mlp, cfg.d_model) / math.sqrt(cfg.d_mlp))
+        # std 1/sqrt(d_model), not 1/sqrt(d_mlp): as the official code does
+        self.W_out = nn.Parameter(torch.randn(cfg.d_mlp, cfg.d_model) / math.sqrt(cfg.d_model))
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp)) if cfg.mlp_bias else None
         self.b_out = nn.Parameter(torch.zeros(cfg.d_model)) if cfg.mlp_bias else None
         self.act = F.relu if cfg.act == "relu" else F.gelu
@@ -136,13 +159,15 @@ class TransformerBlock(nn.Module):
     def __init__(self, cfg: TinyTransformerConfig) -> None:
         super().__init__()
         self.ln1 = LayerNorm(cfg.d_model) if cfg.layernorm else None
-        self.ln2 = LayerNorm(cfg.d_model) if cfg.layernorm else None
+        self.ln2 = LayerNorm(cfg.d_model) if cfg.layernorm and cfg.d_mlp > 0 else None
         self.attn = Attention(cfg)
-        self.mlp = MLP(cfg)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
         self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
-        self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
-        self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+        self.mlp: MLP | None = None
+        if cfg.d_mlp > 0:  # attention-only blocks have no MLP and no resid_mid / mlp_out hooks
+            self.mlp = MLP(cfg)
+            self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+            self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
     def forward(self, resid: torch.Tensor, last_only: bool = False) -> torch.Tensor:
@@ -150,7 +175,10 @@ class TransformerBlock(nn.Module):
         resid = self.hook_resid_pre(resid)
         attn_in = self.ln1(resid) if self.ln1 is not None else resid
         attn_out = self.hook_attn_out(self.attn(attn_in, last_only=last_only))
-        resid = self.hook_resid_mid((resid[:, -1:] if last_only else resid) + attn_out)
+        resid = (resid[:, -1:] if last_only else resid) + attn_out
+        if self.mlp is None:
+            return self.hook_resid_post(resid)
+        resid = self.hook_resid_mid(resid)
         mlp_in = self.ln2(resid) if self.ln2 is not None else resid
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(mlp_in)))
 
@@ -161,7 +189,13 @@ class Embed(nn.Module):
         self.W_E = nn.Parameter(torch.randn(d_vocab, d_model) / math.sqrt(d_model))
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.W_E[tokens]
+        """tokens [batch, pos] -> [batch, pos, d_model].
+
+        ``F.embedding``, not ``W_E[tokens]``: on CPU the backward of advanced indexing accumulates
+        in a nondeterministic order (different weights from the same seed); ``embedding_backward``
+        is bit-stable and ~4x faster here.
+        """
+        return F.embedding(tokens, self.W_E)
 
 
 class PosEmbed(nn.Module):
@@ -174,9 +208,10 @@ class PosEmbed(nn.Module):
 
 
 class Unembed(nn.Module):
-    def __init__(self, d_model: int, d_vocab_out: int, bias: bool) -> None:
+    def __init__(self, d_model: int, d_vocab_out: int, bias: bool, d_vocab: int) -> None:
         super().__init__()
-        self.W_U = nn.Parameter(torch.randn(d_model, d_vocab_out) / math.sqrt(d_vocab_out))
+        # std 1/sqrt(d_vocab) (the input vocabulary), as the official code does
+        self.W_U = nn.Parameter(torch.randn(d_model, d_vocab_out) / math.sqrt(d_vocab))
         self.b_U = nn.Parameter(torch.zeros(d_vocab_out)) if bias else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -185,15 +220,56 @@ class Unembed(nn.Module):
 
 
 class TinyTransformer(HookedRootModule):
-    """Decoder-only transformer. ``forward(tokens [batch, pos]) -> logits [batch, pos, d_vocab_out]``."""
+    """Decoder-only transformer. ``forward(tokens [batch, pos]) -> logits [batch, pos, d_vocab_out]``.
 
-    def __init__(self, cfg: TinyTransformerConfig | None = None, **overrides: Any) -> None:
+    Build it from a config (``TinyTransformer(TinyTransformerConfig(...))``) or from keyword
+    arguments (what Hydra's ``model.net`` node passes): an argument left ``None`` takes the
+    config's value; ``d_vocab_out=None`` means ``d_vocab`` and ``d_head=None`` means
+    ``d_model // n_heads``.
+    """
+
+    def __init__(
+        self,
+        cfg: TinyTransformerConfig | None = None,
+        *,
+        d_vocab: int | None = None,
+        n_ctx: int | None = None,
+        d_vocab_out: int | None = None,
+        n_layers: int | None = None,
+        d_model: int | None = None,
+        n_heads: int | None = None,
+        d_head: int | None = None,
+        d_mlp: int | None = None,
+        act: str | None = None,
+        layernorm: bool | None = None,
+        attn_bias: bool | None = None,
+        mlp_bias: bool | None = None,
+        unembed_bias: bool | None = None,
+    ) -> None:
         super().__init__()
-        cfg = cfg or TinyTransformerConfig()
-        if overrides:
-            cfg = TinyTransformerConfig(**{**cfg.to_dict(), **overrides})
-        if cfg.act not in ("relu", "gelu"):
-            raise ValueError(f"act must be 'relu' or 'gelu', got {cfg.act!r}")
+        given = {
+            "d_vocab": d_vocab, "n_ctx": n_ctx, "d_vocab_out": d_vocab_out, "n_layers": n_layers,
+            "d_model": d_model, "n_heads": n_heads, "d_head": d_head, "d_mlp": d_mlp, "act": act,
+            "layernorm": layernorm, "attn_bias": attn_bias, "mlp_bias": mlp_bias,
+            "unembed_bias": unembed_bias,
+        }  # fmt: skip
+        given = {k: v for k, v in given.items() if v is not None}
+        if cfg is None:
+            base = TinyTransformerConfig().to_dict()
+            if "d_vocab" in given and "d_vocab_out" not in given:
+                given["d_vocab_out"] = given["d_vocab"]
+            if ("d_model" in given or "n_heads" in given) and "d_head" not in given:
+                model_width = given.get("d_model", base["d_model"])
+                heads = given.get("n_heads", base["n_heads"])
+                if model_width % heads:
+                    raise ValueError(
+                        f"d_model={model_width} is invalid: allowed a multiple of "
+                        f"n_heads={heads} (or set d_head)"
+                    )
+                given["d_head"] = model_width // heads
+            cfg = TinyTransformerConfig(**{**base, **given})
+        elif given:
+            cfg = TinyTransformerConfig(**{**cfg.to_dict(), **given})
         self.cfg = cfg
         self.embed = Embed(cfg.d_vocab, cfg.d_model)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
@@ -201,7 +277,7 @@ class TinyTransformer(HookedRootModule):
         self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
         self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
         self.ln_final = LayerNorm(cfg.d_model) if cfg.layernorm else None
-        self.unembed = Unembed(cfg.d_model, cfg.d_vocab_out, cfg.unembed_bias)
+        self.unembed = Unembed(cfg.d_model, cfg.d_vocab_out, cfg.unembed_bias, cfg.d_vocab)
         self.setup_hooks()
 
     def hooks_attached(self) -> bool:
