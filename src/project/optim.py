@@ -9,6 +9,7 @@ The filters keep their state as plain tensors so it can be checkpointed and resu
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import torch
 from torch import nn
@@ -95,3 +96,10 @@ def make_grad_filter(
     if kind == "ma":
         return GrokfastMA(window=window, lamb=lamb)
     raise ValueError(f"grokfast must be none|ema|ma, got {kind!r}")
+
+
+def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> Any:
+    """``LambdaLR`` with a linear warm-up over ``warmup_steps`` steps, then constant (Nanda et al.)."""
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps={warmup_steps!r} is invalid: allowed an integer >= 0")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, LinearWarmup(warmup_steps))

@@ -69,7 +69,7 @@ def test_fast_grok_settings_grok_a_small_modulus_with_fourier_key_frequencies(
     tmp_path: Path,
 ) -> None:
     from project.interp import fourier as fo
-    from project.interp.trajectory import load_run
+    from project.runs.load import load_run
 
     run_dir = train_in_process(
         tmp_path,

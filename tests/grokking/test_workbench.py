@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from project.interp.report import build_report, main
-from project.interp.trajectory import load_run
+from project.runs.report import build_report, main
+from project.runs.load import load_run
 from project.train.callbacks.progress import ProgressMeasures
 from tests.conftest import SMALL, train_in_process
 

@@ -24,7 +24,6 @@ from torch import nn
 
 from project.models.hooks import HookedRootModule, HookPoint
 
-
 ACTIVATIONS = ("relu", "gelu")
 
 
@@ -56,7 +55,9 @@ class TinyTransformerConfig:
                 f"d_mlp={self.d_mlp!r} is invalid: allowed an integer >= 0 (0 = attention-only)"
             )
         if self.act not in ACTIVATIONS:
-            raise ValueError(f"act={self.act!r} is invalid: allowed one of {', '.join(ACTIVATIONS)}")
+            raise ValueError(
+                f"act={self.act!r} is invalid: allowed one of {', '.join(ACTIVATIONS)}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 SUMMARY_FILE = "summary.json"
 
 
-def _find(trainer: Any, cls_name: str) -> Any:
-    return next((cb for cb in trainer.callbacks if type(cb).__name__ == cls_name), None)
+def _find(trainer: Any, cls: type) -> Any:
+    return next((cb for cb in trainer.callbacks if isinstance(cb, cls)), None)
 
 
 def _fmt(value: Any) -> str:
@@ -39,7 +39,9 @@ def _rel(path: Path, run_dir: Path) -> str:
 
 def build_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
     """Everything ``summary.json`` holds except the sync and W&B results."""
-    tracker = _find(trainer, "RunSummary")
+    from project.train.callbacks.run_summary import RunSummary
+
+    tracker = _find(trainer, RunSummary)
     ckpt_dir = run_dir / "checkpoints"
     ckpts = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     logs = [p.name for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name.endswith("_logs")]
@@ -60,6 +62,28 @@ def _write(run_dir: Path, summary: dict[str, Any]) -> None:
     (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
 
 
+def _monitor_lines(summary: dict[str, Any]) -> list[str]:
+    """``best:`` and ``threshold:`` lines for the monitored metric (and its train twin)."""
+    from project.train.callbacks.run_summary import train_twin
+
+    monitor, threshold = summary["monitor"], summary["threshold"]
+    op = ">=" if summary.get("mode", "max") == "max" else "<="
+    twin = train_twin(monitor)
+    if summary.get("best") is None:
+        best = f"best:        nothing was validated ({monitor} never logged)"
+    else:
+        best = f"best:        {monitor}={_fmt(summary['best'])} (epoch {summary['best_epoch']})"
+        if twin and summary.get("train_best") is not None:
+            best += f"  {twin}={_fmt(summary['train_best'])}"
+    reached = []
+    if twin:
+        epoch = summary.get("train_reached_epoch")
+        reached.append(f"{twin} {op} {threshold} " + (f"at epoch {epoch}" if epoch else "never"))
+    epoch = summary.get("reached_epoch")
+    reached.append(f"{monitor} {op} {threshold} " + (f"at epoch {epoch}" if epoch else "never"))
+    return [best, "threshold:   " + "; ".join(reached)]
+
+
 def summary_lines(summary: dict[str, Any]) -> list[str]:
     """The one-screen summary as plain lines."""
     run_dir = Path(summary["run_dir"])
@@ -71,17 +95,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         f"{summary['steps']} steps",
         f"final:       {shown or '-'}",
     ]
-    if "best_val_acc" in summary:
-        lines.append(
-            f"best:        val/acc={_fmt(summary['best_val_acc'])} "
-            f"(epoch {_fmt(summary['best_val_epoch'])})  "
-            f"train/acc={_fmt(summary['best_train_acc'])}"
-        )
-        lines.append(
-            f"grokking:    memorised (train acc >= {summary['threshold']}) at epoch "
-            f"{_fmt(summary['memorise_epoch'])}; generalised (val acc) at epoch "
-            f"{_fmt(summary['grok_epoch'])}"
-        )
+    if "monitor" in summary:
+        lines += _monitor_lines(summary)
     ckpts = summary.get("checkpoints", [])
     if ckpts:
         shown_ckpts = ", ".join(ckpts[:3]) + (
@@ -118,11 +133,11 @@ def finish_run(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dict[s
     summary["wandb"] = finish_wandb(list(getattr(trainer, "loggers", []) or []))
     _write(run_dir, summary)  # before the sync, so the copy carries it
 
-    sync_cb = _find(trainer, "CloudSync")
+    from project.train.callbacks.cloud_sync import CloudSync
+
+    sync_cb = _find(trainer, CloudSync)
     result = None
     if sync_cb is None:
-        from project.train.callbacks.cloud_sync import CloudSync
-
         sync_cb = CloudSync(str(run_dir))  # RCLONE_DEST without the callback config entry
     result = sync_cb.final_sync()
     if result is not None:

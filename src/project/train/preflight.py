@@ -1,16 +1,25 @@
 """Before Hydra creates anything: parse the command line, compose every job's config, validate.
 
 Errors come out as one line each (``error: <key>=<value> is invalid: allowed ...``), exit code 2,
-and nothing is created: no run dir, no logger dir, no remote touched. Also turns
-``run.ckpt_path=<run_dir>/checkpoints/last.ckpt`` into "resume that run in its own dir, with its
-own overrides" (later overrides on the command line still win).
+and nothing is created: no run dir, no logger dir, no remote touched. Two stages: static checks
+(``validate.validate_config``: unknown keys, types, machine, files) on every job, then, if those
+pass, each distinct task and module is built once (the net on the meta device) so the classes' own
+``ValueError``s, a user's included, surface the same way.
+
+Multiruns: every job of a sweep is checked, whatever sweeper or launcher is installed. Choice and
+range sweeps are expanded (up to ``MAX_JOBS_CHECKED`` jobs); an ``interval(a, b)`` (Optuna) is
+checked at both ends; ``hydra.sweeper.params`` in a config (an ``hparams_search`` preset) is
+treated like command-line sweeps. Also turns ``run.ckpt_path=<run_dir>/checkpoints/last.ckpt``
+into "resume that run in its own dir, with its own overrides" (later overrides still win).
 """
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import sys
 from pathlib import Path
+from typing import Any
 
 import yaml
 from hydra import compose, initialize_config_dir
@@ -55,15 +64,18 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     return [*previous, *overrides, f"hydra.run.dir={run_dir}"]
 
 
-def compose_config(overrides: list[str], config_name: str = "config") -> DictConfig:
-    """Compose the job config (without the ``hydra`` node) exactly as the entrypoint sees it."""
+def compose_config(
+    overrides: list[str], config_name: str = "config", with_hydra: bool = False
+) -> DictConfig:
+    """Compose the job config exactly as the entrypoint sees it (``hydra`` node only on request)."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="run"):
-        return compose(config_name=config_name, overrides=overrides)
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
 
 
-def _default_keys(parent: str) -> list[str]:
+def _default_keys(parent: str, overrides: list[str] | None = None) -> list[str]:
+    """Keys of ``parent`` in the config these overrides select (the default when they fail)."""
     try:
-        node = compose_config([])
+        node = compose_config(overrides or [])
         node = OmegaConf.select(node, parent) if parent else node
         keys = node.keys() if isinstance(node, DictConfig) else []
         return sorted(str(k) for k in keys if not str(k).startswith("_"))
@@ -84,7 +96,8 @@ def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
         parent = full_key.rpartition(".")[0]
         value = _override_value(overrides or [], full_key)
         shown = f"{full_key}={value}" if value is not None else full_key
-        keys = _default_keys(parent)
+        others = [o for o in overrides or [] if not o.lstrip("+~").startswith(full_key)]
+        keys = _default_keys(parent, others) or _default_keys(parent)
         where = f"under {parent}" if parent else "at the top level"
         name = full_key.rpartition(".")[2]
         close = difflib.get_close_matches(name, keys, n=1)
@@ -95,45 +108,127 @@ def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
     return text or type(exc).__name__
 
 
-def expand_jobs(overrides: list[str], multirun: bool) -> list[list[str]]:
+def _sweep_values(override: Any) -> list[str] | None:
+    """The values a sweep override stands for, as strings; None for a plain override."""
+    if not override.is_sweep_override():
+        return None
+    from hydra.core.override_parser.types import IntervalSweep
+
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):  # continuous: check both ends
+        return [str(sweep.start), str(sweep.end)]
+    return list(override.sweep_string_iterator())
+
+
+def expand_jobs(
+    overrides: list[str], multirun: bool, config_name: str = "config"
+) -> list[list[str]]:
+    """The override lists of the jobs a command stands for (all, up to ``MAX_JOBS_CHECKED``)."""
     if not multirun:
         return [overrides]
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    return [job for batch in batches for job in batch][:MAX_JOBS_CHECKED]
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    axes: list[list[str]] = []
+    for ov in parsed:
+        values = _sweep_values(ov)
+        key = ov.get_key_element()
+        axes.append([f"{key}={v}" for v in values] if values is not None else [ov.input_line])
+    swept = {ov.get_key_element() for ov in parsed}
+    params = OmegaConf.select(
+        compose_config([o for o in overrides if "," not in o and "(" not in o], config_name, True),
+        "hydra.sweeper.params",
+    )
+    if isinstance(params, DictConfig):  # an hparams_search preset's search space
+        for key, spec in params.items():
+            if key in swept:
+                continue
+            (ov,) = parser.parse_overrides([f"{key}={spec}"])
+            values = _sweep_values(ov)
+            axes.append([f"{key}={v}" for v in values] if values is not None else [f"{key}={spec}"])
+    jobs: list[list[str]] = [[]]
+    for axis in axes:
+        jobs = [job + [value] for job in jobs for value in axis][:MAX_JOBS_CHECKED]
+    return jobs
 
 
 def check(overrides: list[str], multirun: bool = False, config_name: str = "config") -> None:
     """Raise ``PreflightError`` (one line per problem) if any job of this command is invalid."""
     try:
-        jobs = expand_jobs(overrides, multirun)
+        jobs = expand_jobs(overrides, multirun, config_name)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
         raise PreflightError([_one_line(exc)]) from None
     lines: list[str] = []
     reference = compose_config([], config_name)  # target keys already known to be valid
+    configs: list[DictConfig] = []
     for job in jobs:
         try:
             cfg = compose_config(job, config_name)
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
             break
+        configs.append(cfg)
         lines += [str(e) for e in validate_config(cfg, reference) if str(e) not in lines]
+    if lines:
+        raise PreflightError(lines)
+    lines += _build_errors(configs)
     if lines:
         raise PreflightError(lines)
 
 
+def _build_errors(configs: list[DictConfig]) -> list[str]:
+    """Build each distinct (task, module) pair once; the classes' own errors as lines."""
+    from project.train.assemble import check_buildable
+
+    lines: list[str] = []
+    seen: set[str] = set()
+    for cfg in configs:
+        parts = {k: OmegaConf.to_container(cfg[k], resolve=False) for k in ("data", "model")}
+        key = repr(parts)
+        if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
+            continue
+        seen.add(key)
+        ckpt = OmegaConf.select(cfg, "run.ckpt_path")
+        checkpoint = None
+        if ckpt:
+            from project.checkpoint import read_checkpoint
+
+            checkpoint = read_checkpoint(ckpt)
+        lines += [line for line in check_buildable(cfg, checkpoint) if line not in lines]
+    return lines
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Hydra's command-line flags (``-m``, ``--cfg``, ``--help``, ...) and the overrides."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--help", "-h", action="store_true")
+    parser.add_argument("--hydra-help", action="store_true")
+    parser.add_argument("--version", action="store_true")
+    parser.add_argument("--cfg", "-c")
+    parser.add_argument("--resolve", action="store_true")
+    parser.add_argument("--package", "-p")
+    parser.add_argument("--run", "-r", action="store_true")
+    parser.add_argument("--multirun", "-m", action="store_true")
+    parser.add_argument("--shell-completion", "-sc", action="store_true")
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("--config-name", "-cn")
+    parser.add_argument("--config-dir", "-cd")
+    parser.add_argument("--experimental-rerun")
+    parser.add_argument("--info", "-i", nargs="?", const="all")
+    return parser.parse_intermixed_args(argv)
+
+
 def run_preflight(argv: list[str]) -> list[str]:
     """Validate the command line; returns the (possibly resume-expanded) argv, or exits 2."""
-    from hydra._internal.utils import get_args_parser
-
     try:
-        args, _ = get_args_parser().parse_known_args(argv)
+        args = parse_args(argv)
     except SystemExit:
         return argv
-    if args.help or args.hydra_help or args.cfg or args.info or args.shell_completion:
+    if args.help or args.hydra_help or args.version or args.cfg or args.info:
+        return argv
+    if args.shell_completion or args.experimental_rerun or args.config_path or args.config_dir:
         return argv
     flags = [a for a in argv if a not in args.overrides]
     overrides = resume_overrides(list(args.overrides))

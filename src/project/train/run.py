@@ -8,10 +8,8 @@ line per problem and leaves nothing behind.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +17,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from project.train.assemble import fill_net_sizes, instantiate_task
 from project.train.finish import finish_run
 from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, run_preflight
 from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.validate import validate_config
-
-
-class _DropTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "Tip:" not in record.getMessage()
-
-
-def quiet_lightning() -> None:
-    """Drop Lightning's advertising tips and a torch/Lightning deprecation warning we cannot fix."""
-    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(_DropTips())
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    # LitCausalLM all-reduces its epoch sums itself (exact under DDP), so this advice does not apply
-    warnings.filterwarnings("ignore", message=r".*sync_dist=True.*")
-    # ResumableCSVLogger keeps the old rows, so Lightning's "will be deleted" warning is wrong here
-    warnings.filterwarnings(
-        "ignore", message=r".*Previous log files in this directory will be deleted.*"
-    )
 
 
 def is_global_zero() -> bool:
@@ -53,19 +34,6 @@ def is_global_zero() -> bool:
     return node == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
-def fill_derived_sizes(cfg: DictConfig, datamodule: Any) -> None:
-    """Model sizes that follow from the data (``null`` in the config) become concrete values."""
-    model = cfg.model
-    for key, value in (
-        ("d_vocab", datamodule.vocab_size),
-        ("n_ctx", datamodule.seq_len),
-        ("d_vocab_out", datamodule.num_classes),
-        ("d_head", model.d_model // model.n_heads),
-    ):
-        if model.get(key) is None:
-            model[key] = value
-
-
 def build_callbacks(cfg: DictConfig) -> list[Any]:
     callbacks = cfg.get("callbacks") or {}
     return [hydra.utils.instantiate(c) for c in callbacks.values() if c and "_target_" in c]
@@ -75,7 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run in Hydra's run dir; returns the final logged metrics."""
     import lightning as L
 
-    from project.lit_causal_lm import NonFiniteLossError
+    from project.lit_module import NonFiniteLossError
     from project.train.callbacks.checkpoints import AtomicCheckpointIO, diverged_exit
     from project.train.callbacks.preemption import preempted_exit
 
@@ -89,8 +57,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise SystemExit(2)
 
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    fill_derived_sizes(cfg, datamodule)
+    datamodule = instantiate_task(cfg)
+    fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
     module = hydra.utils.instantiate(cfg.model)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -124,7 +92,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     register_resolvers()
-    quiet_lightning()
     sys.argv = [sys.argv[0], *run_preflight(sys.argv[1:])]
     _hydra_main()
 

@@ -1,9 +1,17 @@
-"""Config validation, run right after composition and before anything is created.
+"""Static config checks, run right after composition and before anything is created.
 
 ``validate_config(cfg)`` returns a list of ``ConfigError``; each renders as ONE line naming the
-key, the bad value and what is allowed. Checks that depend on the machine (accelerator present,
-enough devices, precision supported there) and on files (checkpoint to resume, writable output
-root) run here too, so a typo costs seconds, not hours.
+key, the bad value and what is allowed. What is checked here is generic, for any task and net:
+
+* every ``_target_`` node (``data``, ``model``, ``model.net``, ``model.optimizer``, callbacks,
+  ...): each key must be an argument of the class (else "did you mean"), and each value must fit
+  the argument's type annotation (``int``, ``float``, ``bool``, ``str``, ``list``, ``X | None``);
+* the machine (accelerator present, enough devices, precision supported there), the resume
+  checkpoint, the output root, ``seed`` and ``run.name``.
+
+Range checks belong to the classes' own constructors; ``project.train.preflight`` builds the task
+and the net (on the meta device) before any run dir exists and reports their ``ValueError``s as
+one line too.
 """
 
 from __future__ import annotations
@@ -18,8 +26,6 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
-
-from project.data.modular import OPERATIONS, is_prime
 
 
 @dataclass
@@ -91,55 +97,6 @@ class _Checker:
         if not ok:
             self.fail(key, "true or false", v)
         return ok
-
-
-def _check_data(c: _Checker) -> None:
-    if c.get("data") is None:
-        return
-    op_ok = c.choice("data.operation", list(OPERATIONS))
-    if c.int_range("data.modulus", 2, 4099):
-        p = c.get("data.modulus")
-        if op_ok and c.get("data.operation") == "div" and not is_prime(p):
-            c.fail("data.modulus", "a prime when data.operation=div (x/y needs inverses mod p)", p)
-    c.num_range("data.frac_train", 0.0, 1.0, lo_open=True, hi_open=True)
-    c.int_range("data.split_seed", 0)
-    bs = c.get("data.batch_size")
-    if not (bs is None or bs == -1 or (_is_int(bs) and bs >= 1)):
-        c.fail("data.batch_size", "a positive integer, or null / -1 for full batch", bs)
-    if c.get("data.shuffle") is not None:
-        c.boolean("data.shuffle")
-
-
-def _check_model(c: _Checker) -> None:
-    if c.get("model") is None:
-        return
-    c.int_range("model.n_layers", 1, 64)
-    d_ok = c.int_range("model.d_model", 1, 16384)
-    h_ok = c.int_range("model.n_heads", 1, 1024)
-    if d_ok and h_ok:
-        d, h = c.get("model.d_model"), c.get("model.n_heads")
-        if d % h:
-            c.fail("model.d_model", f"a multiple of model.n_heads={h} (d_model / n_heads heads)", d)
-    c.int_range("model.d_head", 1, 16384, optional=True)
-    c.int_range("model.d_mlp", 1, 1 << 17)
-    c.choice("model.act", ["relu", "gelu"])
-    for key in ("layernorm", "attn_bias", "mlp_bias", "unembed_bias", "compile"):
-        c.boolean(f"model.{key}")
-    c.num_range("model.lr", 0.0, 10.0, lo_open=True)
-    c.num_range("model.weight_decay", 0.0, 100.0)
-    betas = c.get("model.betas")
-    if not (
-        isinstance(betas, list | tuple | ListConfig)
-        and len(betas) == 2
-        and all(_is_num(b) and 0 <= b < 1 for b in betas)
-    ):
-        c.fail("model.betas", "two numbers in [0, 1), e.g. [0.9,0.98]", betas)
-    c.int_range("model.warmup_steps", 0, 10**7)
-    c.choice("model.loss_dtype", ["float32", "float64"])
-    if c.choice("model.grokfast", ["none", "ema", "ma", None]):
-        c.num_range("model.grokfast_alpha", 0.0, 1.0, hi_open=True)
-        c.num_range("model.grokfast_lamb", 0.0, 1000.0)
-        c.int_range("model.grokfast_window", 1, 100_000)
 
 
 _PRECISIONS = ["32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"]
@@ -216,36 +173,17 @@ def _check_run(c: _Checker) -> None:
         c.fail("run.name", "a plain name without '/' (used in the run dir name) or null", name)
     ckpt = c.get("run.ckpt_path")
     if ckpt is not None:
-        from project.utils.helpers import CheckpointError, read_checkpoint
+        from project.checkpoint import CheckpointError, read_checkpoint
 
         try:
-            hparams = read_checkpoint(ckpt).get("hyper_parameters") or {}
+            read_checkpoint(ckpt)
         except CheckpointError as exc:
             c.fail("run.ckpt_path", f"an existing, complete training checkpoint ({exc})", ckpt)
-        else:
-            _check_resume_architecture(c, hparams)
     root = c.get("run.output_root")
     if root is not None:
         problem = _unwritable(Path(str(root)))
         if problem:
             c.fail("run.output_root", f"a writable directory ({problem})", root)
-
-
-_ARCHITECTURE = (
-    "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "act", "layernorm", "attn_bias",
-    "mlp_bias", "unembed_bias",
-)  # fmt: skip
-
-
-def _check_resume_architecture(c: _Checker, hparams: dict[str, Any]) -> None:
-    """A resumed run must build the checkpoint's architecture (and data size) again."""
-    for key in _ARCHITECTURE:
-        value = c.get(f"model.{key}")
-        if value is not None and key in hparams and value != hparams[key]:
-            c.fail(f"model.{key}", f"{hparams[key]!r}, the value in run.ckpt_path's checkpoint")
-    p, classes = c.get("data.modulus"), hparams.get("d_vocab_out")
-    if _is_int(p) and _is_int(classes) and p != classes:
-        c.fail("data.modulus", f"{classes}, the value in run.ckpt_path's checkpoint")
 
 
 def _unwritable(root: Path) -> str | None:
@@ -262,54 +200,107 @@ def _unwritable(root: Path) -> str | None:
     return None
 
 
-def _target_nodes(cfg: DictConfig) -> list[str]:
-    nodes = ["model", "data", "trainer"]
-    callbacks = OmegaConf.select(cfg, "callbacks")
-    if isinstance(callbacks, DictConfig):
-        nodes += [f"callbacks.{name!s}" for name in callbacks]
-    return nodes
+def target_nodes(node: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
+    """Every ``_target_`` node (unresolved, as a plain dict) by key, outermost first."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    found: dict[str, dict[str, Any]] = {}
+    if isinstance(node, dict):
+        if prefix and "_target_" in node:
+            found[prefix] = node
+        for key, child in node.items():
+            if str(key) != "hydra" and isinstance(child, dict):
+                found.update(target_nodes(child, f"{prefix}.{key}" if prefix else str(key)))
+    return found
+
+
+def _type_ok(value: Any, annotation: Any) -> bool | None:
+    """Whether ``value`` fits ``annotation``; None when the annotation is not a simple type."""
+    import types
+    import typing
+
+    if annotation is inspect.Parameter.empty or annotation is Any:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        results = [_type_ok(value, arg) for arg in typing.get_args(annotation)]
+        if any(r is True for r in results):
+            return True
+        return None if any(r is None for r in results) else False
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return _is_int(value)
+    if annotation is float:
+        return _is_num(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence):
+        return isinstance(value, list | tuple)
+    if annotation is dict or origin is dict:
+        return isinstance(value, dict)
+    if inspect.isclass(annotation) and origin is None:
+        return isinstance(value, annotation)
+    return None
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
+    return text.replace("NoneType", "None")
 
 
 def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
-    """Every key of a ``_target_`` node must be an argument of that class (``+model.typo=1``).
+    """Every key of a ``_target_`` node must be an argument of that class, of the annotated type.
 
-    Nodes whose keys are a subset of the same node in ``reference`` (the default config, already
-    known to be valid) are skipped, so the common case imports nothing.
+    Nodes identical to the same node in ``reference`` (the default config, already known to be
+    valid) are skipped, so the common case imports nothing.
     """
-    for node_key in _target_nodes(c.cfg):
-        node = OmegaConf.select(c.cfg, node_key)
-        if not isinstance(node, DictConfig) or "_target_" not in node:
+    import typing
+
+    known = target_nodes(reference) if reference is not None else {}
+    for node_key, node in target_nodes(c.cfg).items():
+        if known.get(node_key) == node:
             continue
         keys = [str(k) for k in node if not (str(k).startswith("_") and str(k).endswith("_"))]
-        ref = OmegaConf.select(reference, node_key) if reference is not None else None
-        if (
-            isinstance(ref, DictConfig)
-            and ref.get("_target_") == node.get("_target_")
-            and set(keys) <= {str(k) for k in ref}
-        ):
-            continue
         target = node.get("_target_")
         try:
             from hydra.utils import get_object
 
-            params = inspect.signature(get_object(str(target))).parameters
+            obj = get_object(str(target))
+            params = inspect.signature(obj).parameters
         except Exception as exc:
             c.fail(f"{node_key}._target_", f"an importable class ({type(exc).__name__})", target)
             continue
-        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-            continue
+        try:
+            hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+        except Exception:
+            hints = {}
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        names = [p for p in params if p not in ("self", "args", "kwargs")]
         for key in keys:
+            value = node[key]
             if key not in params:
-                names = [p for p in params if p not in ("self", "args", "kwargs")]
+                if takes_any:
+                    continue
                 close = difflib.get_close_matches(key, names, n=1)
-                hint = f"did you mean {close[0]}? " if close else ""
-                value = OmegaConf.select(node, key, default=None, throw_on_missing=False)
+                hint = f"did you mean {node_key}.{close[0]}? " if close else ""
                 c.fail(
                     f"{node_key}.{key}",
                     f"a known key: {hint}{str(target).rpartition('.')[2]} takes "
                     + ", ".join(names),
                     value,
                 )
+                continue
+            if (isinstance(value, dict) and "_target_" in value) or (
+                isinstance(value, str) and "${" in value
+            ):
+                continue  # a nested object (checked as a node of its own) or an interpolation
+            annotation = hints.get(key, params[key].annotation)
+            if isinstance(annotation, str) or _type_ok(value, annotation) is not False:
+                continue
+            c.fail(f"{node_key}.{key}", f"a value of type {_type_name(annotation)}", value)
 
 
 def validate_config(cfg: DictConfig, reference: DictConfig | None = None) -> list[ConfigError]:
@@ -319,8 +310,6 @@ def validate_config(cfg: DictConfig, reference: DictConfig | None = None) -> lis
     not imported to check their keys (keeps a bad command line's error fast).
     """
     c = _Checker(cfg)
-    _check_data(c)
-    _check_model(c)
     _check_trainer(c)
     _check_run(c)
     _check_target_keys(c, reference)

@@ -1,18 +1,19 @@
-"""Notebook helpers: ``load_checkpoint``, ``auto_device``, ``to_numpy``."""
+"""Notebook helpers: ``load_checkpoint``, ``auto_device``, ``to_numpy``.
+
+``load_checkpoint`` lives in ``project.checkpoint``; it stays importable here (the original
+design names ``project.utils.helpers.load_checkpoint``).
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
+from project.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 
-
-class CheckpointError(RuntimeError):
-    """The file is missing, truncated, not a checkpoint, or carries a non-plain (unsafe) payload."""
+__all__ = ["CheckpointError", "auto_device", "load_checkpoint", "read_checkpoint", "to_numpy"]
 
 
 def auto_device() -> torch.device:
@@ -30,67 +31,3 @@ def to_numpy(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().numpy()
     return np.asarray(x)
-
-
-def _load_failure(exc: BaseException) -> str:
-    """One line for why ``torch.load(weights_only=True)`` refused or failed."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    unsafe = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
-    if unsafe:  # a pickled object that is not a plain type: never executed, refused
-        return f"refused: it carries a non-plain (possibly malicious) pickle payload: {unsafe[0]}"
-    if not lines:
-        return type(exc).__name__
-    first = lines[0]
-    if "central directory" in first or "zip archive" in first:
-        return "truncated or corrupt (its zip archive is incomplete)"
-    return first.split(". ")[0]
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` on CPU, with one clear error for every way it can fail.
-
-    Only plain types (tensors, numbers, strings, lists, tuples, dicts) are accepted, so a crafted
-    file's pickle payload is refused before any of it runs.
-    """
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
-        raise CheckpointError(f"checkpoint {str(path)!r} {what}")
-    with path.open("rb") as f:
-        magic = f.read(4)
-    if magic != b"PK\x03\x04":  # torch.save writes a zip archive
-        what = "is empty" if not magic else "is not a PyTorch checkpoint (no zip archive header)"
-        raise CheckpointError(f"checkpoint {str(path)!r} {what}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle.UnpicklingError, RuntimeError (truncated zip), EOFError...
-        raise CheckpointError(
-            f"checkpoint {str(path)!r} could not be loaded safely (weights_only=True): "
-            f"{_load_failure(exc)}"
-        ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
-    return ckpt
-
-
-def load_checkpoint(
-    path: str | Path, device: torch.device | str | None = None
-) -> tuple[TinyTransformer, dict[str, Any]]:
-    """Load a training checkpoint as ``(TinyTransformer in eval mode, hyperparameters dict)``.
-
-    Safe: uses ``torch.load(weights_only=True)``. A GPU checkpoint loads on CPU.
-    """
-    ckpt = read_checkpoint(path)
-    hparams = dict(ckpt.get("hyper_parameters", {}))
-    fields = TinyTransformerConfig.__dataclass_fields__
-    model = TinyTransformer(
-        TinyTransformerConfig(**{k: v for k, v in hparams.items() if k in fields})
-    )
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
-    model.load_state_dict(state)
-    model.to(device if device is not None else "cpu").eval()
-    hparams["epoch"] = ckpt.get("epoch")
-    hparams["global_step"] = ckpt.get("global_step")
-    return model, hparams

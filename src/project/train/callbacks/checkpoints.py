@@ -1,6 +1,7 @@
 """Run checkpoints: ``last.ckpt`` (for resume) and periodic snapshots (for analysis over training).
 
-Snapshots are named by completed epochs, ``epoch=000400.ckpt`` (``epoch=000000.ckpt`` is the
+Both are Lightning ``ModelCheckpoint``s (``SnapshotCheckpoint``, ``LastCheckpoint``). Snapshots are
+named by completed epochs, ``epoch=000400.ckpt`` (``epoch=000000.ckpt`` is the
 initial model). Every write goes through ``AtomicCheckpointIO``: temp file, fsync, ``os.replace``,
 fsync of the directory, so a crash (even ``kill -9``) mid-write never leaves a truncated
 ``last.ckpt``: the previous one stays in place. Every read through it uses
@@ -24,10 +25,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Checkpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from project.lit_causal_lm import NonFiniteLossError
+from project.lit_module import NonFiniteLossError
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -64,7 +65,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self, path: Any, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
         """Resume reads: always ``weights_only=True`` (a pickle payload never runs)."""
-        from project.utils.helpers import read_checkpoint
+        from project.checkpoint import read_checkpoint
 
         return read_checkpoint(path)
 
@@ -123,7 +124,7 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
 
 def describe_checkpoint(path: Path) -> str:
     """``'<path> (after N epochs, step S)'`` for messages, or a note that none exists."""
-    from project.utils.helpers import CheckpointError, read_checkpoint
+    from project.checkpoint import CheckpointError, read_checkpoint
 
     try:
         ckpt = read_checkpoint(path)
@@ -132,72 +133,102 @@ def describe_checkpoint(path: Path) -> str:
     return f"{path} (after {ckpt.get('epoch', 0) + 1} epochs, step {ckpt.get('global_step')})"
 
 
-class RunCheckpoints(Checkpoint):
-    """Save ``last.ckpt`` every ``last_every_n_epochs`` and at the end of fit, and a snapshot every
-    ``snapshot_every_n_epochs`` (0 disables snapshots).
+class SnapshotCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` with this template's conventions:
 
-    As a ``Checkpoint`` callback it runs after ``LitCausalLM.on_train_epoch_end`` (which raises on
-    a non-finite train loss), so a diverged epoch is never saved.
+    * ``{epoch}`` in ``filename`` counts *completed* epochs (``epoch=000500.ckpt`` holds the model
+      after 500 epochs; the paper's unit), and ``save_initial`` writes ``epoch=000000.ckpt``;
+    * never writes from non-finite weights (a diverged run keeps its last good checkpoint);
+    * saves on the train epoch end, whatever the validation cadence.
+
+    Default: every ``every_n_epochs`` epochs, keep all (``save_top_k=-1``). Writes go through the
+    trainer's ``CheckpointIO`` (``AtomicCheckpointIO`` when started from ``project.train.run``).
     """
 
     def __init__(
         self,
         dirpath: str,
-        last_every_n_epochs: int = 50,
-        snapshot_every_n_epochs: int = 500,
+        every_n_epochs: int = 500,
+        filename: str = "epoch={epoch:06d}",
+        save_top_k: int = -1,
         save_initial: bool = True,
+        **kwargs: Any,
     ) -> None:
-        self.dirpath = Path(dirpath)
-        self.last_every_n_epochs = max(1, int(last_every_n_epochs))
-        self.snapshot_every_n_epochs = int(snapshot_every_n_epochs)
-        self.save_initial = save_initial
-        self._last_saved_step = -1
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
+            raise ValueError(
+                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0"
+            )
+        if every_n_epochs < 0:
+            raise ValueError(
+                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0"
+            )
+        super().__init__(
+            dirpath=dirpath,
+            filename=filename,
+            every_n_epochs=every_n_epochs,
+            save_top_k=save_top_k if every_n_epochs else 0,
+            save_on_train_epoch_end=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
+            **kwargs,
+        )
+        self.save_initial = save_initial and every_n_epochs > 0
+
+    def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        if "epoch" in metrics:  # Lightning passes the 0-based index of the epoch just finished
+            metrics = {**metrics, "epoch": int(metrics["epoch"]) + 1}
+        return super().format_checkpoint_name(metrics, *args, **kwargs)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
+            for stale in Path(self.dirpath).glob(".*.ckpt.*.tmp"):  # temp files of a killed write
+                stale.unlink(missing_ok=True)
+        if self.save_initial and trainer.current_epoch == 0 and trainer.global_step == 0:
+            initial = self.format_checkpoint_name({"epoch": torch.tensor(-1), "step": 0})
+            self._save_checkpoint(trainer, initial)
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        check_finite_weights(trainer, trainer.lightning_module, Path(filepath))
+        super()._save_checkpoint(trainer, filepath)
+
+
+class LastCheckpoint(SnapshotCheckpoint):
+    """``last.ckpt`` (for resume) every ``every_n_epochs`` epochs and at the end of fit.
+
+    Also stores the Python / NumPy / torch RNG states in every checkpoint the trainer writes and
+    restores them on resume, so a resumed run continues bit for bit.
+    """
+
+    def __init__(self, dirpath: str, every_n_epochs: int = 50, **kwargs: Any) -> None:
+        super().__init__(
+            dirpath, max(1, every_n_epochs), filename="last", save_top_k=1, save_initial=False,
+            **kwargs,
+        )  # fmt: skip
 
     @property
     def last_path(self) -> Path:
-        return self.dirpath / "last.ckpt"
+        return Path(str(self.dirpath)) / "last.ckpt"
 
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero and self.dirpath.is_dir():  # temp files of a killed write
-            for stale in self.dirpath.glob(".*.ckpt.*.tmp"):
-                stale.unlink(missing_ok=True)
-        if self.save_initial and self.snapshot_every_n_epochs > 0 and trainer.current_epoch == 0:
-            self._save(trainer, pl_module, self.dirpath / snapshot_name(0))
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        done = trainer.current_epoch + 1  # epochs completed
-        if self.snapshot_every_n_epochs > 0 and done % self.snapshot_every_n_epochs == 0:
-            self._save(trainer, pl_module, self.dirpath / snapshot_name(done))
-        if done % self.last_every_n_epochs == 0 or done >= (trainer.max_epochs or 0):
-            self.save_last(trainer)
-
-    def _save(self, trainer: L.Trainer, pl_module: L.LightningModule, path: Path) -> None:
-        check_finite_weights(trainer, pl_module, path)
-        trainer.save_checkpoint(path, weights_only=False)
-
-    def save_last(self, trainer: L.Trainer) -> None:
+    def save_now(self, trainer: L.Trainer) -> None:
         """Write ``last.ckpt`` for the current step (once per step)."""
-        if trainer.global_step == self._last_saved_step and self.last_path.exists():
-            return
-        self._save(trainer, trainer.lightning_module, self.last_path)
-        self._last_saved_step = trainer.global_step
+        if self._last_global_step_saved != trainer.global_step or not self.last_path.exists():
+            self._save_checkpoint(trainer, str(self.last_path))
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.save_last(trainer)
+        self.save_now(trainer)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> None:
+    ) -> dict[str, Any]:
         checkpoint["rng_states"] = rng_states()
+        return checkpoint
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"dirpath": str(self.dirpath)}
 
 
 DIVERGED_EXIT_CODE = 3

@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-from project.train.callbacks.checkpoints import RunCheckpoints, check_finite_weights
+from project.train.callbacks.checkpoints import LastCheckpoint, check_finite_weights
 
 PREEMPTED_EXIT_CODE = 143
 
@@ -40,7 +40,7 @@ class Preempted(SystemExit):
 class PreemptionCheckpoint(Checkpoint):
     """Save ``<dirpath>/last.ckpt`` and stop at the first epoch end after a SIGTERM.
 
-    ``dirpath=None`` uses the ``RunCheckpoints`` callback's directory (or
+    ``dirpath=None`` uses the ``LastCheckpoint`` callback's directory (or
     ``<default_root_dir>/checkpoints``). After fit, ``preempted`` says whether it stopped the run.
     """
 
@@ -83,7 +83,7 @@ class PreemptionCheckpoint(Checkpoint):
         if self.dirpath is not None:
             return self.dirpath / "last.ckpt"
         for cb in trainer.checkpoint_callbacks:
-            if isinstance(cb, RunCheckpoints):
+            if isinstance(cb, LastCheckpoint):
                 return cb.last_path
         return Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
@@ -98,9 +98,9 @@ class PreemptionCheckpoint(Checkpoint):
         if not stop or self.preempted:
             return
         path = self._last_path(trainer)
-        runs = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, RunCheckpoints)]
+        runs = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, LastCheckpoint)]
         if runs and runs[0].last_path == path:
-            runs[0].save_last(trainer)  # no second write if it saved this step already
+            runs[0].save_now(trainer)  # no second write if it saved this step already
         else:
             check_finite_weights(trainer, pl_module, path)
             trainer.save_checkpoint(path, weights_only=False)

@@ -12,7 +12,7 @@ measures exist with ``logger=none`` too. A record::
 ``epoch`` counts completed epochs (the same numbering as checkpoint snapshots). Train/val loss and
 accuracy in the record are measured after the epoch's last optimiser step, in eval mode.
 Key frequencies are found from the model at each measurement unless ``key_freqs`` fixes them
-(the paper uses the final model's; ``project.interp.report`` recomputes the measures that way).
+(the paper uses the final model's; ``project.runs.report`` recomputes the measures that way).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class ProgressMeasures(Callback):
 
     def _data(self, trainer: L.Trainer) -> dict[str, Any] | None:
         dm = getattr(trainer, "datamodule", None)
-        needed = ("modulus", "operation", "tokens", "labels", "train_idx", "val_idx")
+        needed = ("modulus", "operation", "tokens", "answers", "train_idx", "val_idx")
         if dm is None or not all(hasattr(dm, key) for key in needed):
             if not self._warned:
                 log.warning("ProgressMeasures: no modular-arithmetic datamodule; measures skipped")
@@ -103,7 +103,7 @@ class ProgressMeasures(Callback):
                 model,
                 data["modulus"],
                 data["tokens"].to(device),
-                data["labels"].to(device),
+                data["answers"].to(device),
                 data["train_idx"].to(device),
                 data["val_idx"].to(device),
                 operation=data["operation"],

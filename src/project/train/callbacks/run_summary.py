@@ -1,10 +1,13 @@
-"""Tracks what the end-of-run summary needs: best val acc, epochs of memorisation and grokking.
+"""What the end-of-run summary needs: best value of a monitored metric, and when it crossed a threshold.
 
-Everything is kept as tensors on the training device and updated with tensor ops, so tracking adds
-no host sync per epoch. Epochs are counted as *completed* epochs (like the snapshot names):
-``grok_epoch`` is the first validated epoch with ``val/acc >= threshold``, ``memorise_epoch`` the
-first with ``train/acc >= threshold`` (-1 = not reached). The state is saved in checkpoints, so a
-resumed run keeps its history.
+``monitor`` is any logged metric (default ``val/acc``); its train twin (``train/...``) is tracked
+too. For each: the best value and its epoch, and the first epoch that reached ``threshold``
+(``>=`` for ``mode=max``, ``<=`` for ``mode=min``). Epochs are *completed* epochs (as in
+snapshot names). For the grokking presets (``val/acc``, 0.99) the two first epochs are the
+memorisation and generalisation epochs (``memorise_epoch``, ``grok_epoch`` in ``summary.json``).
+
+Values stay tensors on the training device and are updated with tensor ops (no host sync per
+epoch). The state is saved in checkpoints, so a resumed run keeps its history.
 """
 
 from __future__ import annotations
@@ -17,9 +20,18 @@ from lightning.pytorch.callbacks import Callback
 _NONE = -1.0
 
 
+def train_twin(monitor: str) -> str | None:
+    """``val/acc`` -> ``train/acc``; None when the name has no ``val/`` prefix."""
+    return "train/" + monitor.removeprefix("val/") if monitor.startswith("val/") else None
+
+
 class RunSummary(Callback):
-    def __init__(self, threshold: float = 0.99) -> None:
-        self.threshold = float(threshold)
+    def __init__(
+        self, monitor: str = "val/acc", mode: str = "max", threshold: float = 0.99
+    ) -> None:
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode={mode!r} is invalid: allowed max, min")
+        self.monitor, self.mode, self.threshold = str(monitor), mode, float(threshold)
         self._state: dict[str, torch.Tensor] = {}
         self._loaded: dict[str, float] = {}
 
@@ -28,54 +40,79 @@ class RunSummary(Callback):
         if not isinstance(value, torch.Tensor):
             return
         value = value.detach().float()
-        split = key.split("/")[0]
-        best_key, first_key = f"best_{split}_acc", f"{split}_first_epoch"
+        sign = 1.0 if self.mode == "max" else -1.0
+        best_key, best_epoch_key, first_key = f"{key}:best", f"{key}:best_epoch", f"{key}:first"
         if best_key not in self._state:
             init = self._loaded
-            self._state[best_key] = value.new_tensor(init.get(best_key, -1.0))
-            self._state[f"best_{split}_epoch"] = value.new_tensor(
-                init.get(f"best_{split}_epoch", _NONE)
-            )
+            self._state[best_key] = value.new_tensor(init.get(best_key, float("nan")))
+            self._state[best_epoch_key] = value.new_tensor(init.get(best_epoch_key, _NONE))
             self._state[first_key] = value.new_tensor(init.get(first_key, _NONE))
-        better = value > self._state[best_key]
-        self._state[f"best_{split}_epoch"] = torch.where(
-            better, value.new_tensor(float(epoch)), self._state[f"best_{split}_epoch"]
+        best = self._state[best_key]
+        better = (sign * value > sign * best) | torch.isnan(best)
+        self._state[best_epoch_key] = torch.where(
+            better, value.new_tensor(float(epoch)), self._state[best_epoch_key]
         )
-        self._state[best_key] = torch.maximum(value, self._state[best_key])
+        self._state[best_key] = torch.where(better, value, best)
+        reached = sign * value >= sign * self.threshold
         first = self._state[first_key]
         self._state[first_key] = torch.where(
-            (first < 0) & (value >= self.threshold), value.new_tensor(float(epoch)), first
+            (first < 0) & reached, value.new_tensor(float(epoch)), first
         )
 
-    # val metrics are fresh right after validation
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if not trainer.sanity_checking:
-            self._update(trainer, "val/acc", trainer.current_epoch + 1)
+        if not trainer.sanity_checking:  # val metrics are fresh right after validation
+            self._update(trainer, self.monitor, trainer.current_epoch + 1)
 
-    # train metrics of epoch e are logged in the module's on_train_epoch_end: read them next epoch
-    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.current_epoch > 0:
-            self._update(trainer, "train/acc", trainer.current_epoch)
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        twin = train_twin(self.monitor)
+        # train metrics are computed after the epoch-end hooks: read last epoch's here
+        if twin and trainer.current_epoch > 0:
+            self._update(trainer, twin, trainer.current_epoch)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-        self._update(trainer, "train/acc", trainer.current_epoch)
+        if twin := train_twin(self.monitor):
+            self._update(trainer, twin, trainer.current_epoch)
 
-    def summary(self) -> dict[str, float | int | None]:
-        """Plain numbers (one host sync): best accuracies and epochs; None where not reached."""
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers (one host sync); None where never logged / never reached."""
         values = {**self._loaded, **{k: float(v) for k, v in self._state.items()}}
-        out: dict[str, float | int | None] = {"threshold": self.threshold}
-        for split, name in (("val", "grok_epoch"), ("train", "memorise_epoch")):
-            best = values.get(f"best_{split}_acc", -1.0)
-            out[f"best_{split}_acc"] = best if best >= 0 else None
-            best_epoch = values.get(f"best_{split}_epoch", _NONE)
-            out[f"best_{split}_epoch"] = int(best_epoch) if best_epoch >= 0 else None
-            first = values.get(f"{split}_first_epoch", _NONE)
-            out[name] = int(first) if first >= 0 else None
+
+        def read(key: str) -> tuple[float | None, int | None, int | None]:
+            best = values.get(f"{key}:best", float("nan"))
+            best_epoch = values.get(f"{key}:best_epoch", _NONE)
+            first = values.get(f"{key}:first", _NONE)
+            return (
+                None if best != best else best,
+                int(best_epoch) if best_epoch >= 0 else None,
+                int(first) if first >= 0 else None,
+            )
+
+        best, best_epoch, first = read(self.monitor)
+        out: dict[str, Any] = {
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "threshold": self.threshold,
+            "best": best,
+            "best_epoch": best_epoch,
+            "reached_epoch": first,
+        }
+        twin = train_twin(self.monitor)
+        if twin:
+            t_best, t_epoch, t_first = read(twin)
+            out.update(train_best=t_best, train_best_epoch=t_epoch, train_reached_epoch=t_first)
+        if self.monitor == "val/acc" and self.mode == "max":  # the grokking vocabulary
+            out.update(
+                best_val_acc=best,
+                best_val_epoch=best_epoch,
+                grok_epoch=first,
+                best_train_acc=out.get("train_best"),
+                memorise_epoch=out.get("train_reached_epoch"),
+            )
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: float(v) for k, v in self._state.items()} | {"threshold": self.threshold}
+        return {k: float(v) for k, v in self._state.items()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._loaded = {k: float(v) for k, v in state_dict.items() if k != "threshold"}
+        self._loaded = {k: float(v) for k, v in state_dict.items() if ":" in k}
         self._state = {}

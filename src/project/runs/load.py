@@ -1,6 +1,6 @@
 """Run trajectories: a run dir's config, metric history, progress measures and snapshots.
 
-    from project.interp.trajectory import load_run
+    from project.runs.load import load_run
     run = load_run("outputs/2025-01-01/12-00-00")
     run.config["model"]["lr"]          # resolved config (plain dict)
     run.metrics                        # DataFrame: step, epoch, train/loss, val/acc, ... per step
@@ -25,9 +25,9 @@ from typing import Any
 import pandas as pd
 import torch
 import yaml
+from torch import nn
 
-from project.models.tiny_transformer import TinyTransformer
-from project.utils.helpers import load_checkpoint
+from project.checkpoint import load_checkpoint
 
 SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")
 _PROGRESS_TO_METRIC = {
@@ -51,11 +51,17 @@ class Run:
 
     @property
     def modulus(self) -> int:
+        """``data.modulus`` of a modular-arithmetic run (113 when absent)."""
         return int(self.config.get("data", {}).get("modulus", 113))
 
     @property
     def operation(self) -> str:
         return str(self.config.get("data", {}).get("operation", "add"))
+
+    @property
+    def is_modular(self) -> bool:
+        """Whether the run's task is modular arithmetic (the Fourier tools apply)."""
+        return "modulus" in self.config.get("data", {})
 
     @property
     def epochs(self) -> list[int]:
@@ -64,13 +70,13 @@ class Run:
 
     def snapshots(
         self, device: torch.device | str | None = None, every: int = 1
-    ) -> Iterator[tuple[int, TinyTransformer]]:
+    ) -> Iterator[tuple[int, nn.Module]]:
         """Lazily yield ``(epoch, model in eval mode)`` for every ``every``-th snapshot, ascending."""
         for epoch, path in self.snapshot_paths[::every]:
             model, _ = load_checkpoint(path, device)
             yield epoch, model
 
-    def final_model(self, device: torch.device | str | None = None) -> TinyTransformer:
+    def final_model(self, device: torch.device | str | None = None) -> nn.Module:
         """The model of ``checkpoints/last.ckpt`` (else the latest snapshot)."""
         last = self.run_dir / "checkpoints" / "last.ckpt"
         if last.is_file():
@@ -80,11 +86,13 @@ class Run:
         return load_checkpoint(self.snapshot_paths[-1][1], device)[0]
 
     def datamodule(self) -> Any:
-        """The run's ``ModularDataModule`` rebuilt from its config (same split)."""
-        from project.data.lit_data import ModularDataModule
+        """The run's task rebuilt from its config (``data._target_``: same class, same split)."""
+        from hydra.utils import instantiate
 
-        data = {k: v for k, v in self.config.get("data", {}).items() if not k.startswith("_")}
-        return ModularDataModule(**data)
+        data = self.config.get("data") or {}
+        if "_target_" not in data:
+            raise ValueError(f"{self.run_dir}: resolved_config.yaml names no data._target_")
+        return instantiate(data)
 
     def history(self, name: str) -> pd.DataFrame:
         """``epoch`` and ``name`` columns of the rows where ``name`` was logged."""
@@ -142,6 +150,18 @@ def _metrics_from_progress(progress: pd.DataFrame) -> pd.DataFrame:
     df = progress[["step", "epoch", *cols]].rename(columns=cols)
     df["epoch"] = df["epoch"] - 1  # logger convention: the 0-based index of the epoch just done
     return df[df["epoch"] >= 0].reset_index(drop=True)
+
+
+def first_epoch_at(epochs: Any, values: Any, threshold: float, mode: str = "max") -> int | None:
+    """First epoch whose value reaches ``threshold`` (``>=``; ``<=`` for ``mode="min"``), or None.
+
+    The one place this rule lives: the runs table, the report and the sweep tools all use it.
+    """
+    import numpy as np
+
+    values = np.asarray(values, dtype=float)
+    hits = np.flatnonzero(values >= threshold if mode == "max" else values <= threshold)
+    return int(np.asarray(epochs)[hits[0]]) if len(hits) else None
 
 
 def load_run(run_dir: str | Path) -> Run:

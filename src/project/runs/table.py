@@ -25,6 +25,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from project.runs.load import first_epoch_at
+
 THRESHOLD = 0.99
 _SKIP_OVERRIDES = ("run.output_root", "hydra.", "run.ckpt_path")
 
@@ -88,8 +90,9 @@ def _history_from_logs(run_dir: Path) -> pd.DataFrame | None:
 def _first_epoch(history: pd.DataFrame, column: str) -> float:
     if column not in history:
         return math.nan
-    hit = history[history[column] >= THRESHOLD]
-    return float(hit["epoch"].iloc[0]) + 1 if len(hit) else math.nan  # epochs completed
+    rows = history[["epoch", column]].dropna()
+    first = first_epoch_at(rows["epoch"] + 1, rows[column], THRESHOLD)  # epochs completed
+    return math.nan if first is None else float(first)
 
 
 def _num(value: Any) -> float:

@@ -1,4 +1,4 @@
-"""One-command run report: ``uv run python -m project.interp.report <run_dir>``.
+"""One-command run report: ``uv run python -m project.runs.report <run_dir>``.
 
 Writes ``<run_dir>/report/index.html``, a single self-contained page (figures are embedded PNG
 data URIs) with: a text summary (memorisation and grokking epochs, key frequencies), train/val
@@ -27,17 +27,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from project.checkpoint import load_checkpoint  # noqa: E402
 from project.interp import fourier as fo  # noqa: E402
-from project.interp.trajectory import Run, load_run  # noqa: E402
-from project.utils.helpers import load_checkpoint  # noqa: E402
+from project.runs.load import Run, first_epoch_at, load_run  # noqa: E402
 
 THRESHOLD = 0.99
-
-
-def first_epoch_at(epochs: np.ndarray, values: np.ndarray, threshold: float) -> int | None:
-    """First epoch whose value is >= ``threshold`` (None if never)."""
-    hits = np.flatnonzero(np.asarray(values, dtype=float) >= threshold)
-    return int(np.asarray(epochs)[hits[0]]) if len(hits) else None
 
 
 def _png(fig: plt.Figure) -> str:
@@ -115,7 +109,7 @@ def trajectory(run: Run, keys: list[int], max_snapshots: int) -> pd.DataFrame:
     for epoch, path in chosen:
         model = load_checkpoint(path)[0]
         m = fo.progress_measures(
-            model, dm.modulus, dm.tokens, dm.labels, dm.train_idx, dm.val_idx, dm.operation, keys
+            model, dm.modulus, dm.tokens, dm.answers, dm.train_idx, dm.val_idx, dm.operation, keys
         )
         m["epoch"] = epoch
         m["embed_norms"] = fo.embedding_frequency_norms(model, dm.modulus).numpy()
@@ -235,7 +229,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 30) -> Path:
     t_mem, t_grok = phases(df)
     model = run.final_model()
     logits, acts = fo.grid_forward(model, p)
-    final = fo.progress_measures(model, p, dm.tokens, dm.labels, dm.train_idx, dm.val_idx, op)
+    final = fo.progress_measures(model, p, dm.tokens, dm.answers, dm.train_idx, dm.val_idx, op)
     keys = final["key_freqs"]
     norms = fo.embedding_frequency_norms(model, p).numpy()
     embed_keys = fo.key_frequencies_from_norms(torch.from_numpy(norms))
@@ -319,7 +313,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 30) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m project.interp.report", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m project.runs.report", description=__doc__)
     parser.add_argument("run_dir", help="a run dir written by project.train.run")
     parser.add_argument(
         "--max-snapshots",

@@ -1,0 +1,198 @@
+"""The task contract, and a base class for synthetic token tasks whose data lives on the device.
+
+A **task** is any ``LightningDataModule`` whose batches are ``(tokens [b, pos] int64, labels
+[b, pos] int64)``, with ``labels == -100`` (``IGNORE_INDEX``) where nothing is supervised. It
+declares the sizes a net needs: ``vocab_size``, ``seq_len`` and optionally ``d_vocab_out``
+(default: ``vocab_size``). Standard ``DataLoader``s work. A task whose labels are ``-100``
+everywhere but the last position may say so with ``last_position_only = True``; the
+LightningModule then computes logits for that position alone (same loss, less work).
+
+``TokenTask`` keeps every example as one tensor on the training device and hands out slices of
+it (no ``Dataset``, no collate, no workers): a full-batch step costs one indexing op. A new
+synthetic task is one method, ``build()``, returning ``(tokens, labels)`` (the base splits them
+with ``frac_train`` / ``split_seed``) or ``{"train": (tokens, labels), "val": (tokens, labels)}``
+for a split of its own. ``batch_size`` is the *global* batch (``None`` or ``-1`` = full batch):
+under DDP each of N ranks takes a disjoint 1/N shard of it, so ``trainer.devices`` does not change
+the optimisation. Shuffling depends only on ``(shuffle_seed, epoch)``: a resumed run sees the same
+order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import lightning as L
+import torch
+
+IGNORE_INDEX = -100
+Batch = tuple[torch.Tensor, torch.Tensor]
+Split = tuple[torch.Tensor, torch.Tensor]
+
+
+def split_indices(n: int, frac_train: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded split of ``range(n)``: the first ``int(frac_train * n)`` of a randperm are train."""
+    generator = torch.Generator().manual_seed(split_seed)
+    perm = torch.randperm(n, generator=generator)
+    cutoff = int(frac_train * n)
+    return perm[:cutoff], perm[cutoff:]
+
+
+def check_batch_size(batch_size: Any) -> None:
+    ok = batch_size is None or batch_size == -1
+    ok = ok or (
+        isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size >= 1
+    )
+    if not ok:
+        raise ValueError(
+            f"batch_size={batch_size!r} is invalid: allowed a positive integer, or null / -1 "
+            "for full batch"
+        )
+
+
+def check_fraction(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name}={value!r} is invalid: allowed a number in (0, 1)")
+
+
+class DeviceBatches:
+    """Iterable of ``(tokens, labels)`` slices of tensors that already sit on the device."""
+
+    def __init__(
+        self,
+        tokens: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int | None,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        epoch_fn: Callable[[], int] = lambda: 0,
+    ) -> None:
+        self.tokens, self.labels = tokens, labels
+        n = len(labels)
+        self.global_batch = n if batch_size in (None, -1) or batch_size >= n else int(batch_size)
+        self.shuffle = shuffle and self.global_batch < n
+        self.seed, self.rank, self.world_size, self.epoch_fn = seed, rank, world_size, epoch_fn
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.global_batch - 1) // self.global_batch
+
+    def __iter__(self) -> Iterator[Batch]:
+        n = len(self.labels)
+        order = None
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch_fn())
+            order = torch.randperm(n, generator=generator).to(self.labels.device)
+        for start in range(0, n, self.global_batch):
+            stop = min(start + self.global_batch, n)
+            if self.world_size > 1:  # disjoint rank shards of this global batch
+                idx = torch.arange(
+                    start + self.rank, stop, self.world_size, device=self.labels.device
+                )
+                idx = order[idx] if order is not None else idx
+                yield self.tokens[idx], self.labels[idx]
+            elif order is not None:
+                idx = order[start:stop]
+                yield self.tokens[idx], self.labels[idx]
+            else:
+                yield self.tokens[start:stop], self.labels[start:stop]
+
+
+class TokenTask(L.LightningDataModule):
+    """Base for synthetic token tasks: implement ``build()`` and the sizes; the rest is here.
+
+    Subclasses set ``vocab_size`` and ``seq_len`` (attributes or properties), optionally
+    ``d_vocab_out`` and ``last_position_only``, and check their own arguments in ``__init__``
+    (raise ``ValueError("<arg>=<value> is invalid: allowed ...")``: the CLI shows it as one line).
+    """
+
+    vocab_size: int
+    seq_len: int
+    last_position_only: bool = False
+    eval_batch_size: int | None = None  # validation batch; None = the whole split at once
+
+    def __init__(
+        self,
+        batch_size: int | None = None,
+        frac_train: float = 0.8,
+        split_seed: int = 0,
+        shuffle: bool = True,
+        shuffle_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        check_batch_size(batch_size)
+        check_fraction("frac_train", frac_train)
+        self.batch_size, self.frac_train, self.split_seed = batch_size, frac_train, split_seed
+        self.shuffle, self.shuffle_seed = bool(shuffle), int(shuffle_seed)
+        self.device = torch.device("cpu")
+        self._cpu_splits: dict[str, Split] | None = None
+        self._splits: dict[str, Split] = {}
+
+    @property
+    def d_vocab_out(self) -> int:
+        return self.vocab_size
+
+    def build(self) -> Split | dict[str, Split]:
+        """All examples ``(tokens [n, pos], labels [n, pos])``, or a ``{"train", "val"}`` dict."""
+        raise NotImplementedError
+
+    def splits(self) -> dict[str, Split]:
+        """``{"train": (tokens, labels), "val": (...)}`` on the CPU, built once."""
+        if self._cpu_splits is None:
+            built = self.build()
+            if isinstance(built, dict):
+                self._cpu_splits = {name: built[name] for name in ("train", "val")}
+            else:
+                tokens, labels = built
+                train, val = split_indices(len(tokens), self.frac_train, self.split_seed)
+                self._cpu_splits = {
+                    "train": (tokens[train], labels[train]),
+                    "val": (tokens[val], labels[val]),
+                }
+        return self._cpu_splits
+
+    def split(self, name: str) -> Split:
+        """``(tokens, labels)`` of ``"train"`` or ``"val"`` on the current device."""
+        tokens, labels = self.splits()[name]
+        return tokens.to(self.device), labels.to(self.device)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None:
+            self.device = self.trainer.strategy.root_device
+        self._splits = {name: self.split(name) for name in ("train", "val")}
+
+    def _rank_info(self) -> tuple[int, int]:
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def _split_on_device(self, name: str) -> Split:
+        if name not in self._splits:
+            self._splits[name] = self.split(name)
+        return self._splits[name]
+
+    def train_dataloader(self) -> DeviceBatches:
+        rank, world = self._rank_info()
+        tokens, labels = self._split_on_device("train")
+        return DeviceBatches(
+            tokens,
+            labels,
+            self.batch_size,
+            self.shuffle,
+            self.shuffle_seed,
+            rank,
+            world,
+            self._epoch,
+        )
+
+    def val_dataloader(self) -> DeviceBatches:
+        rank, world = self._rank_info()
+        tokens, labels = self._split_on_device("val")
+        return DeviceBatches(tokens, labels, self.eval_batch_size, False, 0, rank, world)
+
+    def test_dataloader(self) -> DeviceBatches:
+        return self.val_dataloader()

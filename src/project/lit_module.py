@@ -1,0 +1,198 @@
+"""The one LightningModule: any net, cross-entropy on the supervised positions.
+
+``LitCausalLM(net, optimizer, scheduler)`` follows lightning-hydra-template: ``net`` is any
+``nn.Module`` mapping ``tokens [batch, pos]`` to ``logits [batch, pos, d_vocab_out]``; the
+optimiser and scheduler are partials (``_partial_: true`` configs) completed here. The loss is the
+mean cross-entropy over positions whose label is not ``-100``. When the task declares
+``last_position_only`` the module asks the net for the last position's logits alone (a net whose
+``forward`` takes ``last_only`` skips the other positions' work; any other net is sliced): same
+loss, less compute.
+
+Logged once per epoch: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (token-weighted
+means, torchmetrics, reduced across DDP ranks); the learning rate comes from Lightning's
+``LearningRateMonitor``. Checkpoints carry the net, optimiser and scheduler configs as plain dicts
+(``hyper_parameters``), so ``load_checkpoint`` rebuilds the right net.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics import MeanMetric
+
+from project.data.base import IGNORE_INDEX
+from project.optim import make_grad_filter
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch, pos]
+LOSS_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def plain(spec: Any) -> Any:
+    """A config node (DictConfig or dict) as plain Python containers; other values unchanged."""
+    if isinstance(spec, DictConfig):
+        return OmegaConf.to_container(spec, resolve=True)
+    return spec
+
+
+def build(spec: Any, *args: Any, **kwargs: Any) -> Any:
+    """Instantiate a ``_target_`` mapping (with extra arguments), or call a ready callable."""
+    if isinstance(spec, Mapping):
+        from hydra.utils import instantiate
+
+        return instantiate({**spec, "_partial_": True})(*args, **kwargs)
+    return spec(*args, **kwargs)
+
+
+class LitCausalLM(L.LightningModule):
+    def __init__(
+        self,
+        net: nn.Module | Mapping[str, Any],
+        optimizer: Callable[..., torch.optim.Optimizer] | Mapping[str, Any],
+        scheduler: Callable[..., Any] | Mapping[str, Any] | None = None,
+        scheduler_interval: str = "step",
+        loss_dtype: str = "float64",
+        grokfast: str | None = None,
+        grokfast_alpha: float = 0.98,
+        grokfast_lamb: float = 2.0,
+        grokfast_window: int = 100,
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if loss_dtype not in LOSS_DTYPES:
+            raise ValueError(f"loss_dtype={loss_dtype!r} is invalid: allowed float32, float64")
+        if scheduler_interval not in ("step", "epoch"):
+            raise ValueError(
+                f"scheduler_interval={scheduler_interval!r} is invalid: allowed step, epoch"
+            )
+        net, optimizer, scheduler = plain(net), plain(optimizer), plain(scheduler)
+        # plain dicts only: checkpoints stay loadable with torch.load(weights_only=True)
+        self.save_hyperparameters(
+            {
+                "net": net if isinstance(net, dict) else None,
+                "optimizer": optimizer if isinstance(optimizer, dict) else None,
+                "scheduler": scheduler if isinstance(scheduler, dict) else None,
+                "scheduler_interval": scheduler_interval,
+                "loss_dtype": loss_dtype,
+                "grokfast": grokfast,
+                "grokfast_alpha": grokfast_alpha,
+                "grokfast_lamb": grokfast_lamb,
+                "grokfast_window": grokfast_window,
+                "compile": compile,
+            }
+        )
+        self.net: nn.Module = net if isinstance(net, nn.Module) else build(net)
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.scheduler_interval = scheduler_interval
+        self.loss_dtype = LOSS_DTYPES[loss_dtype]
+        self.grad_filter = make_grad_filter(
+            grokfast, grokfast_alpha, grokfast_lamb, grokfast_window
+        )
+        self.net_takes_last_only = "last_only" in inspect.signature(self.net.forward).parameters
+        self.last_position_only = False  # set from the task in setup()
+        # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
+        self.__dict__["_forward"] = torch.compile(self.net) if compile else self.net
+        self._forward: Callable[..., torch.Tensor]
+        self.metrics = nn.ModuleDict(
+            {
+                f"{split}_{name}": MeanMetric(nan_strategy="disable")
+                for split in ("train", "val")
+                for name in ("loss", "acc")
+            }
+        )
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        self.last_position_only = bool(getattr(datamodule, "last_position_only", False))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [batch, pos] -> logits [batch, pos, d_vocab_out]."""
+        return self._forward(tokens)
+
+    def logits_and_labels(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``[n, d_vocab_out]`` and labels ``[n]`` of the positions the loss looks at."""
+        tokens, labels = batch
+        if self.last_position_only:
+            if self.net_takes_last_only:
+                logits = self._forward(tokens, last_only=True)[:, -1]
+            else:
+                logits = self._forward(tokens)[:, -1]
+            return logits, labels[:, -1]
+        return self._forward(tokens).flatten(0, 1), labels.flatten()
+
+    def loss_and_correct(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Mean cross-entropy over supervised positions, number correct, number supervised."""
+        logits, labels = self.logits_and_labels(batch)
+        supervised = labels != IGNORE_INDEX
+        count = supervised.sum()
+        loss = F.cross_entropy(
+            logits.to(self.loss_dtype), labels, ignore_index=IGNORE_INDEX, reduction="sum"
+        ) / count.clamp(min=1)
+        correct = ((logits.argmax(-1) == labels) & supervised).sum()
+        return loss, correct, count
+
+    def _update(self, split: str, loss: torch.Tensor, correct: torch.Tensor, count: torch.Tensor):
+        weight = count.float()
+        self.metrics[f"{split}_loss"].update(loss.detach().float(), weight)
+        self.metrics[f"{split}_acc"].update(correct.float() / weight.clamp(min=1), weight)
+        for name in ("loss", "acc"):
+            self.log(
+                f"{split}/{name}",
+                self.metrics[f"{split}_{name}"],
+                on_step=False,
+                on_epoch=True,
+                prog_bar=True,
+            )
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        loss, correct, count = self.loss_and_correct(batch)
+        self._update("train", loss, correct, count)
+        return loss
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, correct, count = self.loss_and_correct(batch)
+        self._update("val", loss, correct, count)
+
+    def on_train_epoch_end(self) -> None:
+        # one host sync per epoch; a diverged epoch stops before any checkpoint is written
+        loss = self.metrics["train_loss"].compute()
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"non-finite train loss ({loss.item()}) at epoch {self.current_epoch}"
+            )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.grad_filter is not None:
+            self.grad_filter.apply(self.net)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = build(self.optimizer_factory, params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = build(self.scheduler_factory, optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {
+                "scheduler": scheduler,
+                "interval": self.scheduler_interval,
+                "name": "lr",  # LearningRateMonitor logs it as `lr`
+            },
+        }
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.grad_filter is not None:
+            checkpoint["grad_filter"] = self.grad_filter.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.grad_filter is not None and "grad_filter" in checkpoint:
+            self.grad_filter.load_state_dict(checkpoint["grad_filter"])

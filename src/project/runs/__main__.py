@@ -1,0 +1,3 @@
+from project.runs.table import main
+
+main()

@@ -1,0 +1,150 @@
+"""Build a run's parts from its config: the task, the net's sizes from the task, the module.
+
+Shared by the preflight (which builds everything once on the meta device, before any run dir
+exists, so a constructor's ``ValueError`` becomes one line and exit 2) and by ``run.train``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+# net constructor argument <- task attribute
+SIZE_ARGS = {"d_vocab": "vocab_size", "n_ctx": "seq_len", "d_vocab_out": "d_vocab_out"}
+
+
+def task_sizes(datamodule: Any) -> dict[str, int]:
+    """``{"d_vocab", "n_ctx", "d_vocab_out"}`` declared by a task (``d_vocab_out`` defaults to
+    ``vocab_size``). Missing ``vocab_size`` / ``seq_len`` is a clear error, not an AttributeError."""
+    sizes: dict[str, int] = {}
+    for arg, attr in SIZE_ARGS.items():
+        value = getattr(datamodule, attr, None)
+        if value is None and attr == "d_vocab_out":
+            value = getattr(datamodule, "vocab_size", None)
+        if value is None:
+            raise ValueError(
+                f"{type(datamodule).__name__} declares no {attr}: a task must declare vocab_size "
+                "and seq_len (the sizes the net is built with)"
+            )
+        sizes[arg] = int(value)
+    return sizes
+
+
+def fill_net_sizes(cfg: DictConfig, datamodule: Any) -> None:
+    """Set ``model.net.{d_vocab,n_ctx,d_vocab_out}`` from the task where the config leaves them
+    null (or out) and the net's constructor takes them."""
+    net = OmegaConf.select(cfg, "model.net")
+    if not isinstance(net, DictConfig) or "_target_" not in net:
+        return
+    from hydra.utils import get_object
+
+    params = inspect.signature(get_object(str(net._target_))).parameters
+    sizes = task_sizes(datamodule)
+    with open_dict(net):
+        for arg, value in sizes.items():
+            if arg in params and net.get(arg) is None:
+                net[arg] = value
+
+
+def cause(exc: BaseException) -> BaseException:
+    """The user's own exception behind Hydra's ``InstantiationException`` wrapper."""
+    from hydra.errors import InstantiationException
+
+    while isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    return exc
+
+
+def error_line(node_key: str, exc: BaseException, node: Any = None) -> str:
+    """One line for a constructor's error: ``data.k=0 is invalid: ...`` when the message names an
+    argument of the node, else ``data: <message>``."""
+    exc = cause(exc)
+    message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    message = message or type(exc).__name__
+    if not isinstance(exc, ValueError):
+        message = f"{type(exc).__name__}: {message}"
+    name = message.partition("=")[0]
+    keys = set(node.keys()) if isinstance(node, dict | DictConfig) else set()
+    if name in keys:
+        return f"{node_key}.{message}"
+    return f"{node_key}: {message}"
+
+
+def instantiate_task(cfg: DictConfig) -> Any:
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.data)
+
+
+def check_buildable(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> list[str]:
+    """Build the task, then the module (net on the meta device: no memory, no time), then the
+    optimiser and scheduler on a dummy parameter. Returns one line per failure.
+
+    ``checkpoint``: a resume checkpoint whose saved net config must match this one.
+    """
+    import torch
+    from hydra.utils import instantiate
+
+    try:
+        datamodule = instantiate_task(cfg)
+    except Exception as exc:
+        return [error_line("data", exc, OmegaConf.to_container(cfg.data, resolve=False))]
+    try:
+        fill_net_sizes(cfg, datamodule)
+    except Exception as exc:
+        return [error_line("data", exc)]
+    errors: list[str] = []
+    model_cfg = cfg.model
+    try:
+        with torch.device("meta"):
+            module = instantiate(model_cfg)
+    except Exception as exc:
+        node_key, node = "model", OmegaConf.to_container(model_cfg, resolve=False)
+        text = str(cause(exc))
+        net = OmegaConf.select(cfg, "model.net")
+        if isinstance(net, DictConfig) and any(
+            f"{k}=" in text for k in net if k != "_target_"
+        ):
+            node_key, node = "model.net", OmegaConf.to_container(net, resolve=False)
+        return [error_line(node_key, exc, node)]
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer: Any = torch.optim.SGD(dummy, lr=0.1)
+    for key in ("optimizer", "scheduler"):
+        spec = OmegaConf.select(cfg, f"model.{key}")
+        if not isinstance(spec, DictConfig) or "_target_" not in spec:
+            continue
+        try:
+            if key == "optimizer":
+                optimizer = instantiate(spec)(params=dummy)
+            else:
+                instantiate(spec)(optimizer=optimizer)
+        except Exception as exc:
+            errors.append(error_line(f"model.{key}", exc, OmegaConf.to_container(spec)))
+    if checkpoint is not None:
+        errors += _resume_mismatch(cfg, module, checkpoint)
+    return errors
+
+
+def _resume_mismatch(cfg: DictConfig, module: Any, checkpoint: dict[str, Any]) -> list[str]:
+    """A resumed run must build the checkpoint's net again: one line per differing argument."""
+    saved = (checkpoint.get("hyper_parameters") or {}).get("net")
+    current = OmegaConf.select(cfg, "model.net")
+    if not isinstance(saved, dict) or not isinstance(current, DictConfig):
+        return []
+    current_dict = OmegaConf.to_container(current, resolve=True)
+    assert isinstance(current_dict, dict)
+    lines = []
+    for key, value in current_dict.items():
+        if key in saved and saved[key] != value and key != "_target_":
+            lines.append(
+                f"model.net.{key}={value!r} is invalid: allowed {saved[key]!r}, the value in "
+                "run.ckpt_path's checkpoint (a resumed run builds the same net)"
+            )
+    if saved.get("_target_") != current_dict.get("_target_"):
+        lines.append(
+            f"model.net._target_={current_dict.get('_target_')!r} is invalid: allowed "
+            f"{saved.get('_target_')!r}, the net in run.ckpt_path's checkpoint"
+        )
+    return lines
