@@ -32,6 +32,7 @@ from project.train.validate import validate_config
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 MAX_JOBS_CHECKED = 256
+PARAMS_PREFIX = "hydra.sweeper.params."
 
 
 class PreflightError(Exception):
@@ -123,30 +124,44 @@ def _sweep_values(override: Any) -> list[str] | None:
 def expand_jobs(
     overrides: list[str], multirun: bool, config_name: str = "config"
 ) -> list[list[str]]:
-    """The override lists of the jobs a command stands for (all, up to ``MAX_JOBS_CHECKED``)."""
-    if not multirun:
-        return [overrides]
+    """The override lists of the jobs a command stands for (all, up to ``MAX_JOBS_CHECKED``).
+
+    A command is a multirun with ``-m`` or when its config says ``hydra.mode: MULTIRUN`` (an
+    ``hparams_search`` preset). Search spaces come from the command line (``key=1,2``,
+    ``key=interval(a,b)``, ``hydra.sweeper.params.key=...``) and from ``hydra.sweeper.params`` in
+    the config; the command line wins.
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
+    plain = [ov.input_line for ov in parsed if not ov.is_sweep_override()]
+    plain = [o for o in plain if not o.lstrip("+~").startswith(PARAMS_PREFIX)]
+    try:
+        hydra_cfg = compose_config(plain, config_name, True).hydra
+    except (HydraException, OmegaConfBaseException):
+        if not multirun:  # reported by the job check below, with the overrides' context
+            return [overrides]
+        raise
+    if not multirun and "MULTIRUN" not in str(hydra_cfg.get("mode")):
+        return [overrides]
+    specs: dict[str, str] = {}  # key -> search space spec, in order of precedence (last wins)
+    params = OmegaConf.select(hydra_cfg, "sweeper.params")
+    if isinstance(params, DictConfig):  # an hparams_search preset's search space
+        specs.update({str(k): str(v) for k, v in params.items()})
     axes: list[list[str]] = []
     for ov in parsed:
-        values = _sweep_values(ov)
         key = ov.get_key_element()
-        axes.append([f"{key}={v}" for v in values] if values is not None else [ov.input_line])
-    swept = {ov.get_key_element() for ov in parsed}
-    params = OmegaConf.select(
-        compose_config([o for o in overrides if "," not in o and "(" not in o], config_name, True),
-        "hydra.sweeper.params",
-    )
-    if isinstance(params, DictConfig):  # an hparams_search preset's search space
-        for key, spec in params.items():
-            if key in swept:
-                continue
-            (ov,) = parser.parse_overrides([f"{key}={spec}"])
-            values = _sweep_values(ov)
-            axes.append([f"{key}={v}" for v in values] if values is not None else [f"{key}={spec}"])
+        if key.lstrip("+~").startswith(PARAMS_PREFIX):
+            specs[key.lstrip("+~")[len(PARAMS_PREFIX) :]] = ov.input_line.partition("=")[2]
+        elif ov.is_sweep_override():
+            specs[key] = ov.input_line.partition("=")[2]
+        else:
+            axes.append([ov.input_line])
+    for key, spec in specs.items():
+        (ov,) = parser.parse_overrides([f"{key}={spec}"])
+        values = _sweep_values(ov)
+        axes.append([f"{key}={v}" for v in values] if values is not None else [f"{key}={spec}"])
     jobs: list[list[str]] = [[]]
     for axis in axes:
         jobs = [job + [value] for job in jobs for value in axis][:MAX_JOBS_CHECKED]
@@ -158,32 +173,32 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
     try:
         jobs = expand_jobs(overrides, multirun, config_name)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
-        raise PreflightError([_one_line(exc)]) from None
+        raise PreflightError([_one_line(exc, overrides)]) from None
     lines: list[str] = []
     reference = compose_config([], config_name)  # target keys already known to be valid
-    configs: list[DictConfig] = []
+    checked: list[tuple[DictConfig, tuple[str, ...]]] = []
     for job in jobs:
         try:
             cfg = compose_config(job, config_name)
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
-            break
-        configs.append(cfg)
-        lines += [str(e) for e in validate_config(cfg, reference) if str(e) not in lines]
-    if lines:
-        raise PreflightError(lines)
-    lines += _build_errors(configs)
+            raise PreflightError(lines) from None
+        errors = validate_config(cfg, reference)
+        lines += [str(e) for e in errors if str(e) not in lines]
+        bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
+        checked.append((cfg, bad))
+    lines += [line for line in _build_errors(checked) if line not in lines]
     if lines:
         raise PreflightError(lines)
 
 
-def _build_errors(configs: list[DictConfig]) -> list[str]:
+def _build_errors(checked: list[tuple[DictConfig, tuple[str, ...]]]) -> list[str]:
     """Build each distinct (task, module) pair once; the classes' own errors as lines."""
     from project.train.assemble import check_buildable
 
     lines: list[str] = []
     seen: set[str] = set()
-    for cfg in configs:
+    for cfg, bad in checked:
         parts = {k: OmegaConf.to_container(cfg[k], resolve=False) for k in ("data", "model")}
         key = repr(parts)
         if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
@@ -192,10 +207,13 @@ def _build_errors(configs: list[DictConfig]) -> list[str]:
         ckpt = OmegaConf.select(cfg, "run.ckpt_path")
         checkpoint = None
         if ckpt:
-            from project.checkpoint import read_checkpoint
+            from project.checkpoint import CheckpointError, read_checkpoint
 
-            checkpoint = read_checkpoint(ckpt)
-        lines += [line for line in check_buildable(cfg, checkpoint) if line not in lines]
+            try:
+                checkpoint = read_checkpoint(ckpt)
+            except CheckpointError:
+                checkpoint = None  # already reported by validate_config
+        lines += [line for line in check_buildable(cfg, checkpoint, bad) if line not in lines]
     return lines
 
 

@@ -20,8 +20,11 @@ from omegaconf import DictConfig, OmegaConf
 from project.train.assemble import fill_net_sizes, instantiate_task
 from project.train.finish import finish_run
 from project.train.loggers import build_loggers, redact_secrets
+from project.train.objective import objective
 from project.train.preflight import CONFIG_DIR, run_preflight
+from project.train.resume import plan_job
 from project.train.rundir import discard_run_dir, register_resolvers
+from project.train.threads import limit_threads_per_job
 from project.train.validate import validate_config
 
 
@@ -55,6 +58,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if is_global_zero():
             discard_run_dir(run_dir)
         raise SystemExit(2)
+    limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
+    plan = plan_job(cfg, run_dir, record=is_global_zero())  # sweeps: skip a finished job, resume an interrupted one
+    if plan.skip:
+        return plan.metrics
 
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     datamodule = instantiate_task(cfg)
@@ -72,7 +79,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         (run_dir / "resolved_config.yaml").write_text(resolved)
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.run.ckpt_path, weights_only=True)
+        ckpt = plan.ckpt_path or cfg.run.ckpt_path
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
         raise SystemExit(diverged_exit(run_dir, exc)) from None
 
@@ -85,9 +93,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    return metrics.get("val/acc")
+def _hydra_main(cfg: DictConfig) -> float:
+    train(cfg)  # the sweeper's objective (Optuna minimises it): epochs to the threshold
+    return objective(HydraConfig.get().runtime.output_dir, cfg.trainer.get("max_epochs"))
 
 
 def main() -> None:
