@@ -135,7 +135,8 @@ def expand_jobs(
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides(overrides)
-    plain = [ov.input_line for ov in parsed if not ov.is_sweep_override()]
+    pairs = list(zip(parsed, overrides, strict=True))  # each with the override as typed
+    plain = [line for ov, line in pairs if not ov.is_sweep_override()]
     plain = [o for o in plain if not o.lstrip("+~").startswith(PARAMS_PREFIX)]
     try:
         hydra_cfg = compose_config(plain, config_name, True).hydra
@@ -150,14 +151,14 @@ def expand_jobs(
     if isinstance(params, DictConfig):  # an hparams_search preset's search space
         specs.update({str(k): str(v) for k, v in params.items()})
     axes: list[list[str]] = []
-    for ov in parsed:
+    for ov, line in pairs:
         key = ov.get_key_element()
         if key.lstrip("+~").startswith(PARAMS_PREFIX):
-            specs[key.lstrip("+~")[len(PARAMS_PREFIX) :]] = ov.input_line.partition("=")[2]
+            specs[key.lstrip("+~")[len(PARAMS_PREFIX) :]] = line.partition("=")[2]
         elif ov.is_sweep_override():
-            specs[key] = ov.input_line.partition("=")[2]
+            specs[key] = line.partition("=")[2]
         else:
-            axes.append([ov.input_line])
+            axes.append([line])
     for key, spec in specs.items():
         (ov,) = parser.parse_overrides([f"{key}={spec}"])
         values = _sweep_values(ov)

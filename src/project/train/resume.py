@@ -75,7 +75,9 @@ def decide(cfg: DictConfig, job_dir: Path) -> JobPlan:
         return JobPlan("fresh")
     previous = yaml.safe_load(saved.read_text()) or {}
     if changed := config_differences(previous, _resolved(cfg)):
-        shown = ", ".join(changed[:5]) + (f" (+{len(changed) - 5} more)" if len(changed) > 5 else "")
+        shown = ", ".join(changed[:5]) + (
+            f" (+{len(changed) - 5} more)" if len(changed) > 5 else ""
+        )
         print(
             f"error: hydra.sweep.dir job {job_dir} is invalid: it holds a run with a different "
             f"config ({shown}); allowed: the same sweep command, or a new hydra.sweep.dir",

@@ -59,7 +59,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             discard_run_dir(run_dir)
         raise SystemExit(2)
     limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
-    plan = plan_job(cfg, run_dir, record=is_global_zero())  # sweeps: skip a finished job, resume an interrupted one
+    # sweeps: skip a finished job, resume an interrupted one from its last.ckpt
+    plan = plan_job(cfg, run_dir, record=is_global_zero())
     if plan.skip:
         return plan.metrics
 
