@@ -2,12 +2,17 @@
 
     uv run python -m project.runs outputs/ multirun/            # table, newest last
     uv run python -m project.runs multirun/ --csv sweep.csv     # also write a CSV
+    uv run python -m project.runs <sweep dir> --phase-diagram model.optimizer.weight_decay \\
+        data.frac_train                                          # + heatmap PNG and its table
+
+Runs that differ only in ``seed`` are also summarised as mean ± std (n) per config
+(``project.runs.sweep``), and an Optuna sweep's ``optimization_results.yaml`` is shown.
 
 In Python, ``collect_runs("outputs", "multirun")`` returns a ``pandas.DataFrame`` with one row per
 run dir: ``run_dir``, ``overrides`` (the command-line overrides as one string), one column per
 override key (``seed``, ``data.frac_train``, ... with YAML-parsed values, for plots over
-sweeps), ``status``, ``epochs``, ``train_acc``, ``val_acc`` (final), ``best_val_acc``,
-``memorise_epoch`` and ``grok_epoch`` (first epoch with train / val accuracy >= 0.99; NaN when
+sweeps), ``status``, ``epochs``, ``train_acc``, ``val_acc``, ``train_loss``, ``val_loss``
+(final), ``best_val_acc``, ``memorise_epoch`` and ``grok_epoch`` (first epoch with train / val accuracy >= 0.99; NaN when
 never reached). Numbers come from ``summary.json`` (written at the end of every run); runs
 without it (crashed or still running: status ``incomplete``) fall back to the CSV or TensorBoard
 logs in the run dir.
@@ -118,6 +123,8 @@ def summarise_run(run_dir: str | Path) -> dict[str, Any]:
             epochs=s.get("epochs"),
             train_acc=_num(final.get("train/acc")),
             val_acc=_num(final.get("val/acc")),
+            train_loss=_num(final.get("train/loss")),
+            val_loss=_num(final.get("val/loss")),
             best_val_acc=_num(s.get("best_val_acc")),
             memorise_epoch=_num(s.get("memorise_epoch")),
             grok_epoch=_num(s.get("grok_epoch")),
@@ -146,6 +153,8 @@ COLUMNS = [
     "epochs",
     "train_acc",
     "val_acc",
+    "train_loss",
+    "val_loss",
     "best_val_acc",
     "memorise_epoch",
     "grok_epoch",
@@ -199,14 +208,49 @@ def format_table(df: pd.DataFrame) -> str:
     return text
 
 
+def optuna_results(roots: Iterable[str | Path]) -> list[str]:
+    """``optuna: best value V (<file>): key=value ...`` for each ``optimization_results.yaml``."""
+    lines = []
+    for root in roots:
+        for path in sorted(Path(root).glob("**/optimization_results.yaml")):
+            res = yaml.safe_load(path.read_text()) or {}
+            params = " ".join(f"{k}={v}" for k, v in (res.get("best_params") or {}).items())
+            lines.append(f"optuna: best value {res.get('best_value')} ({path}): {params}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
+    from project.runs import sweep
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("roots", nargs="*", default=["outputs", "multirun"])
     parser.add_argument("--csv", help="also write the full table to this CSV file")
+    parser.add_argument(
+        "--phase-diagram",
+        nargs=2,
+        metavar=("KEY_X", "KEY_Y"),
+        help="write a heatmap of epochs to grok over two swept keys (PNG) and print its table",
+    )
+    parser.add_argument("--png", help="phase diagram file (default: <first root>/phase_X_Y.png)")
     args = parser.parse_args(argv)
     df = collect_runs(*args.roots)
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         print(format_table(df))
+        stats = sweep.seed_stats(df)
+        if not stats.empty:  # runs that differ only in seed
+            print("\n" + sweep.format_seed_stats(stats))
+        for line in optuna_results(args.roots):
+            print(line)
+        if args.phase_diagram:
+            x, y = args.phase_diagram
+            try:
+                cells = sweep.phase_table(df, x, y)
+            except ValueError as exc:
+                raise SystemExit(f"error: {exc}") from None
+            png = Path(args.png or Path(args.roots[0]) / f"phase_{x}_{y}.png")
+            sweep.plot_phase_diagram(cells, x, y, png)
+            print("\n" + sweep.format_phase_table(cells, x, y))
+            print(f"wrote {png}")
     if args.csv:
         df.to_csv(args.csv, index=False)
         print(f"wrote {args.csv} ({len(df)} runs)")

@@ -53,10 +53,15 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs (``run.ckpt_path`` ignored)."""
+    """Dotted keys whose values differ between two resolved configs. Ignored: ``run.ckpt_path``,
+    and keys left empty (null / ``???``) in ``current`` that the run fills in when it builds
+    (``model.net.d_vocab`` ... from the task)."""
     a, b = _flatten(previous), _flatten(current)
-    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in _IGNORED_KEYS)
-    return keys
+    return sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and k not in _IGNORED_KEYS and b.get(k) not in (None, "???")
+    )
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
@@ -117,7 +122,7 @@ def plan_job(cfg: DictConfig, job_dir: Path, record: bool = True) -> JobPlan:
     with (job_dir / ATTEMPTS_FILE).open("a") as f:
         f.write(json.dumps(entry) + "\n")
     if plan.action != "fresh":
-        what = "finished before: skipped" if plan.skip else f"resumed at epoch {plan.from_epoch}"
+        what = "finished before: skipped" if plan.skip else f"resumed after epoch {plan.from_epoch}"
         print(f"sweep job {job_dir.name}: {what} ({job_dir})", flush=True)
     return plan
 
