@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SMALL = [
     "data.modulus=23",
     "data.frac_train=0.5",
-    "model.lr=1e-2",
+    "model.optimizer.lr=1e-2",
     "trainer=cpu",
     "trainer.check_val_every_n_epoch=1",
 ]

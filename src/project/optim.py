@@ -95,7 +95,7 @@ def make_grad_filter(
         return GrokfastEMA(alpha=alpha, lamb=lamb)
     if kind == "ma":
         return GrokfastMA(window=window, lamb=lamb)
-    raise ValueError(f"grokfast must be none|ema|ma, got {kind!r}")
+    raise ValueError(f"grokfast={kind!r} is invalid: allowed none, ema, ma")
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> Any:

@@ -38,10 +38,14 @@ def test_seed_readme_quick_cpu_run(tmp_path: Path) -> None:
 
 BAD_INPUTS = [
     (["data.operation=pow"], "data.operation='pow'", "add, sub, mul, div"),
-    (["data.frac_train=1.5"], "data.frac_train=1.5", "(0.0, 1.0)"),
+    (["data.frac_train=1.5"], "data.frac_train=1.5", "(0, 1)"),
     (["data.modulus=1"], "data.modulus=1", ">= 2"),
     (["data.operation=div", "data.modulus=91"], "data.modulus=91", "prime"),
-    (["model.d_model=130", "model.n_heads=4"], "model.d_model=130", "multiple of model.n_heads=4"),
+    (
+        ["model.net.d_model=130", "model.net.n_heads=4"],
+        "model.net.d_model=130",
+        "multiple of n_heads=4",
+    ),
     (["trainer=nonexistent"], "trainer=nonexistent", "cpu, ddp"),
 ]
 
@@ -50,7 +54,7 @@ BAD_INPUTS = [
 def test_bad_input_is_one_clear_line_and_leaves_nothing(
     tmp_path: Path, overrides: list[str], names: str, allowed: str
 ) -> None:
-    proc = run_cli(*overrides, f"run.output_root={tmp_path / 'outputs'}", cwd=tmp_path, timeout=120)
+    proc = run_cli(*overrides, f"run.output_root={tmp_path / 'outputs'}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

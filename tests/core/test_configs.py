@@ -1,4 +1,5 @@
-"""Every config option composes; every `_target_` resolves and instantiates (hardware permitting)."""
+"""Every config option of every group composes; every `_target_` resolves and instantiates
+(hardware permitting); the task fills the net's sizes."""
 
 from __future__ import annotations
 
@@ -6,23 +7,27 @@ from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
+from project.train.assemble import fill_net_sizes, task_sizes
 from project.train.preflight import CONFIG_DIR, check, compose_config
-from project.train.run import build_callbacks, fill_derived_sizes
+from project.train.run import build_callbacks
 from project.train.validate import validate_config
 
 GROUPS = {
-    g: sorted(p.stem for p in (Path(CONFIG_DIR) / g).glob("*.yaml"))
-    for g in ("trainer", "model", "data", "logger", "callbacks", "experiment")
+    g.name: sorted(p.stem for p in g.glob("*.yaml"))
+    for g in sorted(Path(CONFIG_DIR).iterdir())
+    if g.is_dir()
 }
+OPTIONS = [(group, option) for group, options in GROUPS.items() for option in options]
 
 
 def test_groups_hold_the_documented_options() -> None:
     assert {"cpu", "mps", "gpu_1", "ddp", "default"} <= set(GROUPS["trainer"])
     assert {"tensorboard", "wandb", "csv", "none"} <= set(GROUPS["logger"])
-    assert GROUPS["model"] == ["causal_lm"] and GROUPS["data"] == ["modular"]
+    assert {"causal_lm", "attn_only"} <= set(GROUPS["model"]) and "modular" in GROUPS["data"]
     assert "default" in GROUPS["callbacks"] and {"fast_grok", "nanda2023"} <= set(
         GROUPS["experiment"]
     )
@@ -32,7 +37,7 @@ def test_default_is_the_nanda_2023_setup() -> None:
     cfg = compose_config([])
     assert (cfg.data.modulus, cfg.data.frac_train, cfg.data.operation) == (113, 0.3, "add")
     assert cfg.data.batch_size is None  # full batch
-    m = cfg.model
+    m = cfg.model.net
     assert (m.n_layers, m.d_model, m.n_heads, m.d_mlp, m.act, m.layernorm) == (
         1,
         128,
@@ -41,47 +46,61 @@ def test_default_is_the_nanda_2023_setup() -> None:
         "relu",
         False,
     )
-    assert (m.lr, m.weight_decay, list(m.betas), m.warmup_steps) == (1e-3, 1.0, [0.9, 0.98], 10)
+    opt = cfg.model.optimizer
+    assert (opt.lr, opt.weight_decay, list(opt.betas)) == (1e-3, 1.0, [0.9, 0.98])
+    assert cfg.model.scheduler.warmup_steps == 10
     assert validate_config(cfg) == []
 
 
 def _instantiate_all(cfg, tmp_path: Path) -> None:
     """Instantiate data, model, callbacks, logger and (where the hardware exists) the trainer."""
     dm = hydra.utils.instantiate(cfg.data)
-    fill_derived_sizes(cfg, dm)
+    fill_net_sizes(cfg, dm)
     module = hydra.utils.instantiate(cfg.model)
-    assert module.net.cfg.d_vocab == cfg.data.modulus + 1
+    sizes = task_sizes(dm)
+    for arg, value in sizes.items():  # every size the net takes came from the task
+        if arg in cfg.model.net:
+            assert cfg.model.net[arg] == value
+    dm.setup("fit")  # the contract: (tokens [b, pos], labels [b, pos]) -> logits [b, pos, out]
+    tokens, labels = next(iter(dm.train_dataloader()))
+    assert tokens.dtype == labels.dtype == torch.int64 and tokens.shape == labels.shape
+    logits = module(tokens[:4])
+    assert logits.shape == (*tokens[:4].shape, sizes["d_vocab_out"])
     build_callbacks(cfg)
     if cfg.logger and "_target_" in cfg.logger:
         hydra.utils.get_class(cfg.logger._target_)
 
 
-@pytest.mark.parametrize("group", ["trainer", "logger", "callbacks", "experiment", "model", "data"])
-def test_every_option_composes_and_instantiates(group: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_every_option_composes_and_instantiates(group: str, option: str, tmp_path: Path) -> None:
     from hydra import compose, initialize_config_dir
 
-    for option in GROUPS[group]:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="t"):
-            cfg = compose("config", overrides=[f"{group}={option}"], return_hydra_config=True)
-            with open_dict(cfg):
-                cfg.hydra.runtime.output_dir = str(tmp_path / option)
-                cfg.hydra.job.num = 0
-            HydraConfig.instance().set_config(cfg)
-            OmegaConf.resolve(cfg.hydra.runtime)
-            job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-            job_cfg = OmegaConf.create(OmegaConf.to_container(job, resolve=True))
-        _instantiate_all(job_cfg, tmp_path)
-        trainer_cfg = job_cfg.trainer
-        hydra.utils.get_class(trainer_cfg._target_)
-        if trainer_cfg.accelerator in ("auto", "cpu") or group != "trainer":
-            overrides = (
-                {"accelerator": "cpu", "devices": 1} if trainer_cfg.accelerator != "auto" else {}
-            )
-            trainer = hydra.utils.instantiate(trainer_cfg, logger=False, **overrides)
-            assert trainer.max_epochs == trainer_cfg.max_epochs
-        if group == "logger" and option in ("tensorboard", "csv"):
-            logger = hydra.utils.instantiate(job_cfg.logger)
-            assert Path(logger.log_dir).is_relative_to(tmp_path / option)
+    if group == "hparams_search":
+        pytest.skip("search spaces are sweeper configs, checked by tests/sweeps")
+    extra = []
+    if option == "text" and group in ("data", "experiment"):  # a char-level LM needs a file
+        extra = [f"data.path={Path(CONFIG_DIR).parent / 'README.md'}"]
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="t"):
+        cfg = compose("config", overrides=[f"{group}={option}", *extra], return_hydra_config=True)
+        with open_dict(cfg):
+            cfg.hydra.runtime.output_dir = str(tmp_path / option)
+            cfg.hydra.job.num = 0
+        HydraConfig.instance().set_config(cfg)
+        OmegaConf.resolve(cfg.hydra.runtime)
+        job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+        job_cfg = OmegaConf.create(OmegaConf.to_container(job, resolve=True))
+    _instantiate_all(job_cfg, tmp_path)
+    trainer_cfg = job_cfg.trainer
+    hydra.utils.get_class(trainer_cfg._target_)
+    if trainer_cfg.accelerator in ("auto", "cpu") or group != "trainer":
+        overrides = (
+            {"accelerator": "cpu", "devices": 1} if trainer_cfg.accelerator != "auto" else {}
+        )
+        trainer = hydra.utils.instantiate(trainer_cfg, logger=False, **overrides)
+        assert trainer.max_epochs == trainer_cfg.max_epochs
+    if group == "logger" and option in ("tensorboard", "csv"):
+        logger = hydra.utils.instantiate(job_cfg.logger)
+        assert Path(logger.log_dir).is_relative_to(tmp_path / option)
 
 
 @pytest.mark.parametrize(
@@ -93,11 +112,11 @@ def test_every_option_composes_and_instantiates(group: str, tmp_path: Path) -> N
         ["data.batch_size=256", "trainer.max_epochs=1", "trainer.log_every_n_steps=1"],
         ["seed=3", "run.name=grokking_exp1", "data.operation=div", "data.modulus=97"],
         [
-            "model.n_layers=2",
-            "model.d_model=64",
-            "model.n_heads=2",
-            "model.act=gelu",
-            "model.layernorm=true",
+            "model.net.n_layers=2",
+            "model.net.d_model=64",
+            "model.net.n_heads=2",
+            "model.net.act=gelu",
+            "model.net.layernorm=true",
         ],
     ],
 )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from project.data.lit_data import DeviceBatches, ModularDataModule
-from project.data.modular import OPERATIONS, all_pairs, is_prime, split_indices
+from project.data.base import IGNORE_INDEX, DeviceBatches
+from project.data.modular import OPERATIONS, ModularDataModule, all_pairs, is_prime, split_indices
 
 REFERENCE = {
     "add": lambda a, b, p: (a + b) % p,
@@ -24,7 +24,7 @@ REFERENCE = {
 def test_every_operation_is_complete_disjoint_and_correct(operation: str) -> None:
     p = 13
     dm = ModularDataModule(operation=operation, modulus=p, frac_train=0.3, split_seed=1)
-    tokens, labels = dm.split("all")
+    tokens, labels = dm.tokens, dm.answers
     expected_pairs = {(a, b) for a in range(p) for b in range(p) if operation != "div" or b != 0}
     pairs = [tuple(t[:2].tolist()) for t in tokens]
     assert set(pairs) == expected_pairs and len(pairs) == len(expected_pairs)
@@ -42,7 +42,32 @@ def test_default_split_is_the_nanda_demo_split() -> None:
     assert (len(dm.train_idx), len(dm.val_idx)) == (3830, 8939)
     torch.manual_seed(598)
     assert torch.equal(dm.train_idx, torch.randperm(113 * 113)[:3830])
-    assert dm.vocab_size == 114 and dm.num_classes == 113 and dm.seq_len == 3
+    assert dm.vocab_size == 114 and dm.d_vocab_out == 113 and dm.seq_len == 3
+
+
+def test_batches_follow_the_contract_labels_only_at_the_answer() -> None:
+    dm = ModularDataModule(modulus=11, frac_train=0.5, split_seed=3)
+    dm.setup("fit")
+    tokens, labels = next(iter(dm.train_dataloader()))
+    assert tokens.shape == labels.shape == (len(dm.train_idx), 3)
+    assert (labels[:, :2] == IGNORE_INDEX).all() and dm.last_position_only
+    assert torch.equal(labels[:, 2], dm.answers[dm.train_idx])
+    assert torch.equal(tokens, dm.tokens[dm.train_idx])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"operation": "pow"}, "operation='pow' is invalid: allowed one of add"),
+        ({"modulus": 1}, "modulus=1 is invalid"),
+        ({"operation": "div", "modulus": 24}, "modulus=24 is invalid: allowed a prime"),
+        ({"frac_train": 1.5}, "frac_train=1.5 is invalid"),
+        ({"batch_size": 0}, "batch_size=0 is invalid"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        ModularDataModule(**kwargs)
 
 
 def test_split_is_deterministic_and_seed_dependent() -> None:

@@ -9,7 +9,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from project.data.lit_data import ModularDataModule
+from project.data.modular import ModularDataModule
 from project.utils.helpers import load_checkpoint
 from tests.conftest import SMALL, train_in_process
 
@@ -30,8 +30,8 @@ def grokked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         *SMALL,
         "trainer.max_epochs=60",
         "run.name=small",
-        "callbacks.checkpoints.snapshot_every_n_epochs=20",
-        "callbacks.checkpoints.last_every_n_epochs=20",
+        "callbacks.snapshots.every_n_epochs=20",
+        "callbacks.last_checkpoint.every_n_epochs=20",
     )
 
 

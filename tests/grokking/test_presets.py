@@ -28,9 +28,13 @@ def test_power2022_presets(name: str, operation: str) -> None:
     cfg = compose_config([f"experiment={name}"])
     assert operation in OPERATIONS
     assert (cfg.data.operation, cfg.data.modulus, cfg.data.frac_train) == (operation, 97, 0.5)
-    assert (cfg.model.n_layers, cfg.model.d_model, cfg.model.n_heads) == (2, 128, 4)
-    assert cfg.model.layernorm is True and cfg.data.batch_size == 512
-    assert (cfg.model.lr, cfg.model.weight_decay, list(cfg.model.betas)) == (1e-3, 1.0, [0.9, 0.98])
+    assert (cfg.model.net.n_layers, cfg.model.net.d_model, cfg.model.net.n_heads) == (2, 128, 4)
+    assert cfg.model.net.layernorm is True and cfg.data.batch_size == 512
+    assert (
+        cfg.model.optimizer.lr,
+        cfg.model.optimizer.weight_decay,
+        list(cfg.model.optimizer.betas),
+    ) == (1e-3, 1.0, [0.9, 0.98])
     assert validate_config(cfg) == []
 
 
@@ -58,7 +62,11 @@ def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
 def test_fast_grok_recipe() -> None:
     cfg = compose_config(["experiment=fast_grok"])
     assert (cfg.data.modulus, cfg.data.frac_train, cfg.data.batch_size) == (113, 0.3, None)
-    assert (cfg.model.lr, cfg.model.weight_decay, cfg.model.grokfast) == (1e-2, 3.0, "none")
+    assert (cfg.model.optimizer.lr, cfg.model.optimizer.weight_decay, cfg.model.grokfast) == (
+        1e-2,
+        3.0,
+        "none",
+    )
     assert cfg.trainer.max_epochs <= 600
     assert cfg.callbacks.progress_measures.every_n_epochs == 25
     assert validate_config(cfg) == []

@@ -31,7 +31,7 @@ def tb_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         *SMALL,
         f"trainer.max_epochs={EPOCHS}",
         f"callbacks.progress_measures.every_n_epochs={EVERY}",
-        f"callbacks.checkpoints.snapshot_every_n_epochs={EVERY}",
+        f"callbacks.snapshots.every_n_epochs={EVERY}",
     )
 
 
@@ -44,7 +44,7 @@ def bare_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "logger=none",
         "trainer.max_epochs=6",
         "callbacks.progress_measures.every_n_epochs=3",
-        "callbacks.checkpoints.snapshot_every_n_epochs=3",
+        "callbacks.snapshots.every_n_epochs=3",
     )
 
 

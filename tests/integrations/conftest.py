@@ -15,11 +15,11 @@ from tests.conftest import SMALL
 # a tiny model: a few seconds per run even on a loaded 2-core machine
 TINY = [
     *SMALL,
-    "model.d_model=32",
-    "model.n_heads=2",
-    "model.d_mlp=64",
+    "model.net.d_model=32",
+    "model.net.n_heads=2",
+    "model.net.d_mlp=64",
     "trainer.max_epochs=3",
-    "callbacks.checkpoints.snapshot_every_n_epochs=0",
+    "callbacks.snapshots.every_n_epochs=0",
 ]
 
 

@@ -17,7 +17,7 @@ DDP_SETTINGS = [*TINY, "trainer.max_epochs=12", "logger=csv"]
 
 
 def test_data_shards_are_disjoint_and_complete() -> None:
-    from project.data.lit_data import DeviceBatches
+    from project.data.modular import DeviceBatches
 
     tokens, labels = torch.arange(21 * 3).view(21, 3), torch.arange(21)
     for batch_size, shuffle in ((None, False), (8, True)):
@@ -60,7 +60,7 @@ def test_ddp_one_run_dir_written_once(ddp_and_single) -> None:
 
 
 def val_acc_of(ckpt: Path) -> float:
-    from project.data.lit_data import ModularDataModule
+    from project.data.modular import ModularDataModule
     from project.utils.helpers import load_checkpoint
 
     model, _ = load_checkpoint(ckpt, device="cpu")

@@ -23,9 +23,9 @@ from tests.conftest import SMALL, run_cli, run_dirs, train_in_process
 def test_nan_stops_run_names_epoch_keeps_last_good_checkpoint(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    overrides = [*SMALL, "model.lr=10", "trainer.max_epochs=200", "logger=csv"]
+    overrides = [*SMALL, "model.optimizer.lr=10", "trainer.max_epochs=200", "logger=csv"]
     with pytest.raises(SystemExit) as exc:
-        train_in_process(tmp_path, *overrides, "callbacks.checkpoints.last_every_n_epochs=1")
+        train_in_process(tmp_path, *overrides, "callbacks.last_checkpoint.every_n_epochs=1")
     assert exc.value.code == DIVERGED_EXIT_CODE
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
     assert len(lines) == 1, lines

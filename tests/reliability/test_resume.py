@@ -32,7 +32,7 @@ MINI_BATCH_GROKFAST = [
     "seed=5",
     "data.batch_size=32",
     "model.grokfast=ema",
-    "model.warmup_steps=25",
+    "model.scheduler.warmup_steps=25",
 ]
 
 
@@ -57,7 +57,7 @@ def _interrupted_run(tmp_path: Path, overrides: list[str], sig: int, min_step: i
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "outputs"
     proc = start_training(
-        out, *overrides, "callbacks.checkpoints.last_every_n_epochs=3", log=tmp_path / "log"
+        out, *overrides, "callbacks.last_checkpoint.every_n_epochs=3", log=tmp_path / "log"
     )
     run_dir = wait_for_checkpoint(proc, out, min_step=min_step)
     proc.send_signal(sig)

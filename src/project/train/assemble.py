@@ -78,37 +78,62 @@ def instantiate_task(cfg: DictConfig) -> Any:
     return instantiate(cfg.data)
 
 
-def check_buildable(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -> list[str]:
-    """Build the task, then the module (net on the meta device: no memory, no time), then the
+def check_buildable(
+    cfg: DictConfig, checkpoint: dict[str, Any] | None = None, skip: tuple[str, ...] = ()
+) -> list[str]:
+    """Build the task, then the module (net on the meta device: no memory, no time), and the
     optimiser and scheduler on a dummy parameter. Returns one line per failure.
 
-    ``checkpoint``: a resume checkpoint whose saved net config must match this one.
+    ``skip``: config nodes (``"data"``, ``"model"``) already known to be invalid. ``checkpoint``:
+    a resume checkpoint whose saved net config must match this one.
     """
+    errors: list[str] = []
+    datamodule = None
+    if "data" not in skip:
+        try:
+            datamodule = instantiate_task(cfg)
+            fill_net_sizes(cfg, datamodule)
+        except Exception as exc:
+            datamodule = None
+            errors.append(error_line("data", exc, OmegaConf.to_container(cfg.data, resolve=False)))
+    if "model" in skip:
+        return errors
+    errors += _optimizer_errors(cfg)
+    if datamodule is None:  # the net's sizes come from the task
+        return errors
+    try:
+        module = _build_module_on_meta(cfg)
+    except Exception as exc:
+        errors.append(_module_error_line(cfg, exc))
+        return errors
+    if checkpoint is not None:
+        errors += _resume_mismatch(cfg, module, checkpoint)
+    return errors
+
+
+def _build_module_on_meta(cfg: DictConfig) -> Any:
     import torch
     from hydra.utils import instantiate
 
-    try:
-        datamodule = instantiate_task(cfg)
-    except Exception as exc:
-        return [error_line("data", exc, OmegaConf.to_container(cfg.data, resolve=False))]
-    try:
-        fill_net_sizes(cfg, datamodule)
-    except Exception as exc:
-        return [error_line("data", exc)]
-    errors: list[str] = []
-    model_cfg = cfg.model
-    try:
-        with torch.device("meta"):
-            module = instantiate(model_cfg)
-    except Exception as exc:
-        node_key, node = "model", OmegaConf.to_container(model_cfg, resolve=False)
-        text = str(cause(exc))
-        net = OmegaConf.select(cfg, "model.net")
-        if isinstance(net, DictConfig) and any(
-            f"{k}=" in text for k in net if k != "_target_"
-        ):
-            node_key, node = "model.net", OmegaConf.to_container(net, resolve=False)
-        return [error_line(node_key, exc, node)]
+    with torch.device("meta"):
+        return instantiate(cfg.model)
+
+
+def _module_error_line(cfg: DictConfig, exc: BaseException) -> str:
+    """Name ``model.net`` when the message is about one of the net's arguments."""
+    text = str(cause(exc))
+    net = OmegaConf.select(cfg, "model.net")
+    if isinstance(net, DictConfig) and any(f"{k}=" in text for k in net if k != "_target_"):
+        return error_line("model.net", exc, OmegaConf.to_container(net, resolve=False))
+    return error_line("model", exc, OmegaConf.to_container(cfg.model, resolve=False))
+
+
+def _optimizer_errors(cfg: DictConfig) -> list[str]:
+    """Call the optimiser and scheduler partials on a dummy parameter: their own checks run."""
+    import torch
+    from hydra.utils import instantiate
+
+    errors = []
     dummy = [torch.nn.Parameter(torch.zeros(1))]
     optimizer: Any = torch.optim.SGD(dummy, lr=0.1)
     for key in ("optimizer", "scheduler"):
@@ -116,14 +141,13 @@ def check_buildable(cfg: DictConfig, checkpoint: dict[str, Any] | None = None) -
         if not isinstance(spec, DictConfig) or "_target_" not in spec:
             continue
         try:
+            built = instantiate(spec, _partial_=True)
             if key == "optimizer":
-                optimizer = instantiate(spec)(params=dummy)
+                optimizer = built(params=dummy)
             else:
-                instantiate(spec)(optimizer=optimizer)
+                built(optimizer=optimizer)
         except Exception as exc:
             errors.append(error_line(f"model.{key}", exc, OmegaConf.to_container(spec)))
-    if checkpoint is not None:
-        errors += _resume_mismatch(cfg, module, checkpoint)
     return errors
 
 

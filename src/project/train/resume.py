@@ -10,7 +10,7 @@ job decides from its own output dir what to do (any launcher: basic, joblib, sub
 
 A job dir that holds a *different* config (the sweep was changed, so job numbers now mean other
 values) stops the job with one line instead of mixing two runs. Each decision is appended to
-``<job dir>/attempts.jsonl`` (``action``, ``from_epoch``, ``time``, ``pid``). Single runs are never
+``<job dir>/attempts.jsonl`` (``action``, ``from_epoch``, ``time``, ``pid``, ``torch_threads``). Single runs are never
 touched (they always get a new run dir; resume them with ``run.ckpt_path``).
 """
 
@@ -118,7 +118,9 @@ def plan_job(cfg: DictConfig, job_dir: Path, record: bool = True) -> JobPlan:
     if not record:
         return plan
     entry = {"action": plan.action, "from_epoch": plan.from_epoch, "time": time.time()}
-    entry["pid"] = os.getpid()
+    import torch
+
+    entry.update(pid=os.getpid(), torch_threads=torch.get_num_threads())
     with (job_dir / ATTEMPTS_FILE).open("a") as f:
         f.write(json.dumps(entry) + "\n")
     if plan.action != "fresh":

@@ -237,6 +237,11 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
         return _is_num(value)
     if annotation is str:
         return isinstance(value, str)
+    if origin is tuple and typing.get_args(annotation) and ... not in typing.get_args(annotation):
+        args = typing.get_args(annotation)  # a fixed-length tuple, e.g. betas: tuple[float, float]
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            return False
+        return all(_type_ok(v, a) is not False for v, a in zip(value, args, strict=True))
     if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence):
         return isinstance(value, list | tuple)
     if annotation is dict or origin is dict:
@@ -297,6 +302,8 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
                 isinstance(value, str) and "${" in value
             ):
                 continue  # a nested object (checked as a node of its own) or an interpolation
+            if any(e.key == f"{node_key}.{key}" for e in c.errors):
+                continue  # already reported with a more specific range
             annotation = hints.get(key, params[key].annotation)
             if isinstance(annotation, str) or _type_ok(value, annotation) is not False:
                 continue

@@ -1,0 +1,92 @@
+"""hparams_search=grok_optuna: trials run, the objective comes from the run, results are written,
+and the preflight checks every trial's range before anything starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from project.train.objective import objective, objective_from_summary, penalty
+from project.train.preflight import PreflightError, check, expand_jobs
+from tests.conftest import run_cli
+from tests.sweeps.conftest import SWEEP
+
+
+def test_objective_is_epochs_to_threshold_else_a_penalty(tmp_path: Path) -> None:
+    assert objective_from_summary({"reached_epoch": 230, "best": 0.999}, 500) == 230
+    never = objective_from_summary({"reached_epoch": None, "best": 0.25}, 500)
+    assert never == penalty(500, 0.25) == 500 * 1.75
+    assert never > 500  # worse than any run that grokked
+    closer = objective_from_summary({"reached_epoch": None, "best": 0.9}, 500)
+    assert closer < never
+    assert objective(tmp_path, 500) == 1000.0  # no summary.json: the full penalty
+    (tmp_path / "summary.json").write_text(json.dumps({"grok_epoch": 40, "best_val_acc": 1.0}))
+    assert objective(tmp_path, 500) == 40
+
+
+def test_preset_makes_a_multirun_and_every_trial_is_checked() -> None:
+    jobs = expand_jobs(["hparams_search=grok_optuna"], multirun=False)  # hydra.mode: MULTIRUN
+    assert len(jobs) == 8  # both ends of three intervals
+    lrs = {o for job in jobs for o in job if o.startswith("model.optimizer.lr=")}
+    assert lrs == {"model.optimizer.lr=0.001", "model.optimizer.lr=0.03"}
+    # the command line wins over the preset (both spellings)
+    jobs = expand_jobs(
+        [
+            "hparams_search=grok_optuna",
+            "model.optimizer.lr=interval(0.002, 0.004)",
+            "hydra.sweeper.params.model.scheduler.warmup_steps=choice(5)",
+        ],
+        multirun=False,
+    )
+    assert len(jobs) == 4
+    assert {o for job in jobs for o in job if "lr=" in o} == {
+        "model.optimizer.lr=0.002",
+        "model.optimizer.lr=0.004",
+    }
+    assert all("model.scheduler.warmup_steps=5" in job for job in jobs)
+    assert expand_jobs(["seed=1"], multirun=False) == [["seed=1"]]
+
+
+def test_preflight_rejects_a_bad_trial_range_in_one_line(tmp_path: Path) -> None:
+    bad = "hydra.sweeper.params.model.optimizer.weight_decay=interval(-1.0, 2.0)"
+    with pytest.raises(PreflightError) as err:
+        check(["hparams_search=grok_optuna", bad])
+    assert len(err.value.lines) == 1 and "weight_decay" in err.value.lines[0]
+    proc = run_cli("hparams_search=grok_optuna", bad, cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "-1.0" in lines[0]
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_optuna_trials_run_and_write_optimization_results(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "sweep"
+    proc = run_cli(
+        "hparams_search=grok_optuna",
+        "hydra.sweeper.n_trials=2",
+        *SWEEP,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(results["best_params"]) == {
+        "model.optimizer.lr",
+        "model.optimizer.weight_decay",
+        "model.scheduler.warmup_steps",
+    }
+    values = []
+    for job in ("0", "1"):
+        summary = json.loads((sweep / job / "summary.json").read_text())
+        assert summary["status"] == "finished" and summary["epochs"] == 3
+        values.append(objective(sweep / job, 3))
+    assert results["best_value"] == pytest.approx(min(values))
+
+    from project.runs.table import main
+
+    main([str(sweep)])
+    out = capsys.readouterr().out
+    assert "optuna: best value" in out and "model.optimizer.weight_decay=" in out
