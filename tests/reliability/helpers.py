@@ -17,14 +17,16 @@ from tests.conftest import ROOT, cli_env, run_dirs
 # One BLAS/OpenMP thread: with several, some CPU kernels are not bit-reproducible even between two
 # uninterrupted runs (measured: ~1e-7 after one step with 2 threads); trainer.deterministic=true
 # also fixes that, but costs ~3x here. Resume itself is exact either way.
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+# Default settings: as many threads as torch picks by itself (bit-reproducible on CPU since the
+# embedding backward is F.embedding's); children and in-process runs use the same count.
+DEFAULT_THREADS = {"OMP_NUM_THREADS": str(torch.get_num_threads())}
 
 
 @contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """In-process runs with the same single thread the child processes use."""
+def default_threads() -> Iterator[None]:
+    """In-process runs with the thread count the child processes use (torch's default)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(DEFAULT_THREADS["OMP_NUM_THREADS"]))
     try:
         yield
     finally:
@@ -44,7 +46,7 @@ def start_training(out: Path, *overrides: str, log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, "-m", "project.train.run", f"run.output_root={out}", *overrides],
             cwd=ROOT,
-            env=cli_env(**ONE_THREAD),
+            env=cli_env(**DEFAULT_THREADS),
             stdout=f,
             stderr=subprocess.STDOUT,
             text=True,
@@ -81,7 +83,7 @@ def resume_in_process(ckpt: Path) -> None:
     _CLAIMED.clear()
     sys.argv = ["project.train.run", f"run.ckpt_path={ckpt}"]
     try:
-        with one_thread():
+        with default_threads():
             run_module.main()
     finally:
         sys.argv = argv

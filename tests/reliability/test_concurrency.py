@@ -15,7 +15,7 @@ import torch
 
 from project.train.rundir import claim_run_dir
 from tests.conftest import ROOT, SMALL, cli_env, run_dirs
-from tests.reliability.helpers import ONE_THREAD
+from tests.reliability.helpers import DEFAULT_THREADS
 
 
 @pytest.mark.slow  # ~60 s on 2 loaded cores; the same-second claim test below is the fast check
@@ -29,7 +29,7 @@ def test_four_concurrent_runs_same_second_get_distinct_complete_dirs(tmp_path: P
         subprocess.Popen(
             [*cmd, f"seed={i}"],
             cwd=ROOT,
-            env=cli_env(**ONE_THREAD),
+            env=cli_env(**DEFAULT_THREADS),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

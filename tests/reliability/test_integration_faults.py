@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import SMALL, cli_env, run_cli, run_dirs
-from tests.reliability.helpers import ONE_THREAD
+from tests.reliability.helpers import DEFAULT_THREADS
 
 pytestmark = pytest.mark.skipif(shutil.which("rclone") is None, reason="needs the rclone binary")
 
@@ -35,7 +35,7 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 
 def test_full_sync_destination_leaves_local_run_complete(tmp_path: Path, full_disk: Path) -> None:
     out = tmp_path / "outputs"
-    env = cli_env(RCLONE_DEST=str(full_disk / "runs"), **ONE_THREAD)
+    env = cli_env(RCLONE_DEST=str(full_disk / "runs"), **DEFAULT_THREADS)
     proc = run_cli(
         f"run.output_root={out}",
         *SMALL,
@@ -59,7 +59,7 @@ def test_sync_destination_below_a_file_never_costs_the_run(tmp_path: Path) -> No
     """Refused up front (exit 2, nothing created), or the run completes and the sync is FAILED."""
     (tmp_path / "not_a_dir").write_text("x")
     dest = tmp_path / "not_a_dir" / "runs"
-    env = cli_env(RCLONE_DEST=str(dest), **ONE_THREAD)
+    env = cli_env(RCLONE_DEST=str(dest), **DEFAULT_THREADS)
     out = tmp_path / "outputs"
     proc = run_cli(
         f"run.output_root={out}",

@@ -18,13 +18,13 @@ from tests.reliability.helpers import (
     assert_bit_identical,
     final_metrics,
     final_state,
-    one_thread,
+    default_threads,
     resume_in_process,
     start_training,
     wait_for_checkpoint,
 )
 
-EXACT = [*SMALL, "logger=csv"]  # single-threaded (helpers.ONE_THREAD) for bit-reproducibility
+EXACT = [*SMALL, "logger=csv"]  # default thread count: bit-reproducible on CPU
 FULL_BATCH = [*EXACT, "trainer.max_epochs=30", "seed=3"]
 MINI_BATCH_GROKFAST = [
     *EXACT,
@@ -37,7 +37,7 @@ MINI_BATCH_GROKFAST = [
 
 
 def _reference(tmp_path: Path, overrides: list[str]) -> Path:
-    with one_thread():
+    with default_threads():
         return train_in_process(tmp_path, *overrides)
 
 

@@ -27,10 +27,24 @@ def _find(trainer: Any, cls: type) -> Any:
     return next((cb for cb in trainer.callbacks if isinstance(cb, cls)), None)
 
 
+def _status(trainer: Any) -> str:
+    """``preempted`` (SIGTERM: last.ckpt saved, resumable), ``interrupted`` or ``finished``."""
+    from project.train.callbacks.preemption import PreemptionCheckpoint
+
+    preemption = _find(trainer, PreemptionCheckpoint)
+    if preemption is not None and preemption.preempted:
+        return "preempted"
+    return "interrupted" if getattr(trainer, "interrupted", False) else "finished"
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
 def _rel(path: Path, run_dir: Path) -> str:
@@ -48,7 +62,7 @@ def build_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dic
     logs += ["wandb"] if (run_dir / "wandb").is_dir() else []
     return {
         "run_dir": str(run_dir),
-        "status": "interrupted" if getattr(trainer, "interrupted", False) else "finished",
+        "status": _status(trainer),
         "epochs": int(trainer.current_epoch),
         "steps": int(trainer.global_step),
         "final": {k: float(v) for k, v in sorted(metrics.items())},
@@ -91,8 +105,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     shown = "  ".join(f"{k}={v:.4f}" for k, v in final.items() if "/" in k)
     lines = [
         f"run dir:     {run_dir}",
-        f"status:      {summary['status']} after {summary['epochs']} epochs, "
-        f"{summary['steps']} steps",
+        f"status:      {summary['status']} after {_count(summary['epochs'], 'epoch')}, "
+        f"{_count(summary['steps'], 'step')}",
         f"final:       {shown or '-'}",
     ]
     if "monitor" in summary:

@@ -62,6 +62,11 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     previous = yaml.safe_load(saved.read_text()) if saved.is_file() else []
     skip = ("run.ckpt_path=", "hydra.run.dir=")
     previous = [ov for ov in previous or [] if not ov.lstrip("+~").startswith(skip)]
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"  # the user's config dirs (hydra.searchpath)
+    if hydra_file.is_file():
+        saved_hydra = yaml.safe_load(hydra_file.read_text()) or {}
+        hydra_overrides = (saved_hydra.get("hydra", {}).get("overrides", {}) or {}).get("hydra")
+        previous = [o for o in hydra_overrides or [] if o.startswith("hydra.searchpath=")] + previous
     return [*previous, *overrides, f"hydra.run.dir={run_dir}"]
 
 

@@ -37,9 +37,14 @@ def is_global_zero() -> bool:
     return node == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
-def build_callbacks(cfg: DictConfig) -> list[Any]:
+def build_callbacks(cfg: DictConfig, with_loggers: bool = True) -> list[Any]:
+    """The ``callbacks`` group; without loggers, ``LearningRateMonitor`` (which needs one) is left
+    out."""
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
     callbacks = cfg.get("callbacks") or {}
-    return [hydra.utils.instantiate(c) for c in callbacks.values() if c and "_target_" in c]
+    built = [hydra.utils.instantiate(c) for c in callbacks.values() if c and "_target_" in c]
+    return [cb for cb in built if with_loggers or not isinstance(cb, LearningRateMonitor)]
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -68,10 +73,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule = instantiate_task(cfg)
     fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
     module = hydra.utils.instantiate(cfg.model)
+    loggers = build_loggers(cfg)
     trainer = hydra.utils.instantiate(
         cfg.trainer,
-        logger=build_loggers(cfg) or False,
-        callbacks=build_callbacks(cfg),
+        logger=loggers or False,
+        callbacks=build_callbacks(cfg, with_loggers=bool(loggers)),
         plugins=[AtomicCheckpointIO()],
         default_root_dir=str(run_dir),
     )

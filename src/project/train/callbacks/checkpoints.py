@@ -143,6 +143,16 @@ class SnapshotCheckpoint(ModelCheckpoint):
 
     Default: every ``every_n_epochs`` epochs, keep all (``save_top_k=-1``). Writes go through the
     trainer's ``CheckpointIO`` (``AtomicCheckpointIO`` when started from ``project.train.run``).
+
+    Denser snapshots where training moves (all off by default; only while ``every_n_epochs > 0``):
+
+    * ``log_spaced=n``: also after epochs ``round(10 ** (i / n))`` (n per decade: dense early);
+    * ``dense_every_n_epochs=d``: also every ``d`` epochs while ``dense_monitor`` (a logged metric,
+      default ``val/loss``) has moved by at least ``dense_min_change`` in log since the last snapshot
+      (absolute change when a value is <= 0): tight through a transition, sparse on plateaus.
+
+    ``save_weights_only=True`` (Lightning's option) leaves out the optimiser and callback states:
+    about a third of the size for Adam; ``project.checkpoint.load_checkpoint`` reads both kinds.
     """
 
     def __init__(
@@ -152,8 +162,22 @@ class SnapshotCheckpoint(ModelCheckpoint):
         filename: str = "epoch={epoch:06d}",
         save_top_k: int = -1,
         save_initial: bool = True,
+        log_spaced: int = 0,
+        dense_every_n_epochs: int = 0,
+        dense_monitor: str = "val/loss",
+        dense_min_change: float = 0.1,
         **kwargs: Any,
     ) -> None:
+        for name, value in (
+            ("log_spaced", log_spaced),
+            ("dense_every_n_epochs", dense_every_n_epochs),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= 0 (0 = off)")
+        if not float(dense_min_change) > 0:
+            raise ValueError(
+                f"dense_min_change={dense_min_change!r} is invalid: allowed a number > 0"
+            )
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
             raise ValueError(
                 f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0"
@@ -173,6 +197,56 @@ class SnapshotCheckpoint(ModelCheckpoint):
             **kwargs,
         )
         self.save_initial = save_initial and every_n_epochs > 0
+        self.log_spaced = log_spaced if every_n_epochs else 0
+        self.dense_every_n_epochs = dense_every_n_epochs if every_n_epochs else 0
+        self.dense_monitor = dense_monitor
+        self.dense_min_change = float(dense_min_change)
+        self._dense_ref: float | None = None  # monitored value at the last snapshot
+
+    def is_log_epoch(self, epoch: int) -> bool:
+        """Whether ``epoch`` (completed) is one of the ``log_spaced`` epochs."""
+        if not self.log_spaced or epoch < 1:
+            return False
+        i = round(self.log_spaced * np.log10(epoch))
+        return any(round(10 ** (j / self.log_spaced)) == epoch for j in (i - 1, i, i + 1))
+
+    def _monitored(self, trainer: L.Trainer) -> float | None:
+        value = trainer.callback_metrics.get(self.dense_monitor)
+        if value is None:
+            return None
+        value = float(value)
+        return value if np.isfinite(value) else None
+
+    def _moved(self, value: float | None) -> bool:
+        if value is None or self._dense_ref is None:
+            return False
+        if value > 0 and self._dense_ref > 0:
+            return abs(np.log(value) - np.log(self._dense_ref)) >= self.dense_min_change
+        return abs(value - self._dense_ref) >= self.dense_min_change
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not (self.log_spaced or self.dense_every_n_epochs) or not trainer.is_global_zero:
+            return
+        if self._last_global_step_saved == trainer.global_step:
+            return  # already written this epoch
+        done = trainer.current_epoch + 1
+        value = self._monitored(trainer) if self.dense_every_n_epochs else None
+        if self._dense_ref is None:
+            self._dense_ref = value  # the first value seen is the reference
+        dense = bool(self.dense_every_n_epochs) and done % self.dense_every_n_epochs == 0
+        if self.is_log_epoch(done) or (dense and self._moved(value)):
+            name = self.format_checkpoint_name(
+                {"epoch": torch.tensor(trainer.current_epoch), "step": trainer.global_step}
+            )
+            self._save_checkpoint(trainer, name)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "dense_ref": self._dense_ref}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._dense_ref = state_dict.get("dense_ref", self._dense_ref)
+        super().load_state_dict(state_dict)
 
     def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
         if "epoch" in metrics:  # Lightning passes the 0-based index of the epoch just finished
@@ -191,6 +265,9 @@ class SnapshotCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         check_finite_weights(trainer, trainer.lightning_module, Path(filepath))
         super()._save_checkpoint(trainer, filepath)
+        value = self._monitored(trainer) if self.dense_every_n_epochs else None
+        if value is not None:
+            self._dense_ref = value
 
 
 class LastCheckpoint(SnapshotCheckpoint):

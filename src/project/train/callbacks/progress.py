@@ -11,8 +11,19 @@ measures exist with ``logger=none`` too. A record::
 
 ``epoch`` counts completed epochs (the same numbering as checkpoint snapshots). Train/val loss and
 accuracy in the record are measured after the epoch's last optimiser step, in eval mode.
-Key frequencies are found from the model at each measurement unless ``key_freqs`` fixes them
-(the paper uses the final model's; ``project.runs.report`` recomputes the measures that way).
+Which key frequencies the key-dependent measures (restricted/excluded loss and accuracy, key
+fractions) use is set by ``key_freqs_rule``, and every record says which rule gave its set
+(``key_freqs_rule``) next to the current model's own set (``key_freqs_found``):
+
+- ``stable`` (default): the union of every set found so far, until the found set has been the
+  same non-empty set for ``stable_after`` measurements in a row; from then on that set, fixed for
+  the rest of the run. The curves stop jumping once the circuit's frequencies have settled.
+- ``union``: the union of every set found so far (grows, never shrinks).
+- ``current``: the current model's set at each measurement (jumps as the set changes).
+- ``key_freqs=[...]`` fixes the set from the start (rule ``fixed``).
+
+The paper uses the final model's set throughout; ``project.runs.report`` recomputes the measures
+that way on the checkpoint snapshots.
 """
 
 from __future__ import annotations
@@ -32,6 +43,7 @@ from project.interp.fourier import progress_measures
 log = logging.getLogger(__name__)
 
 PREFIX = "progress/"
+KEY_RULES = ("stable", "union", "current")
 
 
 class ProgressMeasures(Callback):
@@ -41,7 +53,9 @@ class ProgressMeasures(Callback):
         every_n_epochs: cadence in completed epochs (>= 1); 0 disables the callback.
         filename: JSONL file; relative paths are under the trainer's ``default_root_dir`` (the
             run dir when started through ``project.train.run``).
-        key_freqs: fixed key frequencies, or None to find them from the model each time.
+        key_freqs: fixed key frequencies, or None to find them from the model (see the rule).
+        key_freqs_rule: ``stable`` | ``union`` | ``current`` (module docstring).
+        stable_after: measurements in a row with the same found set before ``stable`` fixes it.
         threshold: neuron variance share for a neuron to join a frequency cluster (paper: 0.85).
         at_start: also measure the initial model (epoch 0).
     """
@@ -53,6 +67,8 @@ class ProgressMeasures(Callback):
         key_freqs: list[int] | None = None,
         threshold: float = 0.85,
         at_start: bool = True,
+        key_freqs_rule: str = "stable",
+        stable_after: int = 3,
     ) -> None:
         if not isinstance(every_n_epochs, int) or isinstance(every_n_epochs, bool):
             raise ValueError(
@@ -64,6 +80,19 @@ class ProgressMeasures(Callback):
             )
         if not 0.0 < float(threshold) <= 1.0:
             raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+        if key_freqs_rule not in KEY_RULES:
+            raise ValueError(
+                f"key_freqs_rule={key_freqs_rule!r} is invalid: allowed {', '.join(KEY_RULES)}"
+            )
+        if isinstance(stable_after, bool) or not isinstance(stable_after, int) or stable_after < 1:
+            raise ValueError(f"stable_after={stable_after!r} is invalid: allowed an integer >= 1")
+        self.key_freqs_rule = key_freqs_rule
+        self.stable_after = stable_after
+        self._union: set[int] = set()
+        self._streak: tuple[list[int], int] = ([], 0)  # last found set, times in a row
+        self._fixed: list[int] | None = None
+        self._fixed_at: int | None = None
+        self._rule_used = ""
         self.every_n_epochs = every_n_epochs
         self.filename = filename
         self.key_freqs = [int(k) for k in key_freqs] if key_freqs is not None else None
@@ -107,10 +136,11 @@ class ProgressMeasures(Callback):
                 data["train_idx"].to(device),
                 data["val_idx"].to(device),
                 operation=data["operation"],
-                key_freqs=self.key_freqs,
+                key_freqs=lambda found: self.choose_keys(found, epoch),
                 threshold=self.threshold,
             )
         )
+        record["key_freqs_rule"] = self._rule_used
         elapsed = time.perf_counter() - start
         record["seconds"] = elapsed
         self._write(trainer, record)
@@ -124,6 +154,32 @@ class ProgressMeasures(Callback):
         self.seconds += time.perf_counter() - start
         self.calls += 1
         self._last_epoch = epoch
+
+    def choose_keys(self, found: list[int], epoch: int) -> list[int]:
+        """The key frequencies this measurement uses, by the rule; sets ``_rule_used``."""
+        found = sorted(int(k) for k in found)
+        if self.key_freqs is not None:
+            self._rule_used = "fixed (key_freqs given)"
+            return self.key_freqs
+        self._union |= set(found)
+        last, count = self._streak
+        self._streak = (found, count + 1 if found == last else 1)
+        if self.key_freqs_rule == "current":
+            self._rule_used = "current (the model's own set at this epoch)"
+            return found
+        if self.key_freqs_rule == "stable":
+            if self._fixed is None and found and self._streak[1] >= self.stable_after:
+                self._fixed, self._fixed_at = found, epoch
+            if self._fixed is not None:
+                self._rule_used = (
+                    f"stable: fixed at epoch {self._fixed_at} "
+                    f"(same set for {self.stable_after} measurements)"
+                )
+                return self._fixed
+            self._rule_used = "stable: union of the sets found so far (not yet stable)"
+            return sorted(self._union)
+        self._rule_used = "union of the sets found so far"
+        return sorted(self._union)
 
     def _write(self, trainer: L.Trainer, record: dict[str, Any]) -> None:
         path = self.path(trainer)
@@ -151,4 +207,18 @@ class ProgressMeasures(Callback):
             self.measure(trainer, pl_module, trainer.current_epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"every_n_epochs": self.every_n_epochs}
+        return {
+            "every_n_epochs": self.every_n_epochs,
+            "union": sorted(self._union),
+            "streak": [list(self._streak[0]), self._streak[1]],
+            "fixed": self._fixed,
+            "fixed_at": self._fixed_at,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._union = {int(k) for k in state_dict.get("union", [])}
+        found, count = state_dict.get("streak", [[], 0])
+        self._streak = ([int(k) for k in found], int(count))
+        fixed = state_dict.get("fixed")
+        self._fixed = [int(k) for k in fixed] if fixed is not None else None
+        self._fixed_at = state_dict.get("fixed_at")
