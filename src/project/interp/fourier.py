@@ -14,6 +14,7 @@ input is ``[a, b, =]`` and whose answer is read at the last position. All analys
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -75,24 +76,51 @@ def embedding_frequency_norms(model: nn.Module, p: int) -> torch.Tensor:
     return frequency_norms(embedding_fourier(model, p))
 
 
-def key_frequencies_from_norms(norms: torch.Tensor, min_gap: float = 4.0) -> list[int]:
+KEY_RULE = "top group of comparable strength (>= rel x max), cut at the largest norm ratio"
+
+
+def key_frequencies_from_norms(
+    norms: torch.Tensor, min_ratio: float = 2.0, rel: float = 0.5
+) -> list[int]:
     """Frequencies that stand out of a spectrum ``norms [p // 2 + 1]`` (index 0 = constant, ignored).
 
-    Sorts the energies (norm^2) of frequencies 1.. in decreasing order and cuts at the largest
-    ratio between consecutive energies within the top half; the frequencies above the cut are key
-    if that ratio is at least ``min_gap``, else there are none (a flat, untrained spectrum).
+    Sort the norms of frequencies 1.. in decreasing order, ``n_1 >= n_2 >= ...``. Candidate cuts
+    keep the top ``c`` frequencies where ``n_c >= rel * n_1`` (a handful of peaks of comparable
+    strength) and ``n_c >= min_ratio * median`` (well above the bulk); the cut with the largest
+    ratio ``n_c / n_{c+1}`` wins. None for a flat spectrum (``n_1 < min_ratio * median``). Unlike a
+    single "largest gap" rule this keeps all the main peaks when weaker secondary peaks exist:
+    peaks of norm 5-6 over secondary ones <= 3 over a bulk ~1 give exactly the 5 main peaks.
     """
-    energy = norms[1:].double().pow(2)
-    if energy.numel() < 2:
+    vals = norms[1:].double()
+    if vals.numel() < 2:
         return []
-    order = torch.argsort(energy, descending=True)
-    sorted_e = energy[order] + 1e-12 * energy.max().clamp_min(1e-300)
-    ratios = sorted_e[:-1] / sorted_e[1:]
-    half = max(1, energy.numel() // 2)
-    cut = int(torch.argmax(ratios[:half]))
-    if float(ratios[cut]) < min_gap:
+    order = torch.argsort(vals, descending=True)
+    ranked = vals[order]
+    top, median = float(ranked[0]), float(vals.median())
+    if top <= 0 or top < min_ratio * median:
         return []
-    return sorted(int(k) + 1 for k in order[: cut + 1])
+    floor = max(rel * top, min_ratio * median)
+    n_cand = int((ranked >= floor).sum())
+    below = torch.cat([ranked[1:], ranked.new_zeros(1)])[:n_cand]  # the next norm down
+    ratios = ranked[:n_cand] / below.clamp_min(1e-12 * top)
+    cut = int(torch.argmax(ratios)) + 1
+    return sorted(int(k) + 1 for k in order[:cut])
+
+
+def fourier_component_norms(coeffs: torch.Tensor) -> torch.Tensor:
+    """Norm of each basis row of Fourier coefficients ``[p, ...]`` (cos and sin apart): ``[p]``."""
+    return coeffs.double().reshape(coeffs.shape[0], -1).norm(dim=1)
+
+
+def split_cos_sin(component_norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[p]`` values in basis order -> ``(cos [p // 2], sin [p // 2])`` by frequency 1 .. p // 2
+    (sin of k = p/2 for even p is 0)."""
+    p = component_norms.shape[0]
+    k = n_frequencies(p)
+    cos = component_norms[1 : 2 * k : 2]
+    sin = torch.zeros(k, dtype=component_norms.dtype, device=component_norms.device)
+    sin[: len(component_norms[2 : 2 * k + 1 : 2])] = component_norms[2 : 2 * k + 1 : 2]
+    return cos, sin
 
 
 def grid_tokens(p: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -272,6 +300,77 @@ def excluded_loss(
     return _loss(excluded_logits(logits, p, freqs, operation), labels, idx)
 
 
+def _acc(logits: torch.Tensor, labels: torch.Tensor, idx: torch.Tensor | None) -> float:
+    if idx is not None:
+        logits, labels = logits[idx], labels[idx]
+    return float((logits.argmax(-1) == labels.to(logits.device)).double().mean())
+
+
+def restricted_accuracy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    p: int,
+    freqs: list[int],
+    idx: torch.Tensor | None = None,
+    operation: str = "add",
+) -> float:
+    """Accuracy of the restricted grid logits on ``idx`` (all pairs by default)."""
+    return _acc(restricted_logits(logits, p, freqs, operation), labels, idx)
+
+
+def excluded_accuracy(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    p: int,
+    freqs: list[int],
+    idx: torch.Tensor | None = None,
+    operation: str = "add",
+) -> float:
+    """Accuracy of the excluded grid logits on ``idx`` (the train set in the paper)."""
+    return _acc(excluded_logits(logits, p, freqs, operation), labels, idx)
+
+
+def logit_trig_coefficients(
+    logits: torch.Tensor, p: int, freqs: list[int], operation: str = "add"
+) -> dict[int, float]:
+    """Coefficient ``alpha_k`` of ``cos(w_k(a + s b - c))`` in the grid logits ``[p*p, p]``.
+
+    The least-squares coefficient of the centred logits along that single direction (over all
+    a, b, c): the paper's ``logits ~ sum_k alpha_k cos(w_k(a + b - c))`` (``s`` = -1 for ``sub``).
+    """
+    if operation not in SUM_OPERATIONS:
+        raise ValueError(f"operation must be one of {sorted(SUM_OPERATIONS)}, got {operation!r}")
+    x = logits.double()
+    x = x - x.mean(dim=1, keepdim=True)
+    idx = torch.arange(p * p, dtype=torch.float64, device=x.device)
+    z = idx.div(p, rounding_mode="floor") + SUM_OPERATIONS[operation] * (idx % p)
+    c = torch.arange(x.shape[1], dtype=torch.float64, device=x.device)
+    out = {}
+    for k in freqs:
+        d = torch.cos(2 * math.pi * k * (z[:, None] - c[None, :]) / p)
+        out[int(k)] = float((x * d).sum() / d.pow(2).sum())
+    return out
+
+
+def neuron_fourier_2d_norms(acts: torch.Tensor) -> torch.Tensor:
+    """Norm over neurons of the centred activations' 2-D Fourier coefficients: ``[p, p]``
+    (rows = basis of a, columns = basis of b, basis order; ``[0, 0]`` = 0 after centring)."""
+    centred = acts.double() - acts.double().mean(dim=(0, 1), keepdim=True)
+    return fourier_2d(centred).pow(2).sum(-1).sqrt()
+
+
+def logit_weights_fourier_norms(model: nn.Module, p: int) -> torch.Tensor:
+    """Norm over neurons of ``W_L`` in the Fourier basis of the output residue: ``[p]``
+    (basis order: const, cos 1, sin 1, ...)."""
+    w_l = logit_weights(model, p)
+    return fourier_component_norms(fourier_basis(p, device=w_l.device)[0] @ w_l.T)
+
+
+def parameter_sq_norms(model: nn.Module) -> dict[str, float]:
+    """Sum of squared weights of each parameter, by name."""
+    return {n: float(w.detach().double().pow(2).sum()) for n, w in model.named_parameters()}
+
+
 def gini(x: torch.Tensor) -> float:
     """Gini coefficient (Hurley & Rickard 2009) of ``|x|`` flattened: 0 = uniform, 1 - 1/N = one-hot."""
     c = x.detach().double().abs().flatten().sort().values
@@ -346,14 +445,15 @@ def progress_measures(
     train_idx: torch.Tensor | None = None,
     val_idx: torch.Tensor | None = None,
     operation: str = "add",
-    key_freqs: list[int] | None = None,
+    key_freqs: list[int] | Callable[[list[int]], list[int]] | None = None,
     threshold: float = 0.85,
 ) -> dict[str, Any]:
     """Every progress measure from one no-grad forward over the p^2 grid.
 
     ``tokens [n, 3]`` / ``labels [n]`` are the dataset (any subset of the grid, e.g. ``div`` skips
     b = 0) and ``train_idx`` / ``val_idx`` index into it. Key frequencies are found from the neurons
-    unless ``key_freqs`` is given. Restricted loss (all pairs) and excluded loss (train pairs) need
+    unless ``key_freqs`` is given (a list, or a function of the found list returning the keys to
+    use, e.g. a live rule that fixes them once stable). ``key_freqs_found`` is always the found set. Restricted loss (all pairs) and excluded loss (train pairs) need
     ``operation`` in ``add`` / ``sub`` and the full grid as data. Returns floats plus ``key_freqs``.
     """
     logits, acts = grid_forward(model, p)
@@ -371,8 +471,13 @@ def progress_measures(
         found = _distinct(freq)
     else:
         found = key_frequencies_from_norms(emb_norms)
-    keys = sorted(int(k) for k in (key_freqs if key_freqs is not None else found))
+    if callable(key_freqs):
+        chosen = key_freqs(list(found))
+    else:
+        chosen = key_freqs if key_freqs is not None else found
+    keys = sorted(int(k) for k in chosen)
     out["key_freqs"] = keys
+    out["key_freqs_found"] = list(found)
     out["n_key_freqs"] = len(keys)
     out["embed_key_frac"] = key_fraction(emb_norms, keys)
     if acts is not None:
@@ -392,8 +497,12 @@ def progress_measures(
         grid_labels = torch.empty_like(labels)
         grid_labels[gidx] = labels
         out["restricted_loss"] = restricted_loss(logits, grid_labels, p, keys, None, operation)
+        out["restricted_acc"] = restricted_accuracy(logits, grid_labels, p, keys, None, operation)
         if train_idx is not None:
             out["excluded_loss"] = excluded_loss(
+                logits, grid_labels, p, keys, gidx[train_idx], operation
+            )
+            out["excluded_acc"] = excluded_accuracy(
                 logits, grid_labels, p, keys, gidx[train_idx], operation
             )
     return out

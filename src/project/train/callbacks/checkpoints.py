@@ -211,10 +211,10 @@ class SnapshotCheckpoint(ModelCheckpoint):
         return any(round(10 ** (j / self.log_spaced)) == epoch for j in (i - 1, i, i + 1))
 
     def _monitored(self, trainer: L.Trainer) -> float | None:
-        value = trainer.callback_metrics.get(self.dense_monitor)
-        if value is None:
+        raw = trainer.callback_metrics.get(self.dense_monitor)
+        if raw is None:
             return None
-        value = float(value)
+        value = float(raw)
         return value if np.isfinite(value) else None
 
     def _moved(self, value: float | None) -> bool:
