@@ -67,6 +67,12 @@ def _pm(mean: float, std: float, n: int, total: int | None = None, digits: int =
     return f"{mean:.{digits}f} ± {std:.{digits}f} ({count})"
 
 
+def _left(texts: list[str]) -> list[str]:
+    """Left-aligned in a ``to_string`` table (pandas right-aligns string values)."""
+    width = max((len(t) for t in texts), default=0)
+    return [t.ljust(width) for t in texts]
+
+
 def format_seed_stats(stats: pd.DataFrame) -> str:
     """``config  n  grok_epoch  best_val_acc  val_loss`` with ``mean ± std (n)``; the overrides
     shared by every group in a header line."""
@@ -76,7 +82,7 @@ def format_seed_stats(stats: pd.DataFrame) -> str:
     common = set.intersection(*(set(s) for s in split)) if len(split) > 1 else set()
     table = pd.DataFrame(
         {
-            "config": [" ".join(o for o in s if o not in common) or "(all)" for s in split],
+            "config": _left([" ".join(o for o in s if o not in common) or "(all)" for s in split]),
             "n": stats["n"],
             "grok_epoch (grokked/n)": [
                 _pm(r.grok_epoch_mean, r.grok_epoch_std, r.grok_epoch_n, r.n)
@@ -148,13 +154,13 @@ def format_phase_table(cells: pd.DataFrame, x: str, y: str) -> str:
 
 
 def plot_phase_diagram(cells: pd.DataFrame, x: str, y: str, path: str | Path) -> Path:
-    """Heatmap PNG: colour = epochs to grok (log scale); cells where no seed grokked in grey with
-    their best val acc; every cell labelled with its counts."""
+    """Heatmap PNG: colour = epochs to grok (mean over the seeds that grokked); cells where no
+    seed grokked in grey with their best val acc; every cell labelled with its counts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.colors import LogNorm
+    from matplotlib.colors import Normalize
 
     xs = sorted(cells[x].unique().tolist())
     ys = sorted(cells[y].unique().tolist())
@@ -170,14 +176,17 @@ def plot_phase_diagram(cells: pd.DataFrame, x: str, y: str, path: str | Path) ->
     fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.6, 0.75 * len(ys) + 1.6))
     ax.imshow(np.where(np.isnan(grok), 0.82, np.nan), cmap="gray", vmin=0, vmax=1, origin="lower")
     finite = grok[np.isfinite(grok)]
-    if finite.size:
-        lo, hi = float(finite.min()), float(finite.max())
-        norm = LogNorm(vmin=max(lo, 1.0), vmax=max(hi, lo * 1.01, 1.01))
+    norm = Normalize(vmin=float(finite.min()), vmax=float(finite.max())) if finite.size else None
+    if norm is not None:
+        if norm.vmin == norm.vmax:
+            norm.vmin, norm.vmax = norm.vmin - 1, norm.vmax + 1
         im = ax.imshow(np.ma.masked_invalid(grok), cmap="viridis", norm=norm, origin="lower")
         fig.colorbar(im, ax=ax, label="epochs to 99% val acc")
     for i in range(len(ys)):
         for j in range(len(xs)):
-            color = "white" if np.isfinite(grok[i, j]) else "black"
+            value = grok[i, j]
+            bright = norm is not None and np.isfinite(value) and float(norm(value)) > 0.6
+            color = "white" if np.isfinite(value) and not bright else "black"
             ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=7, color=color)
     ax.set_xticks(range(len(xs)), [_tick(v) for v in xs])
     ax.set_yticks(range(len(ys)), [_tick(v) for v in ys])
