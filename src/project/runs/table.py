@@ -12,10 +12,10 @@ In Python, ``collect_runs("outputs", "multirun")`` returns a ``pandas.DataFrame`
 run dir: ``run_dir``, ``overrides`` (the command-line overrides as one string), one column per
 override key (``seed``, ``data.frac_train``, ... with YAML-parsed values, for plots over
 sweeps), ``status``, ``epochs``, ``train_acc``, ``val_acc``, ``train_loss``, ``val_loss``
-(final), ``best_val_acc``, ``memorise_epoch`` and ``grok_epoch`` (first epoch with train / val accuracy >= 0.99; NaN when
-never reached). Numbers come from ``summary.json`` (written at the end of every run); runs
-without it (crashed or still running: status ``incomplete``) fall back to the CSV or TensorBoard
-logs in the run dir.
+(final), ``best_val_acc``, ``memorise_epoch`` and ``grok_epoch`` (first epoch with train / val
+accuracy >= 0.99; NaN when never reached). Numbers come from ``summary.json`` (written at the end
+of every run); runs without it (crashed or still running: status ``incomplete``) fall back to the
+CSV or TensorBoard logs in the run dir.
 """
 
 from __future__ import annotations

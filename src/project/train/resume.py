@@ -10,8 +10,8 @@ job decides from its own output dir what to do (any launcher: basic, joblib, sub
 
 A job dir that holds a *different* config (the sweep was changed, so job numbers now mean other
 values) stops the job with one line instead of mixing two runs. Each decision is appended to
-``<job dir>/attempts.jsonl`` (``action``, ``from_epoch``, ``time``, ``pid``, ``torch_threads``). Single runs are never
-touched (they always get a new run dir; resume them with ``run.ckpt_path``).
+``<job dir>/attempts.jsonl`` (``action``, ``from_epoch``, ``time``, ``pid``, ``torch_threads``).
+Single runs are never touched (they always get a new run dir; resume them with ``run.ckpt_path``).
 """
 
 from __future__ import annotations
