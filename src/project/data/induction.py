@@ -65,7 +65,7 @@ class InductionDataModule(TokenTask):
         vocab_size: int = 64,
         span: int = 16,
         max_gap: int = 8,
-        val_gaps: Sequence[int] = (3, 9),
+        val_gaps: Sequence[int] = (3, 6),
         n_train: int = 4096,
         n_val: int = 1024,
         seed: int = 0,

@@ -85,9 +85,7 @@ class SparseParityDataModule(TokenTask):
     def train_dataloader(self) -> OnlineBatches:  # type: ignore[override]
         if not self.online:
             return super().train_dataloader()  # type: ignore[return-value]
-        return OnlineBatches(
-            self, lambda m, gen: parity_examples(m, self.n, self.secret, gen)
-        )
+        return OnlineBatches(self, lambda m, gen: parity_examples(m, self.n, self.secret, gen))
 
 
 __all__ = ["SparseParityDataModule", "parity_examples"]

@@ -226,15 +226,20 @@ def neuron_ablations(
     model: nn.Module, layer: int = 0, kind: str = "mean", neurons: Sequence[int] | None = None
 ) -> list[Ablation]:
     """One ablation per MLP neuron of ``blocks.{layer}.mlp.hook_post``."""
+    if f"blocks.{layer}.mlp.hook_post" not in getattr(model, "hook_dict", {}):
+        raise ValueError(f"block {layer} has no MLP (attention-only model): no neurons to ablate")
     d_mlp = int(model.get_parameter(f"blocks.{layer}.mlp.W_in").shape[1])
     chosen = range(d_mlp) if neurons is None else neurons
     return [Ablation(f"blocks.{layer}.mlp.hook_post", kind=kind, neuron=n) for n in chosen]
 
 
 def layer_ablations(model: nn.Module, kind: str = "mean") -> list[Ablation]:
-    """Whole attention and whole MLP output of every layer."""
+    """Whole attention and whole MLP output of every layer (no MLP entry for attention-only
+    blocks)."""
+    hooks = getattr(model, "hook_dict", {})
     return [
         Ablation(f"blocks.{i}.hook_{part}_out", kind=kind)
         for i in range(model_layers(model))
         for part in ("attn", "mlp")
+        if f"blocks.{i}.hook_{part}_out" in hooks
     ]

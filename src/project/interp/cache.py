@@ -202,13 +202,13 @@ def accumulated_resid(
 ) -> tuple[torch.Tensor, list[str]]:
     """Residual stream before each layer and after the last: ``[n, batch, (pos,) d_model]`` with
     TransformerLens labels ``["0_pre", ("0_mid",) "1_pre", ..., "final_post"]``. ``pos`` picks
-    one position (the pos axis is dropped)."""
+    one position (the pos axis is dropped). Attention-only blocks have no ``_mid`` entry."""
     layers = n_layers(cache)
     names, labels = [], []
     for i in range(layers):
         names.append(f"blocks.{i}.hook_resid_pre")
         labels.append(f"{i}_pre")
-        if incl_mid:
+        if incl_mid and f"blocks.{i}.hook_resid_mid" in cache:  # attention-only: no resid_mid
             names.append(f"blocks.{i}.hook_resid_mid")
             labels.append(f"{i}_mid")
     names.append(f"blocks.{layers - 1}.hook_resid_post")
@@ -220,13 +220,17 @@ def decompose_resid(
     cache: ActivationCache, pos: int | None = None
 ) -> tuple[torch.Tensor, list[str]]:
     """The final residual stream split into the terms that add up to it:
-    ``[embed, pos_embed, 0_attn_out, 0_mlp_out, ...]`` -> ``[n, batch, (pos,) d_model]``.
+    ``[embed, pos_embed, 0_attn_out, 0_mlp_out, ...]`` -> ``[n, batch, (pos,) d_model]``
+    (attention-only blocks have no ``mlp_out`` term).
 
     Their sum is exactly ``blocks.{last}.hook_resid_post`` (LayerNorms sit on the branches)."""
     names, labels = ["hook_embed", "hook_pos_embed"], ["embed", "pos_embed"]
     for i in range(n_layers(cache)):
-        names += [f"blocks.{i}.hook_attn_out", f"blocks.{i}.hook_mlp_out"]
-        labels += [f"{i}_attn_out", f"{i}_mlp_out"]
+        names.append(f"blocks.{i}.hook_attn_out")
+        labels.append(f"{i}_attn_out")
+        if f"blocks.{i}.hook_mlp_out" in cache or f"blocks.{i}.hook_resid_mid" in cache:
+            names.append(f"blocks.{i}.hook_mlp_out")  # absent in attention-only blocks
+            labels.append(f"{i}_mlp_out")
     return torch.stack([_select_pos(cache[n], pos) for n in names]), labels
 
 

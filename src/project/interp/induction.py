@@ -91,7 +91,11 @@ def score_pattern(
 
 def pattern_hooks(model: nn.Module) -> list[str]:
     """``blocks.{i}.attn.hook_pattern`` names of ``model``, in layer order."""
-    names = [n for n in getattr(model, "hook_dict", {}) if re.fullmatch(r"blocks\.\d+\.attn\.hook_pattern", n)]
+    names = [
+        n
+        for n in getattr(model, "hook_dict", {})
+        if re.fullmatch(r"blocks\.\d+\.attn\.hook_pattern", n)
+    ]
     if not names:
         raise ValueError("model has no 'blocks.{i}.attn.hook_pattern' hook points")
     return sorted(names, key=lambda n: int(n.split(".")[1]))

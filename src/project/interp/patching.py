@@ -68,13 +68,34 @@ def _modulus(tokens: torch.Tensor, p: int | None) -> int:
 
 
 def corrupt_operand(
-    tokens: torch.Tensor, operand: str = "a", p: int | None = None, seed: int = 0
+    tokens: torch.Tensor,
+    operand: str | int | Sequence[int] = "a",
+    p: int | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
-    """Modular-arithmetic ``[a, b, =]`` tokens with ``a``, ``b`` or ``both`` resampled to a
-    different residue (``p`` defaults to the ``=`` token, which is ``p``)."""
-    if operand not in OPERANDS:
-        raise ValueError(f"operand={operand!r}; allowed: {', '.join(OPERANDS)}")
-    return resample_positions(tokens, OPERANDS[operand], _modulus(tokens, p), seed)
+    """Corrupted copy of ``tokens``.
+
+    Modular arithmetic ``[a, b, =]``: ``operand`` ``"a"``, ``"b"`` or ``"both"`` resamples that
+    operand to a different residue (``p`` defaults to the ``=`` token, which is ``p``).
+    Any task (the per-position form): ``operand`` is a position or a list of positions, each
+    resampled to a different value in ``[0, p)``; ``p`` (the number of values, e.g. 2 for bits,
+    ``vocab_size`` for tokens) is then required.
+    """
+    if isinstance(operand, str):
+        if operand not in OPERANDS:
+            raise ValueError(
+                f"operand={operand!r}; allowed: {', '.join(OPERANDS)}, or positions (ints)"
+            )
+        return resample_positions(tokens, OPERANDS[operand], _modulus(tokens, p), seed)
+    positions = [operand] if isinstance(operand, int) else list(operand)
+    if not positions or not all(isinstance(i, int) and not isinstance(i, bool) for i in positions):
+        raise ValueError(f"operand={operand!r}: give a position (int) or a list of positions")
+    n = tokens.shape[1]
+    if any(not -n <= i < n for i in positions):
+        raise IndexError(f"positions {positions} out of range for sequences of length {n}")
+    if p is None:
+        raise ValueError("corrupting positions needs p= (the number of token values to draw from)")
+    return resample_positions(tokens, [i % n for i in positions], p, seed)
 
 
 def modular_labels(tokens: torch.Tensor, operation: str, p: int | None = None) -> torch.Tensor:
