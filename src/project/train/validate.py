@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 
@@ -104,12 +103,16 @@ _ACCELERATORS = ["auto", "cpu", "gpu", "cuda", "mps"]
 
 
 def _mps_available() -> bool:
+    import torch
+
     mps = getattr(torch.backends, "mps", None)
     return bool(mps is not None and mps.is_available())
 
 
 def resolve_accelerator(name: str) -> str:
     """``auto`` -> the accelerator Lightning will pick here: cuda, mps or cpu."""
+    import torch  # here, not at import: a config error is reported without loading torch
+
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else ("mps" if _mps_available() else "cpu")
     return "cuda" if name == "gpu" else name
@@ -124,7 +127,13 @@ def _check_trainer(c: _Checker) -> None:
     c.int_range("trainer.num_nodes", 1, 100_000)
     if not c.choice("trainer.accelerator", _ACCELERATORS):
         return
-    accel = resolve_accelerator(c.get("trainer.accelerator"))
+    name, devices = c.get("trainer.accelerator"), c.get("trainer.devices")
+    precision = str(c.get("trainer.precision"))
+    if name in ("auto", "cpu") and devices == 1 and precision in ("32", "32-true", "64", "64-true"):
+        return  # nothing left depends on this machine's accelerators: no torch import needed
+    import torch
+
+    accel = resolve_accelerator(name)
     if accel == "cuda" and not torch.cuda.is_available():
         c.fail("trainer.accelerator", "cpu or auto here: no CUDA GPU is available on this machine")
         return
@@ -138,7 +147,6 @@ def _check_trainer(c: _Checker) -> None:
         "mps": 1,
         "cpu": os.cpu_count() or 1,
     }[accel]
-    devices = c.get("trainer.devices")
     if devices == "auto" or devices == -1:
         pass
     elif isinstance(devices, list | ListConfig):
