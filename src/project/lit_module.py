@@ -32,6 +32,7 @@ from project.optim import make_grad_filter
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch, pos]
 LOSS_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -66,11 +67,16 @@ class LitCausalLM(L.LightningModule):
         grokfast_alpha: float = 0.98,
         grokfast_lamb: float = 2.0,
         grokfast_window: int = 100,
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         if loss_dtype not in LOSS_DTYPES:
             raise ValueError(f"loss_dtype={loss_dtype!r} is invalid: allowed float32, float64")
+        if compile not in (True, False, *COMPILE_MODES):
+            raise ValueError(
+                f"compile={compile!r} is invalid: allowed true, false or a torch.compile mode "
+                f"({', '.join(COMPILE_MODES)})"
+            )
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(
                 f"scheduler_interval={scheduler_interval!r} is invalid: allowed step, epoch"
@@ -101,7 +107,10 @@ class LitCausalLM(L.LightningModule):
         self.net_takes_last_only = "last_only" in inspect.signature(self.net.forward).parameters
         self.last_position_only = False  # set from the task in setup()
         # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
-        self.__dict__["_forward"] = torch.compile(self.net) if compile else self.net
+        # compile="reduce-overhead" captures CUDA graphs for the fixed-shape full-batch step on a
+        # GPU (tiny models are launch-bound there); on CPU it compiles like compile=true
+        mode = compile if isinstance(compile, str) else None
+        self.__dict__["_forward"] = torch.compile(self.net, mode=mode) if compile else self.net
         self._forward: Callable[..., torch.Tensor]
         self.metrics = nn.ModuleDict(
             {

@@ -20,10 +20,11 @@ def test_bf16_mixed_trains_on_cpu(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_compile_trains_and_matches_eager(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["true", "reduce-overhead"])
+def test_compile_trains_and_matches_eager(tmp_path: Path, mode: str) -> None:
     eager = train_in_process(tmp_path / "e", *SMALL, "trainer.max_epochs=3")
     compiled = train_in_process(
-        tmp_path / "c", *SMALL, "trainer.max_epochs=3", "model.compile=true"
+        tmp_path / "c", *SMALL, "trainer.max_epochs=3", f"model.compile={mode}"
     )
     a, _ = load_checkpoint(eager / "checkpoints" / "last.ckpt")
     b, _ = load_checkpoint(compiled / "checkpoints" / "last.ckpt")

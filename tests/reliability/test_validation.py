@@ -73,6 +73,7 @@ BAD = [
     ("betas length", ["model.optimizer.betas=[0.9]"], "model.optimizer.betas", "[0.9]"),
     ("grokfast kind", ["model.grokfast=fast"], "model.grokfast", "fast"),
     ("loss dtype", ["model.loss_dtype=float16"], "model.loss_dtype", "float16"),
+    ("compile mode", ["model.compile=fast"], "model.compile", "fast"),
     ("unknown operation", ["data.operation=pow"], "data.operation", "pow"),
     ("div non-prime", ["data.operation=div", "data.modulus=24"], "data.modulus", "24"),
     ("fp16 on cpu", ["trainer=cpu", "trainer.precision=16-mixed"], "trainer.precision", "16-mixed"),
