@@ -3,6 +3,7 @@ report rendered in real headless Chromium."""
 
 from __future__ import annotations
 
+import base64
 import inspect
 import json
 import math
@@ -16,8 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from project.runs.report import build_report, main
 from project.runs.load import load_run
+from project.runs.report import build_report, main
 from project.train.callbacks.progress import ProgressMeasures
 from tests.conftest import SMALL, train_in_process
 
@@ -100,7 +101,7 @@ def test_load_run_gives_config_history_and_lazy_snapshots(tb_run: Path) -> None:
         torch.testing.assert_close(a, b)
     tokens, labels = run.datamodule().split("val")
     with torch.no_grad():
-        acc = (final(tokens)[:, -1].argmax(-1) == labels).double().mean().item()
+        acc = (final(tokens)[:, -1].argmax(-1) == labels[:, -1]).double().mean().item()
     assert acc == pytest.approx(run.progress["val_acc"].iloc[-1], abs=1e-6)
 
 
@@ -147,8 +148,8 @@ CHECK_JS = (
 
 def chromium(*args: str) -> subprocess.CompletedProcess:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        pytest.skip("chromium is not installed (apt-get install chromium; .ci/run installs it)")
+    if exe is None:  # CI installs it: a missing browser is a failure, not a skip
+        pytest.fail("chromium is not installed (apt-get install chromium; .ci/run installs it)")
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
             [exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
@@ -184,14 +185,20 @@ def test_report_renders_in_headless_chromium(tb_run: Path, tmp_path: Path) -> No
     text = page.read_text()
     for heading in (
         "Training curves",
-        "Progress measures over training",
-        "Embedding Fourier spectrum",
-        "Attention patterns",
-        "Neurons clustered",
+        "Progress measures: losses and accuracy",
+        "Fourier spectra of W_E and W_L",
+        "Attention from &#x27;=&#x27; over the (a, b) grid",
+        "Neurons sorted by key frequency and phase",
+        "Neurons in the 2-D Fourier basis",
     ):
         assert heading in text
     assert "memorised (train acc &gt;= 99%)" in text
+    assert (page.parent / "report.json").is_file()
     render_and_check(page, tmp_path)
+    for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', text):
+        head = base64.b64decode(uri[:64])  # PNG IHDR: width, height at bytes 16..24
+        width = int.from_bytes(head[16:20], "big")
+        assert width >= 1000, width  # >= 1000 px wide at >= 120 dpi
 
 
 def test_report_on_a_run_that_has_not_grokked(bare_run: Path, tmp_path: Path) -> None:

@@ -76,34 +76,38 @@ def embedding_frequency_norms(model: nn.Module, p: int) -> torch.Tensor:
     return frequency_norms(embedding_fourier(model, p))
 
 
-KEY_RULE = "top group of comparable strength (>= rel x max), cut at the largest norm ratio"
+KEY_RULE = (
+    "cut the sorted norms where log(n_c / n_c+1) * log(n_c / median) is largest, n_c >= 2 x median"
+)
 
 
-def key_frequencies_from_norms(
-    norms: torch.Tensor, min_ratio: float = 2.0, rel: float = 0.5
-) -> list[int]:
+def key_frequencies_from_norms(norms: torch.Tensor, min_ratio: float = 2.0) -> list[int]:
     """Frequencies that stand out of a spectrum ``norms [p // 2 + 1]`` (index 0 = constant, ignored).
 
-    Sort the norms of frequencies 1.. in decreasing order, ``n_1 >= n_2 >= ...``. Candidate cuts
-    keep the top ``c`` frequencies where ``n_c >= rel * n_1`` (a handful of peaks of comparable
-    strength) and ``n_c >= min_ratio * median`` (well above the bulk); the cut with the largest
-    ratio ``n_c / n_{c+1}`` wins. None for a flat spectrum (``n_1 < min_ratio * median``). Unlike a
-    single "largest gap" rule this keeps all the main peaks when weaker secondary peaks exist:
-    peaks of norm 5-6 over secondary ones <= 3 over a bulk ~1 give exactly the 5 main peaks.
+    Sort the norms of frequencies 1.. in decreasing order, ``n_1 >= n_2 >= ...``; a cut keeps the
+    top ``c``. Candidate cuts have ``n_c >= min_ratio * median`` (well above the bulk); the cut
+    with the largest ``log(n_c / n_{c+1}) * log(n_c / median)`` wins: a clear gap *and* far above
+    the bulk. None for a flat spectrum (``n_1 < min_ratio * median``). Unlike a single "largest
+    gap" rule this keeps all the main peaks when weaker secondary peaks exist: peaks of norm 5-6
+    over secondary ones <= 3 over a bulk ~1 give exactly the 5 main peaks.
     """
     vals = norms[1:].double()
     if vals.numel() < 2:
         return []
     order = torch.argsort(vals, descending=True)
     ranked = vals[order]
-    top, median = float(ranked[0]), float(vals.median())
-    if top <= 0 or top < min_ratio * median:
+    top = float(ranked[0])
+    if top <= 0:
         return []
-    floor = max(rel * top, min_ratio * median)
-    n_cand = int((ranked >= floor).sum())
+    median = max(float(vals.median()), 1e-12 * top)
+    if top < min_ratio * median:
+        return []
+    n_cand = int((ranked >= min_ratio * median).sum())
     below = torch.cat([ranked[1:], ranked.new_zeros(1)])[:n_cand]  # the next norm down
-    ratios = ranked[:n_cand] / below.clamp_min(1e-12 * top)
-    cut = int(torch.argmax(ratios)) + 1
+    tiny = 1e-12 * top
+    gap = torch.log(ranked[:n_cand] / below.clamp_min(tiny))
+    height = torch.log(ranked[:n_cand] / median)
+    cut = int(torch.argmax(gap * height)) + 1
     return sorted(int(k) + 1 for k in order[:cut])
 
 
