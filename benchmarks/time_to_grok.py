@@ -109,7 +109,7 @@ def run_plain(
     import torch
     from benchmarks._common import PlainLoop
 
-    from project.data.modular import all_pairs, split_indices
+    from project.data.arithmetic import all_pairs, split_indices
     from project.models.tiny_transformer import TinyTransformer
 
     start = time.time()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from project.data.modular import all_pairs, split_indices
+from project.data.arithmetic import all_pairs, split_indices
 from project.interp import (
     Site,
     ablation_sweep,

@@ -42,13 +42,14 @@ def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> 
     """``{split: {"loss", "acc"}}`` plus ``checkpoint`` and ``epoch`` for a run dir or checkpoint."""
     import lightning as L
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
+    from omegaconf import DictConfig, OmegaConf
 
     from project.checkpoint import read_checkpoint
     from project.train.assemble import fill_net_sizes, instantiate_task
 
     ckpt_path, run_dir = resolve(target)
     cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
+    assert isinstance(cfg, DictConfig)
     ckpt = read_checkpoint(ckpt_path)
     datamodule = instantiate_task(cfg)
     fill_net_sizes(cfg, datamodule)

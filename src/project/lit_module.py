@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -120,6 +120,10 @@ class LitCausalLM(L.LightningModule):
             }
         )
 
+    def metric(self, name: str) -> MeanMetric:
+        """``train_loss``, ``train_acc``, ``val_loss`` or ``val_acc``."""
+        return cast(MeanMetric, self.metrics[name])
+
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         self.last_position_only = bool(getattr(datamodule, "last_position_only", False))
@@ -150,14 +154,16 @@ class LitCausalLM(L.LightningModule):
         correct = ((logits.argmax(-1) == labels) & supervised).sum()
         return loss, correct, count
 
-    def _update(self, split: str, loss: torch.Tensor, correct: torch.Tensor, count: torch.Tensor):
+    def _update(
+        self, split: str, loss: torch.Tensor, correct: torch.Tensor, count: torch.Tensor
+    ) -> None:
         weight = count.float()
-        self.metrics[f"{split}_loss"].update(loss.detach().float(), weight)
-        self.metrics[f"{split}_acc"].update(correct.float() / weight.clamp(min=1), weight)
+        self.metric(f"{split}_loss").update(loss.detach().float(), weight)
+        self.metric(f"{split}_acc").update(correct.float() / weight.clamp(min=1), weight)
         for name in ("loss", "acc"):
             self.log(
                 f"{split}/{name}",
-                self.metrics[f"{split}_{name}"],
+                self.metric(f"{split}_{name}"),
                 on_step=False,
                 on_epoch=True,
                 prog_bar=True,
@@ -174,7 +180,7 @@ class LitCausalLM(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         # one host sync per epoch; a diverged epoch stops before any checkpoint is written
-        loss = self.metrics["train_loss"].compute()
+        loss = self.metric("train_loss").compute()
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"non-finite train loss ({loss.item()}) at epoch {self.current_epoch}"

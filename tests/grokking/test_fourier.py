@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from project.data.modular import all_pairs, split_indices
+from project.data.arithmetic import all_pairs, split_indices
 from project.interp import fourier as fo
 from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 

@@ -17,7 +17,7 @@ DDP_SETTINGS = [*TINY, "trainer.max_epochs=12", "logger=csv"]
 
 
 def test_data_shards_are_disjoint_and_complete() -> None:
-    from project.data.modular import DeviceBatches
+    from project.data.base import DeviceBatches
 
     tokens, labels = torch.arange(21 * 3).view(21, 3), torch.arange(21)
     for batch_size, shuffle in ((None, False), (8, True)):

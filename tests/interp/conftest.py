@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from project.data.modular import all_pairs, split_indices
+from project.data.arithmetic import all_pairs, split_indices
 from project.models.tiny_transformer import TinyTransformer
 
 P = 23

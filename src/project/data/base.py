@@ -25,17 +25,11 @@ from typing import Any
 import lightning as L
 import torch
 
+from project.data.arithmetic import split_indices
+
 IGNORE_INDEX = -100
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = tuple[torch.Tensor, torch.Tensor]
-
-
-def split_indices(n: int, frac_train: float, split_seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded split of ``range(n)``: the first ``int(frac_train * n)`` of a randperm are train."""
-    generator = torch.Generator().manual_seed(split_seed)
-    perm = torch.randperm(n, generator=generator)
-    cutoff = int(frac_train * n)
-    return perm[:cutoff], perm[cutoff:]
 
 
 def check_batch_size(batch_size: Any) -> None:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from project.data.modular import OPERATIONS
+from project.data.arithmetic import OPERATIONS
 from project.interp.cache import Site, as_site, head_axis, resolve_names
 from project.models.hooks import HookedRootModule, HookPoint, NamesFilter
 

@@ -123,7 +123,7 @@ def _module_error_line(cfg: DictConfig, exc: BaseException) -> str:
     """Name ``model.net`` when the message is about one of the net's arguments."""
     text = str(cause(exc))
     net = OmegaConf.select(cfg, "model.net")
-    if isinstance(net, DictConfig) and any(f"{k}=" in text for k in net if k != "_target_"):
+    if isinstance(net, DictConfig) and any(f"{k!s}=" in text for k in net if k != "_target_"):
         return error_line("model.net", exc, OmegaConf.to_container(net, resolve=False))
     return error_line("model", exc, OmegaConf.to_container(cfg.model, resolve=False))
 
@@ -163,7 +163,7 @@ def _resume_mismatch(cfg: DictConfig, module: Any, checkpoint: dict[str, Any]) -
     for key, value in current_dict.items():
         if key in saved and saved[key] != value and key != "_target_":
             lines.append(
-                f"model.net.{key}={value!r} is invalid: allowed {saved[key]!r}, the value in "
+                f"model.net.{key!s}={value!r} is invalid: allowed {saved[key]!r}, the value in "
                 "run.ckpt_path's checkpoint (a resumed run builds the same net)"
             )
     if saved.get("_target_") != current_dict.get("_target_"):

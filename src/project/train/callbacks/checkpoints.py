@@ -297,9 +297,8 @@ class LastCheckpoint(SnapshotCheckpoint):
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
-    ) -> dict[str, Any]:
+    ) -> None:
         checkpoint["rng_states"] = rng_states()
-        return checkpoint
 
     def on_load_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
