@@ -176,10 +176,10 @@ def plot_phase_diagram(cells: pd.DataFrame, x: str, y: str, path: str | Path) ->
     fig, ax = plt.subplots(figsize=(1.1 * len(xs) + 2.6, 0.75 * len(ys) + 1.6))
     ax.imshow(np.where(np.isnan(grok), 0.82, np.nan), cmap="gray", vmin=0, vmax=1, origin="lower")
     finite = grok[np.isfinite(grok)]
-    norm = Normalize(vmin=float(finite.min()), vmax=float(finite.max())) if finite.size else None
-    if norm is not None:
-        if norm.vmin == norm.vmax:
-            norm.vmin, norm.vmax = norm.vmin - 1, norm.vmax + 1
+    norm = None
+    if finite.size:
+        lo, hi = float(finite.min()), float(finite.max())
+        norm = Normalize(vmin=lo - 1, vmax=hi + 1) if lo == hi else Normalize(vmin=lo, vmax=hi)
         im = ax.imshow(np.ma.masked_invalid(grok), cmap="viridis", norm=norm, origin="lower")
         fig.colorbar(im, ax=ax, label="epochs to 99% val acc")
     for i in range(len(ys)):
