@@ -16,9 +16,9 @@ from tests.conftest import SMALL, run_dirs, train_in_process
 from tests.reliability.helpers import (
     EXACT_KEYS,
     assert_bit_identical,
+    default_threads,
     final_metrics,
     final_state,
-    default_threads,
     resume_in_process,
     start_training,
     wait_for_checkpoint,

@@ -66,7 +66,9 @@ def resume_overrides(overrides: list[str]) -> list[str]:
     if hydra_file.is_file():
         saved_hydra = yaml.safe_load(hydra_file.read_text()) or {}
         hydra_overrides = (saved_hydra.get("hydra", {}).get("overrides", {}) or {}).get("hydra")
-        previous = [o for o in hydra_overrides or [] if o.startswith("hydra.searchpath=")] + previous
+        previous = [
+            o for o in hydra_overrides or [] if o.startswith("hydra.searchpath=")
+        ] + previous
     return [*previous, *overrides, f"hydra.run.dir={run_dir}"]
 
 
