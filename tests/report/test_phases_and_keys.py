@@ -86,3 +86,12 @@ def test_key_rule_flat_single_and_dominant() -> None:
     one_hot = torch.zeros(57, dtype=torch.float64)
     one_hot[9] = 1.0
     assert key_frequencies_from_norms(one_hot) == [9]
+
+
+def test_a_run_that_has_not_generalised_is_still_forming_its_circuit() -> None:
+    df = synthetic_progress()
+    midway = df[df["epoch"] <= 11000]
+    ph = detect_phases(midway, grok_epoch=None)["phases"]
+    assert abs(ph["memorisation"][1] - E1) <= 200
+    assert ph["circuit_formation"] == [ph["memorisation"][1], 11000]
+    assert ph["cleanup"] is None

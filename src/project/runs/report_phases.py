@@ -12,7 +12,11 @@ W_E) and returns the phase boundaries, as the paper defines them:
   fall, the knee of its curve after e1 (the point farthest above the chord from e1 to its
   minimum); the knee of Gini's rise (farthest below its chord) when there is no weight norm.
 * **clean-up** ``[e2, e3]``: e3 = where Gini plateaus, the first epoch after e2 at which Gini has
-  made ``plateau`` (90%) of its rise from e2 to its maximum.
+  made ``plateau`` (90%) of its rise from e2 to its maximum (``gini_still_rising`` in the
+  evidence when that is the last measured epoch).
+
+Clean-up is when test loss falls, so a run that has not generalised (``grok_epoch`` None) has
+circuit formation open to its last measured epoch and no clean-up yet.
 
 Each series is smoothed by a centred running median of 3 first. A boundary that cannot be
 measured yet (the run stopped before it) is ``None``; ``evidence`` holds every intermediate
@@ -89,7 +93,10 @@ def detect_phases(
     ev["e1_rule"] = "argmin excluded loss" if excl is not None else "argmax restricted loss"
 
     e2 = None
-    if e1 is not None:
+    if e1 is not None and grok_epoch is None:
+        # clean-up is when test loss falls: without generalisation the circuit is still forming
+        ev["circuit_formation_open"] = True
+    elif e1 is not None:
         wn = _series(measures, "weight_norm")
         if wn is not None:
             x, y = wn
@@ -136,6 +143,9 @@ def detect_phases(
         return [int(a), int(b)] if a is not None and b is not None else None
 
     e1_ = None if e1 is None else max(start, e1)
+    if ev.get("circuit_formation_open") and e1_ is not None and last > e1_:
+        phases_open = {"memorisation": span(start, e1_), "circuit_formation": span(e1_, last)}
+        return {"phases": {**phases_open, "cleanup": None}, "evidence": ev}
     e2_ = None if e2 is None or e1_ is None else max(e1_, e2)
     e3_ = None if e3 is None or e2_ is None else max(e2_, e3)
     phases = {
