@@ -29,6 +29,8 @@ from torch import nn
 
 from project.checkpoint import load_checkpoint
 
+# classes renamed since older runs were written: their run dirs still load
+LEGACY_TARGETS = {"project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule"}
 SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")
 _PROGRESS_TO_METRIC = {
     "train_loss": "train/loss",
@@ -89,9 +91,10 @@ class Run:
         """The run's task rebuilt from its config (``data._target_``: same class, same split)."""
         from hydra.utils import instantiate
 
-        data = self.config.get("data") or {}
+        data = dict(self.config.get("data") or {})
         if "_target_" not in data:
             raise ValueError(f"{self.run_dir}: resolved_config.yaml names no data._target_")
+        data["_target_"] = LEGACY_TARGETS.get(data["_target_"], data["_target_"])
         return instantiate(data)
 
     def history(self, name: str) -> pd.DataFrame:
