@@ -110,15 +110,15 @@ def page(title: str, verdict: str, summary: dict[str, Any], sections: list[Secti
 
 
 def verdict_text(t_mem: int | None, t_grok: int | None, val_max: float | None) -> str:
+    """One neutral line for any task (a delayed rise of val acc is grokking; not every task does)."""
     if t_grok:
-        text = f"Grokked: validation accuracy first reached {THRESHOLD:.0%} after {t_grok} epochs"
-        return text + (f", {t_grok - t_mem} epochs after memorisation." if t_mem else ".")
+        text = f"Validation accuracy first reached {THRESHOLD:.0%} after {t_grok} epochs"
+        if t_mem:
+            return text + f", {t_grok - t_mem} epochs after train accuracy did."
+        return text + "."
     if val_max is not None:
-        return (
-            f"Has NOT grokked: validation accuracy never reached {THRESHOLD:.0%} "
-            f"(best {val_max:.1%})."
-        )
-    return "Has NOT grokked (no validation accuracy logged)."
+        return f"Validation accuracy never reached {THRESHOLD:.0%} (best {val_max:.1%})."
+    return "No validation accuracy logged."
 
 
 def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "linear") -> Path:
