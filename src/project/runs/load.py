@@ -30,7 +30,9 @@ from torch import nn
 from project.checkpoint import load_checkpoint
 
 # classes renamed since older runs were written: their run dirs still load
-LEGACY_TARGETS = {"project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule"}
+LEGACY_TARGETS = {
+    "project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule"
+}
 SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")
 _PROGRESS_TO_METRIC = {
     "train_loss": "train/loss",
