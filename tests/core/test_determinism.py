@@ -44,7 +44,7 @@ def test_backward_is_bit_stable_for_every_built_in_net(model: str) -> None:
 
 
 def test_same_command_same_seed_same_weights(tmp_path: Path) -> None:
-    overrides = [*SMALL, "logger=none", "trainer.max_epochs=25", "seed=7"]
+    overrides = [*SMALL, "logger=none", "trainer.max_epochs=12", "seed=7"]
     runs = [train_in_process(tmp_path / str(i), *overrides) for i in range(2)]
     states = [torch.load(r / "checkpoints" / "last.ckpt", weights_only=True) for r in runs]
     a, b = (s["state_dict"] for s in states)

@@ -48,7 +48,8 @@ def test_run_dir_layout(grokked_run: Path) -> None:
         "last.ckpt",
     ]
     resolved = yaml.safe_load((grokked_run / "resolved_config.yaml").read_text())
-    assert resolved["model"]["d_vocab"] == 24 and resolved["model"]["d_head"] == 32
+    net = resolved["model"]["net"]  # sizes filled from the task
+    assert (net["d_vocab"], net["n_ctx"], net["d_vocab_out"]) == (24, 3, 23)
     assert resolved["data"]["modulus"] == 23 and resolved["run"]["name"] == "small"
 
 
@@ -73,9 +74,11 @@ def test_checkpoint_loads_safely_and_reproduces_logged_val_acc(grokked_run: Path
     ckpt = grokked_run / "checkpoints" / "last.ckpt"
     torch.load(ckpt, weights_only=True)  # plain types only
     model, hparams = load_checkpoint(ckpt)
-    assert not model.training and hparams["lr"] == 1e-2 and hparams["global_step"] == 60
+    assert not model.training and hparams["optimizer"]["lr"] == 1e-2
+    assert hparams["global_step"] == 60
     dm = ModularDataModule(modulus=23, frac_train=0.5)
     tokens, labels = dm.split("val")
+    labels = labels[:, -1]
     with torch.no_grad():
         acc = (model(tokens)[:, -1].argmax(-1) == labels).float().mean().item()
     logged = scalars(grokked_run)["val/acc"][-1][1]
@@ -99,6 +102,6 @@ def test_resume_continues_counters_optimizer_and_logs(tmp_path: Path) -> None:
     assert after["global_step"] == 14 and after["epoch"] == 13
     adam = after["optimizer_states"][0]["state"][0]
     assert int(adam["step"]) == 14, "optimizer state continued, not restarted"
-    assert after["hyper_parameters"]["lr"] == 1e-2, "the run's own overrides were reused"
+    assert after["hyper_parameters"]["optimizer"]["lr"] == 1e-2, "the run's overrides reused"
     steps = [s for s, _ in scalars(first)["train/loss"]]
     assert sorted(set(steps)) == list(range(14)), "logs continue from the saved step"

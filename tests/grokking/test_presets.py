@@ -48,14 +48,15 @@ def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
         598,
         None,
     )
-    assert (m.lr, m.weight_decay, m.warmup_steps, m.loss_dtype, m.grokfast) == (
+    opt = m.optimizer
+    assert (opt.lr, opt.weight_decay, m.scheduler.warmup_steps, m.loss_dtype, m.grokfast) == (
         1e-3,
         1.0,
         10,
         "float64",
         "none",
     )
-    assert (m.n_layers, m.d_model, m.d_mlp, m.layernorm) == (1, 128, 512, False)
+    assert (m.net.n_layers, m.net.d_model, m.net.d_mlp, m.net.layernorm) == (1, 128, 512, False)
     assert cfg.trainer.max_epochs == 40000 and validate_config(cfg) == []
 
 

@@ -67,7 +67,7 @@ def val_acc_of(ckpt: Path) -> float:
     data = ModularDataModule(modulus=23, frac_train=0.5)
     tokens, labels = data.split("val")
     with torch.no_grad():
-        return (model(tokens)[:, -1].argmax(-1) == labels).float().mean().item()
+        return (model(tokens)[:, -1].argmax(-1) == labels[:, -1]).float().mean().item()
 
 
 def test_ddp_metrics_are_all_reduced_and_match_single_process(ddp_and_single) -> None:
@@ -148,7 +148,8 @@ def test_multirun_makes_complete_run_dirs(sweeps, launcher) -> None:
 
 
 def test_collect_runs_over_the_sweeps(sweeps, ddp_and_single, capsys) -> None:
-    from project.runs import collect_runs, main
+    from project.runs import collect_runs
+    from project.runs.table import main
 
     roots = [p.parent.parent for p in sweeps.values()]  # <tmp>/multirun
     df = collect_runs(*roots, ddp_and_single[0].parent.parent)

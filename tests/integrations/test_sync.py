@@ -64,7 +64,7 @@ def test_failed_transfer_keeps_local_run(tmp_path, monkeypatch, capsys, webdav) 
     from project.utils.helpers import load_checkpoint
 
     model, hparams = load_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert hparams["d_model"] == 32
+    assert hparams["net"]["d_model"] == 32
     assert not any((webdav.served / "runs").rglob("*.ckpt"))
 
 

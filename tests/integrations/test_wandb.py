@@ -111,7 +111,7 @@ def test_config_and_metrics_read_back(wandb_runs) -> None:
     first = offline_runs(run_dir)[0]
     config, summary = config_and_summary(read_wandb_records(next(first.glob("run-*.wandb"))))
     assert config["run_dir"] == str(run_dir)
-    assert config["model"]["d_model"] == 32 and config["data"]["modulus"] == 23
+    assert config["model"]["net"]["d_model"] == 32 and config["data"]["modulus"] == 23
     assert config["run"]["api_key"] == "<redacted>"
     final = json.loads((run_dir / "summary.json").read_text())["final"]
     # the first run's last logged values (epoch 3); the summary.json is the resumed run's (epoch 5)

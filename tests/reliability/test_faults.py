@@ -44,7 +44,7 @@ def test_nan_stops_run_names_epoch_keeps_last_good_checkpoint(
     model, hparams = load_checkpoint(last)  # and it is a usable model
     tokens = torch.tensor([[1, 2, 23]])
     assert torch.isfinite(model(tokens)).all()
-    assert hparams["lr"] == 10
+    assert hparams["optimizer"]["lr"] == 10
 
 
 class _Payload:

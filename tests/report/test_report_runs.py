@@ -27,7 +27,7 @@ def modular_runs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
             "callbacks.progress_measures.every_n_epochs=3",
             "callbacks.snapshots.every_n_epochs=6",
             "+callbacks.snapshots.log_spaced=4",
-            "+callbacks.snapshots.save_weights_only=true",
+            "callbacks.snapshots.save_weights_only=true",
         )
         for seed in (0, 1)
     ]

@@ -194,6 +194,8 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         errors = validate_config(cfg, reference)
         lines += [str(e) for e in errors if str(e) not in lines]
         bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
+        if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
+            bad = (*bad, "data")
         checked.append((cfg, bad))
     lines += [line for line in _build_errors(checked) if line not in lines]
     if lines:

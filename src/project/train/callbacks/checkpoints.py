@@ -292,8 +292,13 @@ class LastCheckpoint(SnapshotCheckpoint):
         if self._last_global_step_saved != trainer.global_step or not self.last_path.exists():
             self._save_checkpoint(trainer, str(self.last_path))
 
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs:
+            self.save_now(trainer)  # the final epoch, saved like any other (epoch field alike)
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.save_now(trainer)
+        self.save_now(trainer)  # a run stopped early (EarlyStopping, should_stop)
 
     def on_save_checkpoint(
         self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
