@@ -1,11 +1,17 @@
-"""GPU step time: template vs plain PyTorch loop on CUDA, per precision, with and without compile.
+"""GPU step time: template vs the plain and the strong hand-written loop, per precision and compile.
 
-    uv run python benchmarks/gpu_step_time.py [--steps 200] [--modulus 113]
+    uv run python benchmarks/gpu_step_time.py [--steps 200] [--no-compile]
+    uv run python benchmarks/gpu_step_time.py --device cpu --quick    # smoke test of the code path
 
-Skips cleanly (exit 0, one line) when no CUDA device is present. Timing uses CUDA events after a
-warm-up; each row is the median per-step time. Template = the real entrypoint (``trainer=gpu_1``)
-with a CUDA-event callback; plain = same model, loss and optimiser in a bare loop with
-``torch.autocast`` for the mixed precisions. Prints a table last.
+Skips cleanly (exit 0, one line) when no CUDA device is present and ``--device cpu`` is not given.
+On CUDA every step is timed with CUDA events after a warm-up; each row is the median per-step time.
+Template = the real entrypoint (``trainer=gpu_1``, ``model.compile=...``, validation off) with a
+step-timing callback; plain = ``TinyTransformer`` (last-position forward) in a bare loop; strong =
+``StrongNet`` (``benchmarks/_common.py``: ``F.embedding``, fused SDPA, last position only). The
+loops use ``torch.autocast`` for the mixed precisions and ``torch.compile`` (same mode as the
+template) for the compile rows. Tiny models are launch-bound on a GPU: compare the ``compile``
+rows, and ``--compile-mode reduce-overhead`` (CUDA graphs) for the fixed-shape full-batch step.
+Prints a table last.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import lightning as L
@@ -24,92 +31,141 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import (  # noqa: E402
     PlainLoop,
+    StrongLoop,
     default_data,
+    load_note,
     plain_model,
     print_table,
     run_entrypoint,
 )
 
+AMP = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}
 
-class CudaStepTimer(L.Callback):
-    """CUDA-event time of every training step (start of step -> start of next step)."""
 
-    def __init__(self, path: str, warmup: int = 20) -> None:
-        self.path, self.warmup, self.events = path, warmup, []
+class Clock:
+    """Step boundaries: CUDA events on a GPU, ``perf_counter`` on the CPU; ``ms()`` -> deltas."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device == "cuda"
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def ms(self, skip: int = 0) -> list[float]:
+        marks = self.marks[skip:]
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(marks, marks[1:], strict=False)]
+        return [(b - a) * 1e3 for a, b in zip(marks, marks[1:], strict=False)]
+
+
+class StepClock(L.Callback):
+    """Time of every training step (start of step -> start of next step), written to ``path``."""
+
+    def __init__(self, path: str, device: str = "cuda", warmup: int = 20) -> None:
+        self.path, self.warmup, self.clock = path, warmup, Clock(device)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        self.events.append(event)
+        self.clock.mark()
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        torch.cuda.synchronize()
-        ev = self.events[self.warmup :]
-        ms = [a.elapsed_time(b) for a, b in zip(ev, ev[1:], strict=False)]
-        Path(self.path).write_text(json.dumps(ms))
+        Path(self.path).write_text(json.dumps(self.clock.ms(self.warmup)))
 
 
-def template_ms(steps: int, precision: str, compile_: bool) -> float:
+def template_ms(device: str, steps: int, warmup: int, precision: str, compile_: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "ms.json"
         run_entrypoint(
-            "trainer=gpu_1", f"trainer.precision={precision}",
-            f"model.compile={str(compile_).lower()}", f"trainer.max_epochs={steps + 25}",
-            "trainer.check_val_every_n_epoch=100000", f"run.output_root={tmp}/outputs",
-            "+callbacks.cuda_timer._target_=benchmarks.gpu_step_time.CudaStepTimer",
-            f"+callbacks.cuda_timer.path={out}",
+            "trainer=gpu_1" if device == "cuda" else "trainer=cpu",
+            f"trainer.precision={precision}", f"model.compile={compile_}",
+            f"trainer.max_epochs={steps + warmup + 1}", "trainer.check_val_every_n_epoch=100000",
+            f"run.output_root={tmp}/outputs", "callbacks.progress_bar=null",
+            "+callbacks.step_clock._target_=benchmarks.gpu_step_time.StepClock",
+            f"+callbacks.step_clock.path={out}", f"+callbacks.step_clock.device={device}",
+            f"+callbacks.step_clock.warmup={warmup}",
         )  # fmt: skip
         return statistics.median(json.loads(out.read_text()))
 
 
-def plain_ms(steps: int, precision: str, compile_: bool) -> float:
-    tokens, labels, _, _ = (t.cuda() for t in default_data())
-    model = plain_model().cuda()
-    loop = PlainLoop(model)
-    if compile_:
-        loop.model = torch.compile(model)
-    dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
+def loop_ms(
+    kind: str, device: str, steps: int, warmup: int, precision: str, compile_: str
+) -> float:
+    tokens, labels, _, _ = (t.to(device) for t in default_data())
+    if kind == "strong":
+        loop: PlainLoop = StrongLoop()
+        loop.model.to(device)
+        loop.opt = torch.optim.AdamW(
+            loop.model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98)
+        )
+    else:
+        loop = PlainLoop(plain_model().to(device), last_only=True)
+    if compile_ != "false":
+        loop.model = torch.compile(loop.model, mode=None if compile_ == "true" else compile_)
+    dtype = AMP.get(precision)
+    scaler = torch.amp.GradScaler(device, enabled=dtype is torch.float16)
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = F.cross_entropy(loop.model(tokens)[:, -1].double(), labels)
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = F.cross_entropy(loop.logits(tokens).double(), labels)
         loop.opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(loop.opt)
         scaler.update()
-        loop.sched.step()
 
-    for _ in range(20):
+    clock = Clock(device)
+    for _ in range(warmup):
         step()
-    events = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
-    for i in range(steps):
-        events[i].record()
+    for _ in range(steps):
+        clock.mark()
         step()
-    events[steps].record()
-    torch.cuda.synchronize()
-    return statistics.median(a.elapsed_time(b) for a, b in zip(events, events[1:], strict=False))
+    clock.mark()
+    return statistics.median(clock.ms())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
+    parser.add_argument("--compile-mode", default="true", help="true | reduce-overhead | ...")
+    parser.add_argument("--quick", action="store_true", help="3 steps, fp32 only, no compile")
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_step_time: no CUDA device available; skipped.")
         return
-    name = torch.cuda.get_device_name(0)
+    precisions = ("32", "16-mixed", "bf16-mixed") if args.device == "cuda" else ("32",)
+    compiles = ("false",) if args.no_compile else ("false", args.compile_mode)
+    if args.quick:
+        args.steps, args.warmup, precisions, compiles = 3, 2, ("32",), ("false",)
+    name = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU"
     rows = []
-    for precision in ("32", "16-mixed", "bf16-mixed"):
-        for compile_ in (False,) if args.no_compile else (False, True):
-            p = plain_ms(args.steps, precision, compile_)
-            t = template_ms(args.steps, precision, compile_)
-            rows.append((precision, compile_, f"{p:.2f}", f"{t:.2f}", f"{t / p:.3f}"))
+    for precision in precisions:
+        for compile_ in compiles:
+            cfg = (args.device, args.steps, args.warmup, precision, compile_)
+            p, s, t = loop_ms("plain", *cfg), loop_ms("strong", *cfg), template_ms(*cfg)
+            rows.append(
+                (
+                    precision,
+                    compile_,
+                    f"{s:.2f}",
+                    f"{p:.2f}",
+                    f"{t:.2f}",
+                    f"{t / s:.3f}",
+                    f"{t / p:.3f}",
+                )
+            )
     print_table(
-        f"median full-batch step (ms, CUDA events), p=113 default config, {name}, torch {torch.__version__}",
+        f"median full-batch step (ms), p=113 default config, {name}, torch {torch.__version__}"
+        + ("" if args.device == "cuda" else f"; {load_note()}"),
         rows,
-        ("precision", "compile", "plain ms", "template ms", "template/plain"),
+        ("precision", "compile", "strong", "plain", "template", "tpl/strong", "tpl/plain"),
     )
 
 

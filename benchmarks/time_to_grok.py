@@ -2,6 +2,7 @@
 
     uv run python benchmarks/time_to_grok.py                       # fast_grok, 3 seeds + references
     uv run python benchmarks/time_to_grok.py --seeds 0 --recipes fast_grok --cap 300 --nanda-cap 50
+    uv run python benchmarks/time_to_grok.py --quick    # smoke test: fast_grok seed 0, 20 epochs
 
 Each (recipe, seed) runs the real CLI (``python -m project.train.run experiment=... seed=...``) in
 a subprocess, with an EarlyStopping callback that stops at the first validation with val/acc >=
@@ -116,14 +117,14 @@ def run_plain(
     tokens, labels = all_pairs("add", p)
     train_idx, val_idx = split_indices(len(labels), frac, 598)
     torch.manual_seed(seed)
-    loop = PlainLoop(TinyTransformer(d_vocab=p + 1, d_vocab_out=p), lr=lr, weight_decay=wd)
+    model = TinyTransformer(d_vocab=p + 1, d_vocab_out=p)
+    loop = PlainLoop(model, lr=lr, weight_decay=wd, last_only=True)  # as the template trains
     x_tr, y_tr, x_va, y_va = tokens[train_idx], labels[train_idx], tokens[val_idx], labels[val_idx]
     reached = None
     for epoch in range(1, cap + 1):
         loop.step(x_tr, y_tr)
         if epoch % 10 == 0:
-            with torch.no_grad():
-                acc = (loop.model(x_va)[:, -1].argmax(-1) == y_va).double().mean().item()
+            _, acc = loop.validate(x_va, y_va)
             if acc >= 0.99:
                 reached = epoch
                 break
@@ -164,7 +165,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--p", type=int, default=113, help="modulus (data.modulus)")
     parser.add_argument("--frac", type=float, default=0.3, help="train fraction (data.frac_train)")
     parser.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for all runs")
+    parser.add_argument("--quick", action="store_true", help="fast_grok, seed 0, cap 20 epochs")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.seeds, args.recipes, args.cap = [0], ["fast_grok"], 20
     rows = []
     with tempfile.TemporaryDirectory(prefix="time_to_grok-") as tmp:
         for recipe in args.recipes:
