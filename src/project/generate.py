@@ -21,22 +21,6 @@ import torch
 from torch import nn
 
 
-def find_paths(target: str | Path) -> tuple[Path, Path]:
-    """``(checkpoint, run dir)`` of a run dir or a ``<run dir>/checkpoints/*.ckpt`` file."""
-    target = Path(target)
-    if target.is_dir():
-        ckpt = target / "checkpoints" / "last.ckpt"
-        if not ckpt.is_file():
-            snaps = sorted((target / "checkpoints").glob("epoch=*.ckpt"))
-            if not snaps:
-                raise FileNotFoundError(f"{target}: no checkpoints/last.ckpt or snapshots")
-            ckpt = snaps[-1]
-        return ckpt, target
-    if not target.is_file():
-        raise FileNotFoundError(f"{target}: no such run dir or checkpoint")
-    return target, target.resolve().parent.parent
-
-
 def load_vocab(run_dir: Path, data_path: str | None = None) -> Any:
     """The run's ``TextDataModule`` rebuilt from ``resolved_config.yaml`` (``data_path``
     replaces ``data.path``; a relative path is tried from the cwd, then from the run dir's
@@ -105,8 +89,9 @@ def generate(
 ) -> str:
     """Prompt + ``tokens`` sampled characters from a text run (see the module doc)."""
     from project.checkpoint import load_checkpoint
+    from project.eval import resolve
 
-    ckpt, run_dir = find_paths(target)
+    ckpt, run_dir = resolve(target)
     task = load_vocab(run_dir, data_path)
     net, hparams = load_checkpoint(ckpt)
     n_ctx = int((hparams.get("net") or {}).get("n_ctx") or task.seq_len)
