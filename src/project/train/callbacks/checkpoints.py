@@ -225,10 +225,10 @@ class SnapshotCheckpoint(ModelCheckpoint):
         return abs(value - self._dense_ref) >= self.dense_min_change
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        every = self._every_n_epochs
-        if every >= 1 and (trainer.current_epoch + 1) % every == 0:
-            # only on save epochs: Lightning's hook deep-copies callback_metrics every call
-            super().on_train_epoch_end(trainer, pl_module)
+        # every epoch, on every rank: Lightning's hook reads callback_metrics, which computes (and
+        # under DDP all-reduces) the epoch's torchmetrics on all ranks together; skipping it on
+        # non-save epochs hung DDP when a rank-zero-only reader then computed them alone
+        super().on_train_epoch_end(trainer, pl_module)
         if not (self.log_spaced or self.dense_every_n_epochs) or not trainer.is_global_zero:
             return
         if self._last_global_step_saved == trainer.global_step:
