@@ -197,22 +197,28 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
         checked.append((cfg, bad))
-    lines += [line for line in _build_errors(checked) if line not in lines]
+    lines += [line for line in _build_errors(checked, reference) if line not in lines]
     if lines:
         raise PreflightError(lines)
 
 
-def _build_errors(checked: list[tuple[DictConfig, tuple[str, ...]]]) -> list[str]:
-    """Build each distinct (task, module) pair once; the classes' own errors as lines."""
-    from project.train.assemble import check_buildable
+def _build_errors(
+    checked: list[tuple[DictConfig, tuple[str, ...]]], reference: DictConfig
+) -> list[str]:
+    """Build each distinct (task, module) pair once; the classes' own errors as lines.
 
+    The default config's own pair is skipped: it is known to build, and building means importing
+    torch and Lightning (seconds), which a typo elsewhere on the command line should not wait for.
+    """
     lines: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] = {_pair_key(reference)}
     for cfg, bad in checked:
-        parts = {k: OmegaConf.to_container(cfg[k], resolve=False) for k in ("data", "model")}
-        key = repr(parts)
+        key = _pair_key(cfg)
         if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
             continue
+        changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
+        if changed <= set(bad) and not OmegaConf.select(cfg, "run.ckpt_path"):
+            continue  # what differs from the default is already reported
         seen.add(key)
         ckpt = OmegaConf.select(cfg, "run.ckpt_path")
         checkpoint = None
@@ -223,8 +229,18 @@ def _build_errors(checked: list[tuple[DictConfig, tuple[str, ...]]]) -> list[str
                 checkpoint = read_checkpoint(ckpt)
             except CheckpointError:
                 checkpoint = None  # already reported by validate_config
+        from project.train.assemble import check_buildable
+
         lines += [line for line in check_buildable(cfg, checkpoint, bad) if line not in lines]
     return lines
+
+
+def _pair_key(cfg: DictConfig) -> str:
+    parts = [cfg.get(k) for k in ("data", "model")]
+    parts = [
+        OmegaConf.to_container(v, resolve=False) if isinstance(v, DictConfig) else v for v in parts
+    ]
+    return repr([*parts, OmegaConf.select(cfg, "run.ckpt_path")])
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -226,6 +226,7 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
     """Whether ``value`` fits ``annotation``; None when the annotation is not a simple type."""
     import types
     import typing
+    from collections import abc
 
     if annotation is inspect.Parameter.empty or annotation is Any:
         return None
@@ -237,6 +238,8 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
         return None if any(r is None for r in results) else False
     if annotation is type(None):
         return value is None
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
     if annotation is bool:
         return isinstance(value, bool)
     if annotation is int:
@@ -250,7 +253,7 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             return False
         return all(_type_ok(v, a) is not False for v, a in zip(value, args, strict=True))
-    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence):
+    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence, abc.Sequence):
         return isinstance(value, list | tuple)
     if annotation is dict or origin is dict:
         return isinstance(value, dict)
@@ -260,8 +263,43 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
 
 
 def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "").replace("<class '", "").replace("'>", "")
-    return text.replace("NoneType", "None")
+    import typing
+
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(annotation))
+    import re
+
+    text = str(annotation).replace("<class '", "").replace("'>", "").replace("NoneType", "None")
+    return re.sub(
+        r"\b(?:\w+\.)+(\w+)", r"\1", text
+    )  # typing.Union -> Union, torch.Tensor -> Tensor
+
+
+def _signature(target: str) -> tuple[list[str], dict[str, Any], bool] | Exception:
+    """Argument names, annotations and whether ``**kwargs`` is taken, of ``target``'s constructor:
+    read from the source when possible (no import: keeps a bad command line's error fast), else
+    from the imported class."""
+    import typing
+
+    from project.train.signatures import static_signature
+
+    if (static := static_signature(target)) is not None:
+        return static.names, static.annotations, static.takes_any_keyword
+    try:
+        from hydra.utils import get_object
+
+        obj = get_object(target)
+        params = inspect.signature(obj).parameters
+    except Exception as exc:
+        return exc
+    try:
+        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    except Exception:
+        hints = {}
+    hints = {k: hints.get(k, p.annotation) for k, p in params.items()}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    names = [p for p in params if p not in ("self", "args", "kwargs")]
+    return names, hints, takes_any
 
 
 def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
@@ -270,31 +308,22 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
     Nodes identical to the same node in ``reference`` (the default config, already known to be
     valid) are skipped, so the common case imports nothing.
     """
-    import typing
-
     known = target_nodes(reference) if reference is not None else {}
     for node_key, node in target_nodes(c.cfg).items():
         if known.get(node_key) == node:
             continue
         keys = [str(k) for k in node if not (str(k).startswith("_") and str(k).endswith("_"))]
         target = node.get("_target_")
-        try:
-            from hydra.utils import get_object
-
-            obj = get_object(str(target))
-            params = inspect.signature(obj).parameters
-        except Exception as exc:
-            c.fail(f"{node_key}._target_", f"an importable class ({type(exc).__name__})", target)
+        signature = _signature(str(target))
+        if isinstance(signature, Exception):
+            c.fail(
+                f"{node_key}._target_", f"an importable class ({type(signature).__name__})", target
+            )
             continue
-        try:
-            hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
-        except Exception:
-            hints = {}
-        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        names = [p for p in params if p not in ("self", "args", "kwargs")]
+        names, hints, takes_any = signature
         for key in keys:
             value = node[key]
-            if key not in params:
+            if key not in names:
                 if takes_any:
                     continue
                 close = difflib.get_close_matches(key, names, n=1)
@@ -312,7 +341,7 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
                 continue  # a nested object (checked as a node of its own) or an interpolation
             if any(e.key == f"{node_key}.{key}" for e in c.errors):
                 continue  # already reported with a more specific range
-            annotation = hints.get(key, params[key].annotation)
+            annotation = hints.get(key, Any)
             if isinstance(annotation, str) or _type_ok(value, annotation) is not False:
                 continue
             c.fail(f"{node_key}.{key}", f"a value of type {_type_name(annotation)}", value)
