@@ -183,20 +183,23 @@ def _annotation(node: ast.expr | None, found: _Found) -> Any:
     return Any
 
 
-def _is_init(node: ast.stmt) -> bool:
-    return isinstance(node, ast.FunctionDef) and node.name == "__init__"
-
-
 def static_signature(target: str) -> StaticSignature | None:
     """``target``'s (``"pkg.module.Class"``) ``__init__`` arguments, or None if not readable."""
     module, _, name = target.rpartition(".")
     if not module or module in sys.modules:
         return None  # already imported: inspect is exact and free
     found = _find_class(module, name)
-    init = found.obj if found is not None else None
-    if found is not None and isinstance(found.obj, ast.ClassDef):
-        init = next((n for n in found.obj.body if _is_init(n)), None)
-    if init is None or found is None:
+    if found is None:
+        return None
+    init: ast.FunctionDef | None = None
+    if isinstance(found.obj, ast.FunctionDef):
+        init = found.obj
+    else:
+        init = next(
+            (n for n in found.obj.body if isinstance(n, ast.FunctionDef) and n.name == "__init__"),
+            None,
+        )
+    if init is None:
         return None
     args = init.args
     params = [*args.posonlyargs, *args.args] + list(args.kwonlyargs)
