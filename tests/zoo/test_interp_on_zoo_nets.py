@@ -16,6 +16,7 @@ from project.interp.cache import accumulated_resid, decompose_resid
 from project.interp.patching import activation_patching, corrupt_operand
 from project.interp.probes import probe_cache
 from project.interp.viz import plot_ablation_effects, plot_attention_patterns
+from project.report import main as report_main
 from project.runs.load import load_run
 from tests.conftest import train_in_process
 from tests.zoo.test_presets import FAST, QUIET
@@ -26,12 +27,12 @@ def zoo_run(request, tmp_path_factory):
     task = request.param
     tmp = tmp_path_factory.mktemp(task)
     run_dir = train_in_process(
-        tmp, f"experiment={task}", *QUIET, *FAST[task], "trainer.max_epochs=1"
+        tmp, f"experiment={task}", *QUIET, *FAST[task], "trainer.max_epochs=1", "logger=csv"
     )
     run = load_run(run_dir)
     dm, net = run.datamodule(), run.final_model()
     tokens, labels = dm.splits()["val"]
-    return task, net.eval(), tokens[:16], labels[:16], int(dm.vocab_size), tmp
+    return task, net.eval(), tokens[:16], labels[:16], int(dm.vocab_size), run_dir
 
 
 def test_cache_decomposes_the_final_residual(zoo_run) -> None:
@@ -48,7 +49,9 @@ def test_cache_decomposes_the_final_residual(zoo_run) -> None:
 
 
 def test_per_position_metrics_ablation_patching_probe_and_plots(zoo_run) -> None:
-    task, net, tokens, labels, vocab, tmp = zoo_run
+    task, net, tokens, labels, vocab, run_dir = zoo_run
+    tmp = run_dir / "plots"
+    tmp.mkdir(exist_ok=True)
 
     def metric(logits: torch.Tensor) -> float:
         return float(metrics.loss(logits, labels))  # per-position labels, -100 skipped
@@ -71,3 +74,11 @@ def test_per_position_metrics_ablation_patching_probe_and_plots(zoo_run) -> None
     plot_attention_patterns(cache["blocks.0.attn.hook_pattern"], path=tmp / f"{task}_attn.png")
     plot_ablation_effects(table, path=tmp / f"{task}_ablation.png")
     assert (tmp / f"{task}_attn.png").stat().st_size > 0
+
+
+def test_the_run_report_has_the_generic_sections(zoo_run) -> None:
+    task, *_, run_dir = zoo_run
+    assert report_main([str(run_dir)]) == 0
+    text = (run_dir / "report" / "index.html").read_text()
+    assert "Training curves" in text and "Attention per head" in text
+    assert "Head and layer ablation effects" in text and "Fourier" not in text
