@@ -12,8 +12,8 @@ process (wall time includes start-up). "Result" is the preset's known result, re
 - text (on README.md): val/loss < the file's unigram entropy
 
 The s5 runs stop at the result (``EarlyStopping`` with ``stopping_threshold``), so their wall time
-is the time to the result; the others run their preset length. Prints one row per run (wall seconds, first epoch reaching the result, final value) and the
-median per task.
+is the time to the result; the others run their preset length. Prints one row per run (wall
+seconds, first epoch reaching the result, final value) and the median per task.
 """
 
 from __future__ import annotations

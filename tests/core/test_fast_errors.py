@@ -135,3 +135,12 @@ def test_a_typo_is_reported_without_importing_torch(tmp_path: Path, override: st
     imported = {ln.rpartition("|")[2].strip() for ln in proc.stderr.splitlines() if "|" in ln}
     assert "torch" not in imported and "lightning" not in imported
     assert list(tmp_path.iterdir()) == []
+
+
+def test_literal_annotations_are_checked_and_named() -> None:
+    from project.train.validate import _type_name
+
+    kind = typing.Literal["ema", "ma"]
+    assert _type_ok("ema", kind) is True and _type_ok("sma", kind) is False
+    assert _type_name(kind) == "one of ema, ma"
+    assert _type_name(typing.Optional[int]) == "Optional[int]"  # noqa: UP045

@@ -66,7 +66,11 @@ def test_per_position_metrics_ablation_patching_probe_and_plots(zoo_run) -> None
     corrupted = corrupt_operand(tokens, [first], p=vocab)
     assert not torch.equal(corrupted, tokens)
     patched = activation_patching(net, tokens, corrupted, metric, positions="all")
-    assert patched is not None
+    # the whole residual stream patched at any layer restores the clean run exactly
+    assert patched.clean_metric == pytest.approx(baseline)
+    torch.testing.assert_close(
+        patched.raw[:, 0], torch.full_like(patched.raw[:, 0], baseline), atol=1e-5, rtol=1e-5
+    )
 
     _, cache = net.run_with_cache(tokens)
     probes = probe_cache(cache, tokens[:, 0], n_classes=vocab, names="hook_embed", positions=[0])

@@ -216,11 +216,11 @@ def _build_errors(
         key = _pair_key(cfg)
         if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
             continue
+        ckpt = OmegaConf.select(cfg, "run.ckpt_path")
         changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
-        if changed <= set(bad) and not OmegaConf.select(cfg, "run.ckpt_path"):
+        if changed <= set(bad) and not ckpt:
             continue  # what differs from the default is already reported
         seen.add(key)
-        ckpt = OmegaConf.select(cfg, "run.ckpt_path")
         checkpoint = None
         if ckpt:
             from project.checkpoint import CheckpointError, read_checkpoint

@@ -141,7 +141,8 @@ def _absolute(package: str, module: str | None, level: int) -> str | None:
 
 
 def _annotation(node: ast.expr | None, found: _Found) -> Any:
-    """The typing object an annotation spells, with unknown names as ``Any``."""
+    """The typing object an annotation spells: a class name becomes a stand-in class, any other
+    unknown name (an alias, a ``TypeVar``) ``Any``."""
     if node is None:
         return Any
     if isinstance(node, ast.Constant):

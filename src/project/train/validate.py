@@ -263,16 +263,14 @@ def _type_ok(value: Any, annotation: Any) -> bool | None:
 
 
 def _type_name(annotation: Any) -> str:
+    """``Union[float, Tensor]``, ``one of add, sub``: module prefixes dropped."""
+    import re
     import typing
 
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(str(a) for a in typing.get_args(annotation))
-    import re
-
     text = str(annotation).replace("<class '", "").replace("'>", "").replace("NoneType", "None")
-    return re.sub(
-        r"\b(?:\w+\.)+(\w+)", r"\1", text
-    )  # typing.Union -> Union, torch.Tensor -> Tensor
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Union -> Union
 
 
 def _signature(target: str) -> tuple[list[str], dict[str, Any], bool] | Exception:
