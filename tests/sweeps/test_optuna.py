@@ -3,7 +3,9 @@ and the preflight checks every trial's range before anything starts."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,11 @@ from project.train.objective import objective, objective_from_summary, penalty
 from project.train.preflight import PreflightError, check, expand_jobs
 from tests.conftest import run_cli
 from tests.sweeps.conftest import SWEEP
+
+HAVE_OPTUNA = importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None
+if os.environ.get("REQUIRE_OPTUNA"):  # .ci/run's extras step: a missing plugin is a failure
+    assert HAVE_OPTUNA, "REQUIRE_OPTUNA is set but hydra-optuna-sweeper is not installed"
+needs_optuna = pytest.mark.skipif(not HAVE_OPTUNA, reason="uv sync --extra optuna")
 
 
 def test_objective_is_epochs_to_threshold_else_a_penalty(tmp_path: Path) -> None:
@@ -27,6 +34,7 @@ def test_objective_is_epochs_to_threshold_else_a_penalty(tmp_path: Path) -> None
     assert objective(tmp_path, 500) == 40
 
 
+@needs_optuna
 def test_preset_makes_a_multirun_and_every_trial_is_checked() -> None:
     jobs = expand_jobs(["hparams_search=grok_optuna"], multirun=False)  # hydra.mode: MULTIRUN
     assert len(jobs) == 8  # both ends of three intervals
@@ -50,6 +58,7 @@ def test_preset_makes_a_multirun_and_every_trial_is_checked() -> None:
     assert expand_jobs(["seed=1"], multirun=False) == [["seed=1"]]
 
 
+@needs_optuna
 def test_preflight_rejects_a_bad_trial_range_in_one_line(tmp_path: Path) -> None:
     bad = "hydra.sweeper.params.model.optimizer.weight_decay=interval(-1.0, 2.0)"
     with pytest.raises(PreflightError) as err:
@@ -62,6 +71,7 @@ def test_preflight_rejects_a_bad_trial_range_in_one_line(tmp_path: Path) -> None
     assert not (tmp_path / "multirun").exists()
 
 
+@needs_optuna
 def test_optuna_trials_run_and_write_optimization_results(tmp_path: Path, capsys) -> None:
     sweep = tmp_path / "sweep"
     proc = run_cli(
@@ -90,3 +100,15 @@ def test_optuna_trials_run_and_write_optimization_results(tmp_path: Path, capsys
     main([str(sweep)])
     out = capsys.readouterr().out
     assert "optuna: best value" in out and "model.optimizer.weight_decay=" in out
+
+
+@pytest.mark.skipif(HAVE_OPTUNA, reason="the message for an environment without the extra")
+def test_without_the_extra_the_preset_says_how_to_install_it(tmp_path: Path) -> None:
+    proc = run_cli("hparams_search=grok_optuna", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == [
+        "error: hydra/sweeper=optuna is not installed: it comes with the `optuna` extra "
+        "(uv sync --extra optuna); installed: basic"
+    ]
+    assert not (tmp_path / "multirun").exists() and not (tmp_path / "outputs").exists()

@@ -33,6 +33,8 @@ from project.train.validate import validate_config
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 MAX_JOBS_CHECKED = 256
 PARAMS_PREFIX = "hydra.sweeper.params."
+# Hydra plugins that live in an optional extra (pyproject.toml), by the config they provide
+OPTIONAL_PLUGINS = {"hydra/sweeper/optuna": "optuna"}
 
 
 class PreflightError(Exception):
@@ -96,6 +98,12 @@ def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
         options = ", ".join(exc.options or [])
+        if f"{group}/{choice}" in OPTIONAL_PLUGINS:
+            extra = OPTIONAL_PLUGINS[f"{group}/{choice}"]
+            return (
+                f"{group}={choice} is not installed: it comes with the `{extra}` extra "
+                f"(uv sync --extra {extra}); installed: {options}"
+            )
         if group:
             return f"{group}={choice} is invalid: no such config; allowed: {options}"
     cause = exc.__cause__ or exc.__context__
