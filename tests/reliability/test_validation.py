@@ -138,6 +138,22 @@ def test_every_problem_of_a_multirun_sweep_is_reported(capsys: pytest.CaptureFix
     ]
 
 
+def test_a_constructor_argument_missing_from_the_config_is_shown_how_to_add(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "outputs"
+    with pytest.raises(SystemExit):
+        run_preflight([f"run.output_root={out}", "trainer.enable_progress_bar=false"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: trainer.enable_progress_bar=false is invalid: trainer.enable_progress_bar is not "
+        "in the config; lightning.pytorch.Trainer takes it, so add it with "
+        "+trainer.enable_progress_bar=false"
+    ]
+    argv = run_preflight([f"run.output_root={out}", "+trainer.enable_progress_bar=false"])
+    assert argv[-1] == "+trainer.enable_progress_bar=false"  # the suggestion passes
+    assert not out.exists()
+
+
 def test_good_config_passes_and_creates_nothing(tmp_path: Path) -> None:
     out = tmp_path / "outputs"
     argv = run_preflight([f"run.output_root={out}", "data.modulus=23", "model.optimizer.lr=1e-2"])

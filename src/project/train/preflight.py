@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from project.train.rundir import find_run_dir
-from project.train.validate import validate_config
+from project.train.validate import constructor_signature, validate_config
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 MAX_JOBS_CHECKED = 256
@@ -82,15 +82,23 @@ def compose_config(
         return compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
 
 
-def _default_keys(parent: str, overrides: list[str] | None = None) -> list[str]:
-    """Keys of ``parent`` in the config these overrides select (the default when they fail)."""
+def _default_node(parent: str, overrides: list[str] | None = None) -> tuple[list[str], Any]:
+    """Keys and ``_target_`` of ``parent`` in the config these overrides select."""
     try:
         node = compose_config(overrides or [])
         node = OmegaConf.select(node, parent) if parent else node
-        keys = node.keys() if isinstance(node, DictConfig) else []
-        return sorted(str(k) for k in keys if not str(k).startswith("_"))
+        if not isinstance(node, DictConfig):
+            return [], None
+        keys = sorted(str(k) for k in node if not str(k).startswith("_"))
+        return keys, node.get("_target_")
     except Exception:
-        return []
+        return [], None
+
+
+def _takes(target: Any, name: str) -> bool:
+    """Whether ``target``'s constructor takes an argument ``name``."""
+    found = constructor_signature(str(target)) if target else None
+    return isinstance(found, tuple) and (name in found[0] or found[2])
 
 
 def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
@@ -113,9 +121,16 @@ def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
         value = _override_value(overrides or [], full_key)
         shown = f"{full_key}={value}" if value is not None else full_key
         others = [o for o in overrides or [] if not o.lstrip("+~").startswith(full_key)]
-        keys = _default_keys(parent, others) or _default_keys(parent)
+        keys, target = _default_node(parent, others)
+        if not keys:
+            keys, target = _default_node(parent)
         where = f"under {parent}" if parent else "at the top level"
         name = full_key.rpartition(".")[2]
+        if value is not None and name != "_target_" and _takes(target, name):
+            return (
+                f"{shown} is invalid: {full_key} is not in the config; {target} takes it, "
+                f"so add it with +{shown}"
+            )
         close = difflib.get_close_matches(name, keys, n=1)
         hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
         allowed = f"; {hint}allowed keys {where}: {', '.join(keys)}" if keys else ""

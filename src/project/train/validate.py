@@ -273,7 +273,7 @@ def _type_name(annotation: Any) -> str:
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Union -> Union
 
 
-def _signature(target: str) -> tuple[list[str], dict[str, Any], bool] | Exception:
+def constructor_signature(target: str) -> tuple[list[str], dict[str, Any], bool] | Exception:
     """Argument names, annotations and whether ``**kwargs`` is taken, of ``target``'s constructor:
     read from the source when possible (no import: keeps a bad command line's error fast), else
     from the imported class."""
@@ -312,7 +312,7 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
             continue
         keys = [str(k) for k in node if not (str(k).startswith("_") and str(k).endswith("_"))]
         target = node.get("_target_")
-        signature = _signature(str(target))
+        signature = constructor_signature(str(target))
         if isinstance(signature, Exception):
             c.fail(
                 f"{node_key}._target_", f"an importable class ({type(signature).__name__})", target
