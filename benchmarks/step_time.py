@@ -1,6 +1,6 @@
 """Epoch time of the template CLI against two hand-written loops, interleaved in one process.
 
-    uv run python benchmarks/step_time.py [--blocks 10] [--block 20]   # the issue's measurement
+    uv run python benchmarks/step_time.py [--blocks 30] [--block 10]   # the issue's measurement
     uv run python benchmarks/step_time.py --quick                       # smoke test (~a minute)
 
 One real CLI run (``project.train.run`` in this process: Hydra config, LightningModule, Trainer,
@@ -262,8 +262,8 @@ def callback_costs(t_epoch: float) -> list[tuple]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--block", type=int, default=20, help="epochs per block (x10)")
-    parser.add_argument("--blocks", type=int, default=10, help="blocks of each contender")
+    parser.add_argument("--block", type=int, default=10, help="epochs per block (x10)")
+    parser.add_argument("--blocks", type=int, default=30, help="blocks of each contender")
     parser.add_argument("--warmup", type=int, default=10, help="template epochs before timing")
     parser.add_argument("--steps", type=int, default=30, help="timed steps for the step medians")
     parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None)
