@@ -210,7 +210,7 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
     checked: list[tuple[DictConfig, tuple[str, ...]]] = []
     for job in jobs:
         try:
-            cfg = compose_config(job, config_name)
+            cfg = compose_config(job, config_name) if job else reference
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
             raise PreflightError(lines) from None
