@@ -50,6 +50,12 @@ BAD = [
     ("unknown trainer option", ["trainer=tpu"], "trainer", "tpu"),
     ("unknown key typo", ["model.optimizer.lrr=0.1"], "model.optimizer.lrr", "0.1"),
     ("unknown top-level key", ["sed=1"], "sed", "1"),
+    (  # a class taking **kwargs: a typo still gets "did you mean", not "add it with +"
+        "typo under a **kwargs class",
+        ["callbacks.last_checkpoint.every_n_epoch=5"],
+        "callbacks.last_checkpoint.every_n_epoch",
+        "5",
+    ),
     ("appended key the class lacks", ["+model.grokfast_lambda=5"], "model.grokfast_lambda", "5"),
     ("appended net key", ["+model.net.d_modle=5"], "model.net.d_modle", "5"),
     ("wrong type int", ["data.modulus=abc"], "data.modulus", "abc"),
@@ -126,6 +132,8 @@ def test_bad_input_is_one_clear_line(
     assert not out.exists() and not (tmp_path / "multirun").exists()
     if key == "model.lrr":
         assert "did you mean model.optimizer.lr?" in line
+    if key == "callbacks.last_checkpoint.every_n_epoch":
+        assert "did you mean callbacks.last_checkpoint.every_n_epochs?" in line
 
 
 def test_every_problem_of_a_multirun_sweep_is_reported(capsys: pytest.CaptureFixture) -> None:

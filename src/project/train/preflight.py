@@ -96,9 +96,10 @@ def _default_node(parent: str, overrides: list[str] | None = None) -> tuple[list
 
 
 def _takes(target: Any, name: str) -> bool:
-    """Whether ``target``'s constructor takes an argument ``name``."""
+    """Whether ``target``'s constructor names an argument ``name`` (not merely ``**kwargs``: a
+    typo there would be passed on and fail later)."""
     found = constructor_signature(str(target)) if target else None
-    return isinstance(found, tuple) and (name in found[0] or found[2])
+    return isinstance(found, tuple) and name in found[0]
 
 
 def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
