@@ -21,7 +21,7 @@ total over all blocks, template / strong (per-block ratios shown too).
 Same work in all three: same data and split, AdamW (lr 1e-3, wd 1, betas 0.9/0.98) + 10-step
 warm-up, float64 loss at the last position, train loss and accuracy every epoch, a validation pass
 (loss + accuracy) every 10 epochs (``block`` is a multiple of 10). The Fourier progress measures
-are switched off in the timed run: they are science the loops do not do (one ~0.6 s call every 200
+are switched off in the timed run: they are science the loops do not do (one ~0.7 s call every 200
 epochs by default; the extras print their amortised cost), as in the issue's marginal-cost method,
 where they cancelled. ``last.ckpt`` every 50 epochs stays on.
 
@@ -73,10 +73,7 @@ class Interleaved(L.Callback):
     def __init__(self, warmup: int, block: int, blocks: int) -> None:
         self.warmup, self.block, self.blocks = warmup, block, blocks
         self.data = default_data()
-        self.loops = {
-            "strong": StrongLoop(),
-            "plain": PlainLoop(plain_model(), last_only=True),
-        }
+        self.loops = {"strong": StrongLoop(), "plain": PlainLoop(plain_model(), last_only=True)}
         self.block_start: float | None = None
         self.batch_start = 0.0
         self.epoch_start = 0.0
