@@ -174,16 +174,29 @@ def run_epochs(
     data: tuple[torch.Tensor, ...],
     epochs: int,
     val_every: int = 10,
+    batch_size: int | None = None,
+    first_epoch: int = 0,
 ) -> float:
-    """Wall seconds of ``epochs`` full-batch epochs with validation every ``val_every`` epochs."""
+    """Wall seconds of ``epochs`` epochs with validation every ``val_every`` epochs.
+
+    Full batch by default; with ``batch_size`` each epoch is a fresh permutation in slices of that
+    size, as the template's ``DeviceBatches`` makes them (``randperm`` seeded by the epoch).
+    """
     x_tr, y_tr, x_va, y_va = data
+    n = len(y_tr)
     t0 = time.perf_counter()
     history = []
-    for epoch in range(1, epochs + 1):
-        history.append(loop.step(x_tr, y_tr))
+    for epoch in range(first_epoch + 1, first_epoch + epochs + 1):
+        if batch_size is None or batch_size >= n:
+            history.append(loop.step(x_tr, y_tr))
+        else:
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(epoch))
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                history.append(loop.step(x_tr[idx], y_tr[idx]))
         if epoch % val_every == 0:
             loop.validate(x_va, y_va)
-    torch.stack([loss for loss, _ in history]).sum().item()  # the per-epoch values reach the host
+    torch.stack([loss for loss, _ in history]).sum().item()  # the per-step values reach the host
     return time.perf_counter() - t0
 
 

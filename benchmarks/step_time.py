@@ -70,43 +70,53 @@ class Interleaved(L.Callback):
     """Runs ``block`` epochs of each reference loop every ``block`` template epochs after
     ``warmup``; records the template's block times without them, and its step / outside split."""
 
-    def __init__(self, warmup: int, block: int, blocks: int) -> None:
-        self.warmup, self.block, self.blocks = warmup, block, blocks
+    def __init__(self, warmup: int, block: int, blocks: int, batch_size: int | None = None) -> None:
+        self.warmup, self.block, self.blocks, self.batch_size = warmup, block, blocks, batch_size
         self.data = default_data()
         self.loops = {"strong": StrongLoop(), "plain": PlainLoop(plain_model(), last_only=True)}
         self.block_start: float | None = None
         self.batch_start = 0.0
         self.epoch_start = 0.0
+        self.epoch_steps = 0.0  # seconds in training steps during the current epoch
+
+    def run_loops(self, epochs: int, first_epoch: int) -> dict[str, float]:
+        return {
+            kind: run_epochs(loop, self.data, epochs, VAL_EVERY, self.batch_size, first_epoch)
+            for kind, loop in self.loops.items()
+        }
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         now = time.perf_counter()
         epoch = trainer.current_epoch
         if self.block_start is not None and self.warmup < epoch:  # the previous epoch, whole
-            _RESULT["outside"].append(now - self.epoch_start - _RESULT["step"][-1])
+            _RESULT["outside"].append(now - self.epoch_start - self.epoch_steps)
         if epoch >= self.warmup and (epoch - self.warmup) % self.block == 0:
             if self.block_start is None:
-                for loop in self.loops.values():  # the loops' own first-step warm-up
-                    run_epochs(loop, self.data, 3, VAL_EVERY)
+                self.run_loops(3, 0)  # the loops' own first-step warm-up
             else:
                 _RESULT["template"].append(now - self.block_start)
             if len(_RESULT["template"]) < self.blocks:
-                for kind, loop in self.loops.items():
-                    _RESULT[kind].append(run_epochs(loop, self.data, self.block, VAL_EVERY))
+                for kind, seconds in self.run_loops(self.block, epoch).items():
+                    _RESULT[kind].append(seconds)
             now = time.perf_counter()
             self.block_start = now
-        self.epoch_start = now
+        self.epoch_start, self.epoch_steps = now, 0.0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.batch_start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = time.perf_counter() - self.batch_start
+        self.epoch_steps += step
         if self.block_start is not None:
-            _RESULT["step"].append(time.perf_counter() - self.batch_start)
+            _RESULT["step"].append(step)
 
 
-def interleaved(block: int, blocks: int, warmup: int, overrides: list[str]) -> dict[str, list]:
-    """Seconds per block for ``template``, ``strong`` and ``plain``, and the template's per-epoch
-    ``step`` / ``outside`` times, from one CLI run."""
+def interleaved(
+    block: int, blocks: int, warmup: int, overrides: list[str], batch_size: int | None = None
+) -> dict[str, list]:
+    """Seconds per block for ``template``, ``strong`` and ``plain``, and the template's per-step
+    ``step`` / per-epoch ``outside`` times, from one CLI run."""
     import benchmarks.step_time as this  # the module Hydra instantiates the callback from
 
     if block % VAL_EVERY:
@@ -118,11 +128,13 @@ def interleaved(block: int, blocks: int, warmup: int, overrides: list[str]) -> d
             f"run.output_root={tmp}/outputs",
             f"trainer.max_epochs={warmup + block * blocks + 1}",
             f"trainer.check_val_every_n_epoch={VAL_EVERY}",
+            f"data.batch_size={batch_size if batch_size else 'null'}",
             "callbacks.progress_measures.every_n_epochs=0",
             "+callbacks.interleaved._target_=benchmarks.step_time.Interleaved",
             f"+callbacks.interleaved.warmup={warmup}",
             f"+callbacks.interleaved.block={block}",
             f"+callbacks.interleaved.blocks={blocks}",
+            f"+callbacks.interleaved.batch_size={batch_size if batch_size else 'null'}",
             *overrides,
         )
     return dict(this._RESULT)
@@ -263,6 +275,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--blocks", type=int, default=30, help="blocks of each contender")
     parser.add_argument("--warmup", type=int, default=10, help="template epochs before timing")
     parser.add_argument("--steps", type=int, default=30, help="timed steps for the step medians")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="minibatches of this size (shuffled every epoch) for all three; default full batch",
+    )
     parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--quick", action="store_true", help="2 blocks of 10, no extras")
     parser.add_argument(
@@ -274,7 +292,7 @@ def main(argv: list[str] | None = None) -> None:
     extras = (not args.quick) if args.extras is None else args.extras
     print(f"machine: {machine()}; {load_note()}", flush=True)
 
-    res = interleaved(args.block, args.blocks, args.warmup, args.override)
+    res = interleaved(args.block, args.blocks, args.warmup, args.override, args.batch_size)
     epochs = args.block * args.blocks
     per_epoch = {k: sum(res[k]) / epochs for k in ("template", *LOOPS)}
     t_tpl, t_strong, t_plain = per_epoch["template"], per_epoch["strong"], per_epoch["plain"]
@@ -296,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"{ratios[0]:.3f} {statistics.median(ratios):.3f} {ratios[-1]:.3f}",
         ),
-        ("template: training step, median", f"{step * 1e3:.1f}", ""),
+        ("template: one training step, median", f"{step * 1e3:.1f}", ""),
         (
             "template: outside the step per epoch, median / mean (val, ckpt incl.)",
             f"{outside * 1e3:.2f} / {mean_outside * 1e3:.2f}",
@@ -307,8 +325,9 @@ def main(argv: list[str] | None = None) -> None:
         rows += step_medians(args.steps)
         rows += hook_costs(repeats=max(10, args.steps))
         rows += callback_costs(t_tpl)
+    batches = f"minibatches of {args.batch_size}" if args.batch_size else "full-batch"
     print_table(
-        f"full-batch ms per epoch (val every {VAL_EVERY}), default config p=113, "
+        f"{batches}: ms per epoch (val every {VAL_EVERY}), default config p=113, "
         f"{args.blocks} interleaved blocks of {args.block} epochs; {machine()}; {load_note()}",
         rows,
         ("what", "ms", "ratio"),

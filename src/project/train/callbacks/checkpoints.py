@@ -226,8 +226,8 @@ class SnapshotCheckpoint(ModelCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # every epoch, on every rank: Lightning's hook reads callback_metrics, which computes (and
-        # under DDP all-reduces) the epoch's torchmetrics on all ranks together; skipping it on
-        # non-save epochs hung DDP when a rank-zero-only reader then computed them alone
+        # under DDP all-reduces) any torchmetrics a module logged, on all ranks together; skipping
+        # it on non-save epochs hung DDP when a rank-zero-only reader then computed them alone
         super().on_train_epoch_end(trainer, pl_module)
         if not (self.log_spaced or self.dense_every_n_epochs) or not trainer.is_global_zero:
             return
