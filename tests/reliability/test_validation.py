@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from project.train.preflight import run_preflight
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_dirs
 
 NO_GPU = not torch.cuda.is_available()
 
@@ -201,3 +201,16 @@ def test_cli_unknown_group_option_and_unwritable_root(tmp_path: Path) -> None:
     assert line.startswith("error: run.output_root=") and "is not a directory" in line
     _assert_nothing_created(tmp_path, {"disk"})
     assert os.listdir(tmp_path) == ["disk"]
+
+
+def test_cli_a_trainer_check_past_the_preflight_is_one_line_and_leaves_no_run_dir(
+    tmp_path: Path,
+) -> None:
+    # Lightning's own cross-argument check, in the Trainer's constructor (built after the run dir)
+    out = tmp_path / "outputs"
+    proc = run_cli(f"run.output_root={out}", "trainer.enable_checkpointing=false", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: trainer: MisconfigurationException: ")
+    assert "enable_checkpointing=False" in line and "ModelCheckpoint" in line
+    assert run_dirs(out) == []
