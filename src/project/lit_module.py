@@ -10,8 +10,8 @@ loss, less compute.
 
 Logged once per epoch: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (token-weighted
 means over the epoch, summed across DDP ranks before dividing); the learning rate comes from
-Lightning's ``LearningRateMonitor``. Checkpoints carry the net, optimiser and scheduler configs as plain dicts
-(``hyper_parameters``), so ``load_checkpoint`` rebuilds the right net.
+Lightning's ``LearningRateMonitor``. Checkpoints carry the net, optimiser and scheduler configs as
+plain dicts (``hyper_parameters``), so ``load_checkpoint`` rebuilds the right net.
 """
 
 from __future__ import annotations
