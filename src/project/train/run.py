@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -39,20 +39,27 @@ def is_global_zero() -> bool:
     return node == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
+def reject(lines: list[str], run_dir: Path | None) -> NoReturn:
+    """A bad config found inside the run: one ``error:`` line per problem, exit 2, and the run dir
+    (still only Hydra's files) removed."""
+    for line in lines:
+        print(f"error: {line}", file=sys.stderr)
+    if run_dir is not None and is_global_zero():
+        discard_run_dir(run_dir)
+    raise SystemExit(2)
+
+
 @contextmanager
 def building(key: str, node: Any, run_dir: Path | None) -> Iterator[None]:
     """A class's own error while building config node ``key`` (checks the preflight cannot run,
-    e.g. the Trainer's cross-argument ones): one line, exit 2, no half-made run dir left behind.
-    ``HYDRA_FULL_ERROR=1`` re-raises with the traceback."""
+    e.g. the Trainer's cross-argument ones) is rejected as one line. ``HYDRA_FULL_ERROR=1``
+    re-raises with the traceback."""
     try:
         yield
     except Exception as exc:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"error: {error_line(key, exc, node)}", file=sys.stderr)
-        if run_dir is not None and is_global_zero():
-            discard_run_dir(run_dir)
-        raise SystemExit(2) from None
+        reject([error_line(key, exc, node)], run_dir)
 
 
 def build_callbacks(
@@ -81,11 +88,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
     if errors:
-        for err in errors:
-            print(f"error: {err}", file=sys.stderr)
-        if is_global_zero():
-            discard_run_dir(run_dir)
-        raise SystemExit(2)
+        reject([str(err) for err in errors], run_dir)
     limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
     # sweeps: skip a finished job, resume an interrupted one from its last.ckpt
     plan = plan_job(cfg, run_dir, record=is_global_zero())
