@@ -214,3 +214,21 @@ def test_cli_a_trainer_check_past_the_preflight_is_one_line_and_leaves_no_run_di
     assert line.startswith("error: trainer: MisconfigurationException: ")
     assert "enable_checkpointing=False" in line and "ModelCheckpoint" in line
     assert run_dirs(out) == []
+
+
+def test_hydra_full_error_keeps_the_traceback_of_a_build_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from project.train.run import building
+
+    def bad_build() -> None:
+        with building("trainer", {"max_epochs": 1}, None):  # no run dir to discard
+            raise ValueError("max_epochs=1 is invalid: allowed more")
+
+    with pytest.raises(SystemExit) as exit_info:
+        bad_build()
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: trainer.max_epochs=1 is invalid: allowed more\n"
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ValueError, match="allowed more"):
+        bad_build()
