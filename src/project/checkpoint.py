@@ -1,35 +1,87 @@
 """Reading checkpoints: ``read_checkpoint`` (safe, one clear error) and ``load_checkpoint`` (the net).
 
-``load_checkpoint(path)`` rebuilds whichever net the run's config named (``hyper_parameters.net``,
-a plain ``_target_`` dict saved by ``LitCausalLM``) and loads its weights. Checkpoints written
-before the template contract (flat TinyTransformer hyperparameters) still load.
+A checkpoint is data, never code:
+
+* the file is read with ``torch.load(weights_only=True)``: a pickle payload that asks for anything
+  but plain types is refused before any of it runs;
+* its content hash (``integrity``: SHA-256 over every tensor's bytes and every other value, written
+  by ``AtomicCheckpointIO`` at save time) is verified on every read: a flipped bit is "corrupt or
+  tampered", never a silently different model;
+* ``load_checkpoint(path)`` rebuilds the net the run's config named (``hyper_parameters.net``) only
+  if ``project.trust`` allows that ``_target_`` (a ``torch.nn.Module`` subclass your configs name).
+
+Checkpoints written before the template contract (flat TinyTransformer hyperparameters) and before
+the hash (no ``integrity`` entry) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+INTEGRITY_KEY = "integrity"
+HASH_SCHEME = "sha256/v1"
+
 
 class CheckpointError(RuntimeError):
     """The file is missing, truncated, not a checkpoint, or carries a non-plain (unsafe) payload."""
+
+
+def _feed(digest: Any, value: Any) -> None:
+    """Feed one checkpoint value into ``digest`` in a canonical form (dicts in their order; lists
+    and tuples alike, since a save/load round trip may turn one into the other)."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key, item in value.items():
+            digest.update(f"K{key!r}".encode())
+            _feed(digest, item)
+    elif isinstance(value, list | tuple):
+        digest.update(f"L{len(value)}".encode())
+        for item in value:
+            _feed(digest, item)
+    else:
+        digest.update(f"V{type(value).__name__}:{value!r}".encode())
+
+
+def content_hash(checkpoint: dict[str, Any]) -> str:
+    """SHA-256 over everything in a checkpoint but its own ``integrity`` entry."""
+    digest = hashlib.sha256()
+    _feed(digest, {k: v for k, v in checkpoint.items() if k != INTEGRITY_KEY})
+    return digest.hexdigest()
+
+
+def with_integrity(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint plus its ``integrity`` entry (a new top-level dict; values shared)."""
+    return {
+        **checkpoint,
+        INTEGRITY_KEY: {"scheme": HASH_SCHEME, "sha256": content_hash(checkpoint)},
+    }
 
 
 def _load_failure(exc: BaseException) -> str:
     """One line for why ``torch.load(weights_only=True)`` refused or failed."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     unsafe = [ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln]
-    if unsafe:  # a pickled object that is not a plain type: never executed, refused
-        return f"refused: it carries a non-plain (possibly malicious) pickle payload: {unsafe[0]}"
+    if unsafe:  # a pickled object that is not a plain type (or a damaged byte): never executed
+        return (
+            "refused: corrupt or tampered: its pickle payload asks for more than plain data "
+            f"({unsafe[0]})"
+        )
     if not lines:
         return type(exc).__name__
     first = lines[0]
     if "central directory" in first or "zip archive" in first:
         return "truncated or corrupt (its zip archive is incomplete)"
-    return first.split(". ")[0]
+    return f"corrupt or tampered ({first.split('. ')[0]})"
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -40,7 +92,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        what = "is a directory, not a file" if path.is_dir() else "does not exist"
+        what = "does not exist"
+        if path.is_dir():
+            what = "is a directory, not a file"
+        elif path.exists():
+            what = "is not a regular file"
         raise CheckpointError(f"checkpoint {str(path)!r} {what}")
     with path.open("rb") as f:
         magic = f.read(4)
@@ -56,16 +112,32 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{str(path)!r} is not a Lightning checkpoint (no 'state_dict')")
+    stamp = ckpt.get(INTEGRITY_KEY)
+    if stamp is not None:
+        expected = stamp.get("sha256") if isinstance(stamp, dict) else None
+        if expected != content_hash(ckpt):
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} is corrupt or tampered: its content no longer matches "
+                "the SHA-256 written with it"
+            )
     return ckpt
 
 
-def build_net(hparams: dict[str, Any]) -> nn.Module:
-    """The net a checkpoint's ``hyper_parameters`` describe (not yet loaded with weights)."""
+def build_net(
+    hparams: dict[str, Any], source: str = "checkpoint", config_dirs: Iterable[Path] = ()
+) -> nn.Module:
+    """The net a checkpoint's ``hyper_parameters`` describe (not yet loaded with weights).
+
+    Its ``_target_`` must pass ``project.trust`` (a ``torch.nn.Module`` subclass named by the
+    template's configs or ``config_dirs``): else ``CheckpointError`` and nothing is called."""
     spec = hparams.get("net")
     if isinstance(spec, dict) and "_target_" in spec:
-        from hydra.utils import instantiate
+        from project.trust import UntrustedTargetError, instantiate_stored
 
-        return instantiate(spec)
+        try:
+            return instantiate_stored(spec, "model.net", source, config_dirs)  # type: ignore[no-any-return]
+        except UntrustedTargetError as exc:
+            raise CheckpointError(str(exc)) from None
     from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 
     fields = TinyTransformerConfig.__dataclass_fields__
@@ -82,9 +154,12 @@ def load_checkpoint(
     Safe: ``torch.load(weights_only=True)``. A GPU checkpoint loads on CPU. The hyperparameters
     hold ``net`` / ``optimizer`` / ``scheduler`` configs plus ``epoch`` and ``global_step``.
     """
+    from project.trust import searchpath_dirs
+
     ckpt = read_checkpoint(path)
     hparams = dict(ckpt.get("hyper_parameters", {}))
-    model = build_net(hparams)
+    run_dir = Path(path).absolute().parent.parent  # <run dir>/checkpoints/x.ckpt
+    model = build_net(hparams, f"checkpoint {str(path)!r}", searchpath_dirs(run_dir))
     state = {
         k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
     }

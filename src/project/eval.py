@@ -46,11 +46,17 @@ def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> 
 
     from project.checkpoint import read_checkpoint
     from project.train.assemble import fill_net_sizes, instantiate_task
+    from project.trust import check_stored, searchpath_dirs
 
     ckpt_path, run_dir = resolve(target)
     cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
     assert isinstance(cfg, DictConfig)
     ckpt = read_checkpoint(ckpt_path)
+    stored = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(stored, dict)
+    for key in ("data", "model"):  # data, never code: only classes your configs name
+        source = str(run_dir / "resolved_config.yaml")
+        check_stored(stored.get(key), key, source, searchpath_dirs(run_dir))
     datamodule = instantiate_task(cfg)
     fill_net_sizes(cfg, datamodule)
     module = instantiate(cfg.model)
@@ -77,9 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", help="a run dir or a checkpoint inside one")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
+    from project.checkpoint import CheckpointError
+
     try:
         results = evaluate(args.target)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

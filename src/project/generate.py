@@ -25,8 +25,9 @@ def load_vocab(run_dir: Path, data_path: str | None = None) -> Any:
     """The run's ``TextDataModule`` rebuilt from ``resolved_config.yaml`` (``data_path``
     replaces ``data.path``; a relative path is tried from the cwd, then from the run dir's
     project root)."""
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
+
+    from project.trust import instantiate_stored, searchpath_dirs
 
     config = run_dir / "resolved_config.yaml"
     if not config.is_file():
@@ -47,7 +48,7 @@ def load_vocab(run_dir: Path, data_path: str | None = None) -> Any:
             if (base / path).is_file():
                 data["path"] = str(base / path)
                 break
-    return instantiate(data)
+    return instantiate_stored(data, "data", str(config), searchpath_dirs(run_dir))
 
 
 @torch.no_grad()
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             args.seed,
             args.data_path,
         )
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:  # RuntimeError: CheckpointError
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(text)

@@ -26,12 +26,19 @@ def main(argv: list[str] | None = None) -> int:
         if error:
             print(error, file=sys.stderr)
             return 2
-    if len(args.runs) == 1:
-        out = build_report(args.runs[0], args.max_snapshots, args.xscale)
-    else:
-        from project.runs.report_compare import build_comparison
+    from project.checkpoint import CheckpointError
+    from project.trust import UntrustedTargetError
 
-        out = build_comparison(args.runs, args.out)
+    try:
+        if len(args.runs) == 1:
+            out = build_report(args.runs[0], args.max_snapshots, args.xscale)
+        else:
+            from project.runs.report_compare import build_comparison
+
+            out = build_comparison(args.runs, args.out)
+    except (CheckpointError, UntrustedTargetError) as exc:  # a corrupt or crafted run dir
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {out}")
     return 0
 

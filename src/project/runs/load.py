@@ -91,13 +91,14 @@ class Run:
 
     def datamodule(self) -> Any:
         """The run's task rebuilt from its config (``data._target_``: same class, same split)."""
-        from hydra.utils import instantiate
+        from project.trust import instantiate_stored, searchpath_dirs
 
         data = dict(self.config.get("data") or {})
         if "_target_" not in data:
             raise ValueError(f"{self.run_dir}: resolved_config.yaml names no data._target_")
         data["_target_"] = LEGACY_TARGETS.get(data["_target_"], data["_target_"])
-        return instantiate(data)
+        source = str(self.run_dir / "resolved_config.yaml")
+        return instantiate_stored(data, "data", source, searchpath_dirs(self.run_dir))
 
     def history(self, name: str) -> pd.DataFrame:
         """``epoch`` and ``name`` columns of the rows where ``name`` was logged."""

@@ -221,7 +221,14 @@ def main(argv: list[str] | None = None) -> int:
     if error:
         print(error, file=sys.stderr)
         return 2
-    out = build_report(run_dir, args.max_snapshots, args.xscale)
+    from project.checkpoint import CheckpointError
+    from project.trust import UntrustedTargetError
+
+    try:
+        out = build_report(run_dir, args.max_snapshots, args.xscale)
+    except (CheckpointError, UntrustedTargetError) as exc:  # a corrupt or crafted run dir
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"report: {out}")
     return 0
 

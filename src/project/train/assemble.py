@@ -153,10 +153,19 @@ def _optimizer_errors(cfg: DictConfig) -> list[str]:
 
 def _resume_mismatch(cfg: DictConfig, module: Any, checkpoint: dict[str, Any]) -> list[str]:
     """A resumed run must build the checkpoint's net again: one line per differing argument."""
+    from project.train.rundir import find_run_dir
+    from project.trust import UntrustedTargetError, check_stored, searchpath_dirs
+
     saved = (checkpoint.get("hyper_parameters") or {}).get("net")
     current = OmegaConf.select(cfg, "model.net")
     if not isinstance(saved, dict) or not isinstance(current, DictConfig):
         return []
+    try:  # never quote a crafted target back as "allowed"
+        ckpt_path = OmegaConf.select(cfg, "run.ckpt_path")
+        dirs = searchpath_dirs(find_run_dir(ckpt_path)) if ckpt_path else []
+        check_stored(saved, "model.net", "run.ckpt_path's checkpoint (hyper_parameters.net)", dirs)
+    except UntrustedTargetError as exc:
+        return [str(exc)]
     current_dict = OmegaConf.to_container(current, resolve=True)
     assert isinstance(current_dict, dict)
     lines = []

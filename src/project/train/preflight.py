@@ -215,6 +215,8 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
             raise PreflightError(lines) from None
+        if (untrusted := _replayed_untrusted(cfg)) is not None:
+            raise PreflightError([untrusted])  # before anything of the stored run is built
         errors = validate_config(cfg, reference)
         lines += [str(e) for e in errors if str(e) not in lines]
         bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
@@ -224,6 +226,24 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
     lines += [line for line in _build_errors(checked, reference) if line not in lines]
     if lines:
         raise PreflightError(lines)
+
+
+def _replayed_untrusted(cfg: DictConfig) -> str | None:
+    """Resuming a run dir replays its stored overrides (and ``hydra.searchpath``): that is data,
+    so every ``_target_`` of the config they compose must pass ``project.trust``."""
+    ckpt = OmegaConf.select(cfg, "run.ckpt_path")
+    run_dir = find_run_dir(ckpt) if ckpt else None
+    if run_dir is None:
+        return None
+    from project.trust import UntrustedTargetError, check_stored, searchpath_dirs
+
+    stored = OmegaConf.to_container(cfg, resolve=False)
+    source = f"run.ckpt_path's run dir {run_dir} (.hydra/overrides.yaml)"
+    try:
+        check_stored(stored, "", source, searchpath_dirs(run_dir))
+    except UntrustedTargetError as exc:
+        return str(exc)
+    return None
 
 
 def _build_errors(

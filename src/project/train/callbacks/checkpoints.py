@@ -15,8 +15,10 @@ diverged run keeps its last good ``last.ckpt``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,22 +42,50 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, ...); the previous file is untouched."""
+
+
+def _write_failure(path: Path, exc: BaseException) -> str:
+    """One line for a failed write: torch reports a full disk as ``RuntimeError: [enforce fail at
+    inline_container.cc] ... file write failed``, without an errno."""
+    no_space = getattr(exc, "errno", None) == errno.ENOSPC or "write failed" in str(exc)
+    with contextlib.suppress(OSError):
+        no_space = no_space or shutil.disk_usage(path.parent).free < 1 << 20
+    kept = "is intact" if path.exists() else "was never written (none existed)"
+    if no_space:
+        return f"no space left on {path.parent} while writing {path.name}; the previous {path.name} {kept}"
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"could not write {path} ({reason}); the previous {path.name} {kept}"
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` whose saves are atomic on local filesystems and loads always safe."""
+    """``TorchCheckpointIO`` whose saves are atomic on local filesystems, carry a content hash
+    (``project.checkpoint.with_integrity``, verified on every read), and whose loads are always
+    safe. A failed write (a full disk) raises ``CheckpointWriteError`` with one clear line and
+    leaves the previous file in place."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
     ) -> None:
+        from project.checkpoint import with_integrity
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise CheckpointWriteError(_write_failure(path, exc)) from None
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
+                torch.save(with_integrity(checkpoint), f)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary readable files
             os.replace(tmp, path)
+        except (OSError, RuntimeError) as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise CheckpointWriteError(_write_failure(path, exc)) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
