@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from project.data.base import IGNORE_INDEX
-from project.optim import make_grad_filter
+from project.optim import check_grokfast_args, make_grad_filter
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch, pos]
 LOSS_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -76,6 +76,7 @@ class LitCausalLM(L.LightningModule):
                 f"compile={compile!r} is invalid: allowed true, false or a torch.compile mode "
                 f"({', '.join(COMPILE_MODES)})"
             )
+        check_grokfast_args(grokfast_alpha, grokfast_lamb, grokfast_window)
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(
                 f"scheduler_interval={scheduler_interval!r} is invalid: allowed step, epoch"

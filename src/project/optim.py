@@ -8,6 +8,7 @@ The filters keep their state as plain tensors so it can be checkpointed and resu
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any
 
@@ -96,6 +97,17 @@ def make_grad_filter(
     if kind == "ma":
         return GrokfastMA(window=window, lamb=lamb)
     raise ValueError(f"grokfast={kind!r} is invalid: allowed none, ema, ma")
+
+
+def check_grokfast_args(alpha: float, lamb: float, window: int) -> None:
+    """Range checks of the Grokfast arguments (whether or not a filter is on: a value set but
+    unused is still a mistake to report)."""
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha < 1:
+        raise ValueError(f"grokfast_alpha={alpha!r} is invalid: allowed a number in [0, 1)")
+    if isinstance(lamb, bool) or not isinstance(lamb, int | float) or not math.isfinite(lamb):
+        raise ValueError(f"grokfast_lamb={lamb!r} is invalid: allowed a finite number")
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"grokfast_window={window!r} is invalid: allowed an integer >= 1")
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> Any:

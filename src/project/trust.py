@@ -51,6 +51,21 @@ class UntrustedTargetError(ValueError):
     """A stored config names a ``_target_`` that the rule does not allow; nothing was called."""
 
 
+def locate(target: str) -> Any:
+    """``hydra.utils.get_object`` without its ``log.error`` (which, before Hydra sets up logging,
+    prints three extra lines to stderr above our one-line error)."""
+    import logging
+
+    from hydra.utils import get_object
+
+    hydra_log = logging.getLogger("hydra.utils")
+    was_disabled, hydra_log.disabled = hydra_log.disabled, True
+    try:
+        return get_object(target)
+    finally:
+        hydra_log.disabled = was_disabled
+
+
 def _targets_in(node: Any) -> Iterable[str]:
     if isinstance(node, Mapping):
         if isinstance(node.get("_target_"), str):
@@ -145,8 +160,6 @@ def check_stored(node: Any, key: str, source: str, config_dirs: Iterable[str | P
     from a checkpoint or a run's saved config, found at config key ``key``; ``""`` for a whole
     config) passes the rule in the module docstring. ``source`` names the file in the message;
     ``config_dirs``: the user's config dirs (:func:`searchpath_dirs` of the run)."""
-    from hydra.utils import get_object
-
     named = named_targets(config_dirs)
 
     def refuse(where: str, target: Any, why: str) -> UntrustedTargetError:
@@ -164,7 +177,7 @@ def check_stored(node: Any, key: str, source: str, config_dirs: Iterable[str | P
                 ):
                     raise refuse(where, target, "no config of the template's or yours names it")
                 try:
-                    obj = get_object(target)
+                    obj = locate(target)
                 except Exception as exc:
                     raise refuse(where, target, f"it cannot be imported ({exc})") from None
                 if problem := _kind_problem(where, target, obj):

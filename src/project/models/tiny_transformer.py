@@ -62,6 +62,42 @@ class TinyTransformerConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def n_params(self) -> int:
+        """Parameter count of the net this config builds, without building it."""
+        d, h, dh, mlp = self.d_model, self.n_heads, self.d_head, self.d_mlp
+        attn = 4 * h * d * dh + (3 * h * dh + d if self.attn_bias else 0)
+        mlp_params = 2 * d * mlp + (mlp + d if self.mlp_bias else 0) if mlp else 0
+        norms = (2 * d if self.layernorm else 0) * (1 + (1 if mlp else 0))
+        block = attn + mlp_params + norms
+        ends = self.d_vocab * d + self.n_ctx * d + d * self.d_vocab_out
+        ends += (self.d_vocab_out if self.unembed_bias else 0) + (2 * d if self.layernorm else 0)
+        return self.n_layers * block + ends
+
+
+def config_from_args(
+    cfg: TinyTransformerConfig | None, given: dict[str, Any]
+) -> TinyTransformerConfig:
+    """``cfg`` (or the defaults) with the non-None keyword arguments ``given`` applied; derives
+    ``d_vocab_out`` from ``d_vocab`` and ``d_head`` from ``d_model // n_heads``."""
+    given = {k: v for k, v in given.items() if v is not None}
+    if cfg is None:
+        base = TinyTransformerConfig().to_dict()
+        if "d_vocab" in given and "d_vocab_out" not in given:
+            given["d_vocab_out"] = given["d_vocab"]
+        if ("d_model" in given or "n_heads" in given) and "d_head" not in given:
+            model_width = given.get("d_model", base["d_model"])
+            heads = given.get("n_heads", base["n_heads"])
+            if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
+                raise ValueError(f"n_heads={heads!r} is invalid: allowed an integer >= 1")
+            if model_width % heads:
+                raise ValueError(
+                    f"d_model={model_width} is invalid: allowed a multiple of "
+                    f"n_heads={heads} (or set d_head)"
+                )
+            given["d_head"] = model_width // heads
+        return TinyTransformerConfig(**{**base, **given})
+    return TinyTransformerConfig(**{**cfg.to_dict(), **given}) if given else cfg
+
 
 class LayerNorm(nn.Module):
     """LayerNorm with TransformerLens names (``w``, ``b``, ``hook_scale``, ``hook_normalized``)."""
@@ -254,23 +290,7 @@ class TinyTransformer(HookedRootModule):
             "layernorm": layernorm, "attn_bias": attn_bias, "mlp_bias": mlp_bias,
             "unembed_bias": unembed_bias,
         }  # fmt: skip
-        given = {k: v for k, v in given.items() if v is not None}
-        if cfg is None:
-            base = TinyTransformerConfig().to_dict()
-            if "d_vocab" in given and "d_vocab_out" not in given:
-                given["d_vocab_out"] = given["d_vocab"]
-            if ("d_model" in given or "n_heads" in given) and "d_head" not in given:
-                model_width = given.get("d_model", base["d_model"])
-                heads = given.get("n_heads", base["n_heads"])
-                if model_width % heads:
-                    raise ValueError(
-                        f"d_model={model_width} is invalid: allowed a multiple of "
-                        f"n_heads={heads} (or set d_head)"
-                    )
-                given["d_head"] = model_width // heads
-            cfg = TinyTransformerConfig(**{**base, **given})
-        elif given:
-            cfg = TinyTransformerConfig(**{**cfg.to_dict(), **given})
+        cfg = config_from_args(cfg, given)
         self.cfg = cfg
         self.embed = Embed(cfg.d_vocab, cfg.d_model)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
@@ -280,6 +300,12 @@ class TinyTransformer(HookedRootModule):
         self.ln_final = LayerNorm(cfg.d_model) if cfg.layernorm else None
         self.unembed = Unembed(cfg.d_model, cfg.d_vocab_out, cfg.unembed_bias, cfg.d_vocab)
         self.setup_hooks()
+
+    @classmethod
+    def estimate_params(cls, **kwargs: Any) -> int:
+        """Parameters ``TinyTransformer(**kwargs)`` would have, without allocating anything
+        (the config's own checks run): the preflight's memory check for huge configs."""
+        return config_from_args(None, kwargs).n_params()
 
     def hooks_attached(self) -> bool:
         """True when any HookPoint carries a forward or backward hook."""

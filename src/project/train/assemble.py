@@ -7,6 +7,8 @@ exists, so a constructor's ``ValueError`` becomes one line and exit 2) and by ``
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -32,20 +34,33 @@ def task_sizes(datamodule: Any) -> dict[str, int]:
     return sizes
 
 
+class NetSizeError(ValueError):
+    """A net size set in the config that cannot hold the task (``d_vocab=5`` for 25 tokens)."""
+
+
 def fill_net_sizes(cfg: DictConfig, datamodule: Any) -> None:
     """Set ``model.net.{d_vocab,n_ctx,d_vocab_out}`` from the task where the config leaves them
-    null (or out) and the net's constructor takes them."""
+    null (or out) and the net's constructor takes them. A size set smaller than the task's
+    raises ``NetSizeError`` (``d_vocab=5 is invalid: ...``): the embedding would index out of
+    range, or the loss would silently run over too few classes."""
     net = OmegaConf.select(cfg, "model.net")
     if not isinstance(net, DictConfig) or "_target_" not in net:
         return
-    from hydra.utils import get_object
+    from project.trust import locate
 
-    params = inspect.signature(get_object(str(net._target_))).parameters
+    params = inspect.signature(locate(str(net._target_))).parameters
     sizes = task_sizes(datamodule)
     with open_dict(net):
         for arg, value in sizes.items():
-            if arg in params and net.get(arg) is None:
+            if arg not in params:
+                continue
+            if net.get(arg) is None:
                 net[arg] = value
+            elif isinstance(net[arg], int) and net[arg] < value:
+                raise NetSizeError(
+                    f"{arg}={net[arg]} is invalid: allowed >= {value} (the task's "
+                    f"{SIZE_ARGS[arg]}), or null to take it from the task"
+                )
 
 
 def cause(exc: BaseException) -> BaseException:
@@ -93,6 +108,9 @@ def check_buildable(
         try:
             datamodule = instantiate_task(cfg)
             fill_net_sizes(cfg, datamodule)
+        except NetSizeError as exc:
+            datamodule = None
+            errors.append(f"model.net.{exc}")
         except Exception as exc:
             datamodule = None
             errors.append(error_line("data", exc, OmegaConf.to_container(cfg.data, resolve=False)))
@@ -102,6 +120,8 @@ def check_buildable(
     if datamodule is None:  # the net's sizes come from the task
         return errors
     try:
+        if problem := memory_problem(cfg):
+            return [*errors, problem]
         module = _build_module_on_meta(cfg)
     except Exception as exc:
         errors.append(_module_error_line(cfg, exc))
@@ -109,6 +129,55 @@ def check_buildable(
     if checkpoint is not None:
         errors += _resume_mismatch(cfg, module, checkpoint)
     return errors
+
+
+BYTES_PER_PARAM = 16  # float32 weight + gradient + two AdamW moments
+
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: ``MemAvailable`` (Linux), else physical memory."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def memory_problem(cfg: DictConfig, available: int | None = None) -> str | None:
+    """One line when the net's parameters alone (with gradients and AdamW state) would not fit in
+    memory, estimated without building it: the net class's ``estimate_params(**kwargs)`` when it
+    has one (a million layers would take minutes to build even on the meta device), else a build
+    on the meta device."""
+    import torch
+    from hydra.utils import instantiate
+
+    from project.trust import locate
+
+    net = OmegaConf.select(cfg, "model.net")
+    if not isinstance(net, DictConfig) or "_target_" not in net:
+        return None
+    kwargs = OmegaConf.to_container(net, resolve=True)
+    assert isinstance(kwargs, dict)
+    estimate = getattr(locate(str(net._target_)), "estimate_params", None)
+    if callable(estimate):
+        n_params = int(estimate(**{str(k): v for k, v in kwargs.items() if str(k)[0] != "_"}))
+    else:
+        with torch.device("meta"):
+            n_params = sum(p.numel() for p in instantiate(net).parameters())
+    need = n_params * BYTES_PER_PARAM
+    available = available_memory() if available is None else available
+    if need <= available:
+        return None
+    sizes = ", ".join(
+        f"model.net.{k!s}={v}" for k, v in kwargs.items() if isinstance(v, int) and k != "_target_"
+    )
+    return (
+        f"model.net is invalid: allowed a net that fits in memory: {n_params:.3g} parameters need "
+        f"~{need / 2**30:.1f} GiB (weights, gradients, AdamW state) and {available / 2**30:.1f} "
+        f"GiB are available ({sizes})"
+    )
 
 
 def _build_module_on_meta(cfg: DictConfig) -> Any:
@@ -147,8 +216,35 @@ def _optimizer_errors(cfg: DictConfig) -> list[str]:
             else:
                 built(optimizer=optimizer)
         except Exception as exc:
-            errors.append(error_line(f"model.{key}", exc, OmegaConf.to_container(spec)))
+            node = OmegaConf.to_container(spec)
+            errors.append(
+                _torch_range_line(f"model.{key}", exc, node)
+                or error_line(f"model.{key}", exc, node)
+            )
     return errors
+
+
+# torch.optim's own range checks ("Invalid learning rate: -1") -> (argument, what is allowed)
+_TORCH_RANGES = {
+    "Invalid learning rate": ("lr", "a number >= 0"),
+    "Invalid epsilon value": ("eps", "a number >= 0"),
+    "Invalid beta parameter": ("betas", "two numbers in [0, 1)"),
+    "Invalid weight_decay value": ("weight_decay", "a number >= 0"),
+    "Invalid momentum value": ("momentum", "a number >= 0"),
+    "Invalid alpha value": ("alpha", "a number >= 0"),
+}
+
+
+def _torch_range_line(node_key: str, exc: BaseException, node: Any) -> str | None:
+    """A torch optimiser's range error as ``model.optimizer.lr=-1 is invalid: allowed ...``."""
+    message = str(cause(exc)).strip()
+    for prefix, (arg, allowed) in _TORCH_RANGES.items():
+        if message.startswith(prefix) and isinstance(node, dict) and arg in node:
+            target = str(node.get("_target_", "")).rpartition(".")[2]
+            return (
+                f"{node_key}.{arg}={node[arg]} is invalid: allowed {allowed} ({target}: {message})"
+            )
+    return None
 
 
 def _resume_mismatch(cfg: DictConfig, module: Any, checkpoint: dict[str, Any]) -> list[str]:

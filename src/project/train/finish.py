@@ -33,7 +33,7 @@ def _status(trainer: Any) -> str:
 
     preemption = _find(trainer, PreemptionCheckpoint)
     if preemption is not None and preemption.preempted:
-        return "preempted"
+        return "interrupted" if preemption.interrupted else "preempted"
     return "interrupted" if getattr(trainer, "interrupted", False) else "finished"
 
 

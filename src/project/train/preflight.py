@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,31 @@ def resume_overrides(overrides: list[str]) -> list[str]:
             o for o in hydra_overrides or [] if o.startswith("hydra.searchpath=")
         ] + previous
     return [*previous, *overrides, f"hydra.run.dir={run_dir}"]
+
+
+def finished_run(overrides: list[str]) -> str | None:
+    """A message when ``run.ckpt_path`` is the ``last.ckpt`` of a run whose ``summary.json`` says
+    ``finished`` and ``trainer.max_epochs`` is what that run had: rerunning its resume command
+    has nothing to do (raise ``trainer.max_epochs`` to train on)."""
+    ckpt = _override_value(overrides, "run.ckpt_path")
+    run_dir = find_run_dir(ckpt) if ckpt and ckpt != "null" else None
+    if run_dir is None or Path(str(ckpt)).name != "last.ckpt":
+        return None
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        saved = yaml.safe_load((run_dir / "resolved_config.yaml").read_text())
+        saved_epochs = saved["trainer"]["max_epochs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if summary.get("status") != "finished":
+        return None
+    flags = [o for o in overrides if not o.startswith("hydra.")]
+    if OmegaConf.select(compose_config(flags), "trainer.max_epochs") != saved_epochs:
+        return None
+    return (
+        f"run {run_dir} is finished ({summary.get('epochs')} epochs; summary.json): nothing to do, "
+        "the run is left as it is (raise trainer.max_epochs to train on)"
+    )
 
 
 def compose_config(
@@ -200,8 +226,23 @@ def expand_jobs(
     return jobs
 
 
+def _group_path_errors(overrides: list[str]) -> list[str]:
+    """``experiment=../config``: a group choice that climbs out of its group (Hydra would load a
+    config from elsewhere and report a confusing key with no options)."""
+    lines = []
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        group = Path(CONFIG_DIR) / key
+        if sep and "." not in key and group.is_dir() and (".." in value or value.startswith("/")):
+            options = ", ".join(sorted(p.stem for p in group.glob("*.yaml")))
+            lines.append(f"{key}={value} is invalid: no such config; allowed: {options}")
+    return lines
+
+
 def check(overrides: list[str], multirun: bool = False, config_name: str = "config") -> None:
     """Raise ``PreflightError`` (one line per problem) if any job of this command is invalid."""
+    if group_errors := _group_path_errors(overrides):
+        raise PreflightError(group_errors)
     try:
         jobs = expand_jobs(overrides, multirun, config_name)
     except (HydraException, OmegaConfBaseException, ValueError) as exc:
@@ -326,6 +367,9 @@ def run_preflight(argv: list[str]) -> list[str]:
         for line in err.lines:
             print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    if not args.multirun and (done := finished_run(overrides)) is not None:
+        print(done)  # the run is left untouched: no Hydra files rewritten, no summary overwritten
+        raise SystemExit(0)
     from project.train.sync import check_rclone_dest  # RCLONE_DEST typo: report before training
 
     if problem := check_rclone_dest():

@@ -39,13 +39,14 @@ def is_global_zero() -> bool:
     return node == 0 and int(os.environ.get("LOCAL_RANK", 0)) == 0
 
 
-def reject(lines: list[str], run_dir: Path | None) -> NoReturn:
+def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoReturn:
     """A bad config found inside the run: one ``error:`` line per problem, exit 2, and the run dir
-    (still only Hydra's files) removed."""
+    removed (``started``: a new run that found the problem only once training began, e.g. a
+    monitored metric that is never logged; otherwise it holds only Hydra's files)."""
     for line in lines:
         print(f"error: {line}", file=sys.stderr)
     if run_dir is not None and is_global_zero():
-        discard_run_dir(run_dir)
+        discard_run_dir(run_dir, force=started)
     raise SystemExit(2)
 
 
@@ -63,18 +64,26 @@ def building(key: str, node: Any, run_dir: Path | None) -> Iterator[None]:
 
 
 def build_callbacks(
-    cfg: DictConfig, with_loggers: bool = True, run_dir: Path | None = None
-) -> list[Any]:
-    """The ``callbacks`` group; without loggers, ``LearningRateMonitor`` (which needs one) is left
-    out."""
+    cfg: DictConfig,
+    with_loggers: bool = True,
+    run_dir: Path | None = None,
+    datamodule: Any = None,
+) -> dict[str, Any]:
+    """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
+    needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
+    arguments against the task here, before training (a ``ValueError`` is one line, exit 2)."""
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    built = []
+    built = {}
     for name, node in (cfg.get("callbacks") or {}).items():
         if node and "_target_" in node:
             with building(f"callbacks.{name}", node, run_dir):
-                built.append(hydra.utils.instantiate(node))
-    return [cb for cb in built if with_loggers or not isinstance(cb, LearningRateMonitor)]
+                callback = hydra.utils.instantiate(node)
+                if datamodule is not None and callable(getattr(callback, "check_task", None)):
+                    callback.check_task(datamodule)
+            if with_loggers or not isinstance(callback, LearningRateMonitor):
+                built[str(name)] = callback
+    return built
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -82,8 +91,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     import lightning as L
 
     from project.lit_module import NonFiniteLossError
-    from project.train.callbacks.checkpoints import AtomicCheckpointIO, diverged_exit
+    from project.train.callbacks.checkpoints import (
+        AtomicCheckpointIO,
+        CheckpointWriteError,
+        diverged_exit,
+        write_failed_exit,
+    )
     from project.train.callbacks.preemption import preempted_exit
+    from project.train.callbacks.run_summary import MonitorNotLoggedError, RunSummary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
@@ -98,17 +113,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=False, verbose=False)
     with building("data", cfg.data, run_dir):
         datamodule = instantiate_task(cfg)
+    with building("model.net", OmegaConf.select(cfg, "model.net"), run_dir):
         fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
     with building("model", cfg.model, run_dir):
         module = hydra.utils.instantiate(cfg.model)
     with building("logger", cfg.get("logger"), run_dir):
         loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg, with_loggers=bool(loggers), run_dir=run_dir)
+    callbacks = build_callbacks(cfg, bool(loggers), run_dir, datamodule)
     with building("trainer", cfg.trainer, run_dir):
         trainer = hydra.utils.instantiate(
             cfg.trainer,
             logger=loggers or False,
-            callbacks=callbacks,
+            callbacks=list(callbacks.values()),
             plugins=[AtomicCheckpointIO()],
             default_root_dir=str(run_dir),
         )
@@ -116,11 +132,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
 
+    ckpt = plan.ckpt_path or cfg.run.ckpt_path
     try:
-        ckpt = plan.ckpt_path or cfg.run.ckpt_path
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
         raise SystemExit(diverged_exit(run_dir, exc)) from None
+    except MonitorNotLoggedError as exc:  # found at the first validation: a config error
+        name = next(n for n, cb in callbacks.items() if isinstance(cb, RunSummary))
+        reject([f"callbacks.{name}.{exc}"], run_dir, started=not ckpt)
+    except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
+        raise SystemExit(write_failed_exit(run_dir, trainer, exc)) from None
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
 _CLAIMED: dict[tuple[str, str], str] = {}
+_CREATED: set[str] = set()  # output-root folders this process created for its run dir
 
 
 def claim_run_dir(root: str, name: str | None = None, now: datetime | None = None) -> str:
@@ -23,7 +25,9 @@ def claim_run_dir(root: str, name: str | None = None, now: datetime | None = Non
         return _CLAIMED[key]
     now = now or datetime.now()
     day = Path(root) / now.strftime("%Y-%m-%d")
+    missing = [p for p in (day, *day.parents) if not p.exists()]
     day.mkdir(parents=True, exist_ok=True)
+    _CREATED.update(str(p.absolute()) for p in missing)  # removed again if the run is discarded
     base = now.strftime("%H-%M-%S") + (f"-{name}" if name else "")
     for i in range(10_000):
         candidate = day / (base if i == 0 else f"{base}_{i}")
@@ -43,15 +47,18 @@ def register_resolvers() -> None:
         )
 
 
-def discard_run_dir(run_dir: Path) -> None:
-    """Remove a run dir that holds nothing but Hydra's own files (a run that never started)."""
+def discard_run_dir(run_dir: Path, force: bool = False) -> None:
+    """Remove a run dir that holds nothing but Hydra's own files (a run that never started; with
+    ``force``, whatever it holds), then the date folder and output root if they are empty and
+    this process created them."""
     if not run_dir.is_dir():
         return
     hydra_only = {".hydra", "run.log", "train.log"}
-    if all(p.name in hydra_only for p in run_dir.iterdir()):
+    if force or all(p.name in hydra_only for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
-        parent = run_dir.parent
-        if parent.is_dir() and not any(parent.iterdir()):
+        for parent in run_dir.absolute().parents:
+            if str(parent) not in _CREATED or not parent.is_dir() or any(parent.iterdir()):
+                break
             parent.rmdir()
 
 
@@ -61,4 +68,19 @@ def find_run_dir(ckpt_path: str | Path) -> Path | None:
     candidate = path.parent.parent
     if path.parent.name == "checkpoints" and (candidate / ".hydra").is_dir():
         return candidate
+    return None
+
+
+def unwritable(root: Path) -> str | None:
+    """Why ``root`` cannot hold new files and folders, or None. Probes the nearest existing
+    folder with a temp dir that is removed again."""
+    probe = root.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is not a directory"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=probe))
+    except OSError as exc:
+        return f"cannot create files in {probe}: {exc.strerror or str(exc)}"
     return None

@@ -113,6 +113,15 @@ def check_rclone_dest(dest: str | None = None, timeout: float = 30.0) -> str | N
         return None
     prefix = f"{ENV_VAR}={dest!r} is invalid:"
     hint = f"(fix it, or unset {ENV_VAR} to train without sync)"
+    if not dest.strip() or dest != dest.strip():
+        return (
+            f"{prefix} allowed a remote:path or a local directory without surrounding blanks {hint}"
+        )
+    if not is_remote(dest):
+        from project.train.rundir import unwritable
+
+        if problem := unwritable(Path(dest)):
+            return f"{prefix} allowed a local directory rclone can create ({problem}) {hint}"
     binary = rclone_binary()
     if binary is None:
         return (
@@ -135,7 +144,7 @@ def check_rclone_dest(dest: str | None = None, timeout: float = 30.0) -> str | N
             )
     try:
         probe = subprocess.run(
-            [binary, "lsf", "--max-depth", "1", "--dirs-only", *_QUICK, dest],
+            [binary, "lsf", "--max-depth", "1", "--dirs-only", *_QUICK, "--", dest],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -155,7 +164,7 @@ def copy_run_dir(run_dir: str | Path, dest: str, timeout: float | None = None) -
         return SyncResult(False, target, -1, "the rclone binary is not on PATH")
     try:
         proc = subprocess.run(
-            [binary, "copy", *_COPY, str(run_dir), target],
+            [binary, "copy", *_COPY, "--", str(run_dir), target],  # a dest is never a flag
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -181,7 +190,7 @@ class BackgroundCopy:
             self.proc = None
             return
         self.proc = subprocess.Popen(
-            [binary, "copy", *_COPY, str(run_dir), self.target],
+            [binary, "copy", *_COPY, "--", str(run_dir), self.target],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
             preexec_fn=_lower_priority if os.name == "posix" else None,

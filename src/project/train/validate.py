@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from project.train.rundir import unwritable
 
 
 @dataclass
@@ -59,6 +61,15 @@ class _Checker:
 
     def get(self, key: str) -> Any:
         return OmegaConf.select(self.cfg, key, default=None, throw_on_missing=False)
+
+    def raw(self, key: str) -> Any:
+        """The value as written: an interpolation stays its ``${...}`` string (not resolved)."""
+        parent, _, name = key.rpartition(".")
+        node = OmegaConf.select(self.cfg, parent) if parent else self.cfg
+        if not isinstance(node, DictConfig) or name not in node:
+            return None
+        raw = OmegaConf.to_container(node, resolve=False)
+        return raw.get(name) if isinstance(raw, dict) else None
 
     def fail(self, key: str, allowed: str, value: Any = None) -> None:
         self.errors.append(ConfigError(key, self.get(key) if value is None else value, allowed))
@@ -121,6 +132,9 @@ def resolve_accelerator(name: str) -> str:
 def _check_trainer(c: _Checker) -> None:
     if c.get("trainer") is None:
         return
+    clip = c.get("trainer.gradient_clip_val")
+    if clip is not None and not (_is_num(clip) and math.isfinite(clip) and clip >= 0):
+        c.fail("trainer.gradient_clip_val", "a finite number >= 0, or null (no clipping)", clip)
     c.int_range("trainer.max_epochs", 1, 10**8)
     c.int_range("trainer.check_val_every_n_epoch", 1, 10**8, optional=True)
     c.int_range("trainer.log_every_n_steps", 1, 10**8, optional=True)
@@ -171,41 +185,52 @@ def _check_trainer(c: _Checker) -> None:
         c.fail("trainer.precision", "32 or 16-mixed: this GPU does not support bfloat16")
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed range, which seed_everything uses
+MAX_NAME_BYTES = 200  # the run dir is <HH-MM-SS>-<name>[_N]: a file name is at most 255 bytes
+
+
 def _check_run(c: _Checker) -> None:
-    if not _is_int(c.get("seed")):
-        c.fail("seed", "an integer")
+    c.int_range("seed", 0, MAX_SEED)
     name = c.get("run.name")
     if name is not None and (
         not isinstance(name, str | int) or "/" in str(name) or str(name) in ("", ".", "..")
     ):
         c.fail("run.name", "a plain name without '/' (used in the run dir name) or null", name)
+    elif name is not None and len(str(name).encode()) > MAX_NAME_BYTES:
+        shown = f"{str(name)[:20]}... ({len(str(name).encode())} bytes)"
+        c.fail("run.name", f"a name of at most {MAX_NAME_BYTES} bytes (a file name)", shown)
     ckpt = c.get("run.ckpt_path")
     if ckpt is not None:
         from project.checkpoint import CheckpointError, read_checkpoint
 
         try:
-            read_checkpoint(ckpt)
+            loaded = read_checkpoint(ckpt)
         except CheckpointError as exc:
             c.fail("run.ckpt_path", f"an existing, complete training checkpoint ({exc})", ckpt)
+        else:
+            if "optimizer_states" not in loaded or "loops" not in loaded:
+                last = Path(str(ckpt)).absolute().parent / "last.ckpt"
+                fix = f"; resume with run.ckpt_path={last}" if last.is_file() else ""
+                c.fail(
+                    "run.ckpt_path",
+                    "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
+                    f"or loop state to resume from){fix}",
+                    ckpt,
+                )
     root = c.get("run.output_root")
-    if root is not None:
-        problem = _unwritable(Path(str(root)))
+    if root is not None and not str(root).strip():
+        c.fail("run.output_root", "a directory path (empty would write runs into the cwd)", root)
+    elif root is not None:
+        problem = unwritable(Path(str(root)))
         if problem:
             c.fail("run.output_root", f"a writable directory ({problem})", root)
-
-
-def _unwritable(root: Path) -> str | None:
-    """Why ``root`` cannot hold run dirs, or None. Probes with a temp dir that is removed again."""
-    probe = root.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a directory"
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=probe))
-    except OSError as exc:
-        return f"cannot create files in {probe}: {exc.strerror or str(exc)}"
-    return None
+    for key in ("logger.save_dir", "logger.dir"):  # a logger writing outside the run dir
+        where = c.raw(key)
+        if isinstance(where, str) and "${" not in where:
+            if not where.strip():
+                c.fail(key, "a directory path", where)
+            elif problem := unwritable(Path(where)):
+                c.fail(key, f"a writable directory ({problem})", where)
 
 
 def target_nodes(node: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
@@ -284,9 +309,9 @@ def constructor_signature(target: str) -> tuple[list[str], dict[str, Any], bool]
     if (static := static_signature(target)) is not None:
         return static.names, static.annotations, static.takes_any_keyword
     try:
-        from hydra.utils import get_object
+        from project.trust import locate
 
-        obj = get_object(target)
+        obj = locate(target)
         params = inspect.signature(obj).parameters
     except Exception as exc:
         return exc
@@ -314,9 +339,9 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
         target = node.get("_target_")
         signature = constructor_signature(str(target))
         if isinstance(signature, Exception):
-            c.fail(
-                f"{node_key}._target_", f"an importable class ({type(signature).__name__})", target
-            )
+            detail = [ln for ln in str(signature).splitlines() if "No module named" in ln]
+            reason = detail[0].strip() if detail else type(signature).__name__
+            c.fail(f"{node_key}._target_", f"an importable class ({reason})", target)
             continue
         names, hints, takes_any = signature
         for key in keys:
@@ -330,6 +355,18 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
                     f"{node_key}.{key}",
                     f"a known key: {hint}{str(target).rpartition('.')[2]} takes "
                     + ", ".join(names),
+                    value,
+                )
+                continue
+            default = (known.get(node_key) or {}).get(key)
+            if (
+                isinstance(default, dict)
+                and "_target_" in default
+                and not isinstance(value, dict | type(None))
+            ):
+                c.fail(
+                    f"{node_key}.{key}",
+                    f"a config node with _target_ (the default is {default['_target_']}) or null",
                     value,
                 )
                 continue

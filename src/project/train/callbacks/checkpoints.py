@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import random
 import shutil
@@ -52,11 +53,11 @@ def _write_failure(path: Path, exc: BaseException) -> str:
     no_space = getattr(exc, "errno", None) == errno.ENOSPC or "write failed" in str(exc)
     with contextlib.suppress(OSError):
         no_space = no_space or shutil.disk_usage(path.parent).free < 1 << 20
-    kept = "is intact" if path.exists() else "was never written (none existed)"
+    kept = f"the previous {path.name} is intact" if path.exists() else "earlier files are intact"
     if no_space:
-        return f"no space left on {path.parent} while writing {path.name}; the previous {path.name} {kept}"
+        return f"no space left on {path.parent} while writing {path.name}; {kept}"
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return f"could not write {path} ({reason}); the previous {path.name} {kept}"
+    return f"could not write {path} ({reason}); {kept}"
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -311,10 +312,17 @@ class LastCheckpoint(SnapshotCheckpoint):
     """
 
     def __init__(self, dirpath: str, every_n_epochs: int = 50, **kwargs: Any) -> None:
+        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
+            raise ValueError(
+                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 1"
+            )
+        if every_n_epochs < 1:
+            raise ValueError(
+                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 1"
+            )
         super().__init__(
-            dirpath, max(1, every_n_epochs), filename="last", save_top_k=1, save_initial=False,
-            **kwargs,
-        )  # fmt: skip
+            dirpath, every_n_epochs, filename="last", save_top_k=1, save_initial=False, **kwargs
+        )
 
     @property
     def last_path(self) -> Path:
@@ -346,6 +354,21 @@ class LastCheckpoint(SnapshotCheckpoint):
 
 
 DIVERGED_EXIT_CODE = 3
+WRITE_FAILED_EXIT_CODE = 4
+
+
+def write_failed_exit(run_dir: Path, trainer: L.Trainer, exc: BaseException) -> int:
+    """A checkpoint write failed (disk full): one line, ``summary.json`` with status
+    ``failed: <reason>`` if it still fits on the disk; returns the exit code (4)."""
+    from project.train.finish import SUMMARY_FILE, build_summary
+
+    print(f"error: {exc}", file=sys.stderr)
+    if trainer.is_global_zero:
+        with contextlib.suppress(Exception):  # the disk is full: the summary may not fit either
+            summary = build_summary(Path(run_dir), trainer, {})
+            summary["status"] = f"failed: {exc}"
+            (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    return WRITE_FAILED_EXIT_CODE
 
 
 def diverged_exit(run_dir: Path, exc: BaseException) -> int:

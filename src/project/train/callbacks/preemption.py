@@ -1,4 +1,5 @@
-"""Preemption: on SIGTERM, finish the current epoch, save ``last.ckpt``, stop, exit 143.
+"""Preemption and Ctrl-C: on SIGTERM (or SIGINT), finish the current epoch, save ``last.ckpt``,
+stop, exit 143 (130 for Ctrl-C, summary status ``interrupted``). A second Ctrl-C aborts at once.
 
 Why not Lightning's own handling? In Lightning 2.6 a SIGTERM makes the loops raise
 ``SIGTERMException`` (a ``SystemExit`` with no code) right after the current *batch*: no checkpoint
@@ -28,6 +29,7 @@ from lightning.pytorch.callbacks import Checkpoint
 from project.train.callbacks.checkpoints import LastCheckpoint, check_finite_weights
 
 PREEMPTED_EXIT_CODE = 143
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 class Preempted(SystemExit):
@@ -44,24 +46,37 @@ class PreemptionCheckpoint(Checkpoint):
     ``<default_root_dir>/checkpoints``). After fit, ``preempted`` says whether it stopped the run.
     """
 
-    def __init__(self, dirpath: str | None = None, signum: int = signal.SIGTERM) -> None:
+    def __init__(
+        self, dirpath: str | None = None, signum: int = signal.SIGTERM, ctrl_c: bool = True
+    ) -> None:
         self.dirpath = Path(dirpath) if dirpath else None
         self.signum = signum
+        self.signums = [signum, *([signal.SIGINT] if ctrl_c and signum != signal.SIGINT else [])]
         self.received = False
+        self.received_signum: int | None = None
         self.preempted = False
         self.saved_path: Path | None = None
-        self._previous: Any = None
-        self._installed = False
+        self._previous: dict[int, Any] = {}
         self._trainer: L.Trainer | None = None
 
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by Ctrl-C (SIGINT) rather than a scheduler's SIGTERM."""
+        return self.preempted and self.received_signum == signal.SIGINT
+
     def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.received and signum == signal.SIGINT:  # a second Ctrl-C: abort now
+            self._restore()
+            raise KeyboardInterrupt
         if not self.received and self._trainer is not None:
             launcher = self._trainer.strategy.launcher
             if launcher is not None:  # forward to the DDP child processes we started
                 launcher.kill(signum)
-        self.received = True
+        self.received, self.received_signum = True, signum
+        again = " (Ctrl-C again aborts now, unsaved)" if signum == signal.SIGINT else ""
         print(
-            f"received signal {signum}: saving last.ckpt at the end of this epoch, then stopping",
+            f"received {signal.Signals(signum).name}: saving last.ckpt at the end of this epoch, "
+            f"then stopping{again}",
             file=sys.stderr,
             flush=True,
         )
@@ -71,13 +86,13 @@ class PreemptionCheckpoint(Checkpoint):
 
         self._trainer = trainer
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(self.signum, self._handler)
-            self._installed = True
+            for signum in self.signums:
+                self._previous[signum] = signal.signal(signum, self._handler)
 
     def _restore(self) -> None:
-        if self._installed:
-            signal.signal(self.signum, self._previous)
-            self._installed = False
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
     def _last_path(self, trainer: L.Trainer) -> Path:
         if self.dirpath is not None:
@@ -123,10 +138,12 @@ def preempted_exit(trainer: Any) -> int | None:
     """The exit code for a run a :class:`PreemptionCheckpoint` stopped, else None."""
     for cb in getattr(trainer, "callbacks", []):
         if isinstance(cb, PreemptionCheckpoint) and cb.preempted:
+            what = "interrupted" if cb.interrupted else "preempted"
             print(
-                f"preempted: stopped after {trainer.current_epoch} epochs and saved "
-                f"{cb.saved_path}; resume with run.ckpt_path={cb.saved_path}",
+                f"{what}: stopped after {trainer.current_epoch} epochs and saved "
+                f"{cb.saved_path}; resume with: python -m project.train.run "
+                f"run.ckpt_path={cb.saved_path}",
                 file=sys.stderr,
             )
-            return PREEMPTED_EXIT_CODE
+            return INTERRUPTED_EXIT_CODE if cb.interrupted else PREEMPTED_EXIT_CODE
     return None

@@ -103,6 +103,19 @@ class ProgressMeasures(Callback):
         self._warned = False
         self._last_epoch = -1
 
+    def check_task(self, datamodule: Any) -> None:
+        """Before training (``project.train.run`` calls it): fixed ``key_freqs`` must be
+        frequencies of the task's modulus, 1 .. p // 2."""
+        modulus = getattr(datamodule, "modulus", None)
+        if self.key_freqs is None or not isinstance(modulus, int):
+            return
+        bad = [k for k in self.key_freqs if not 1 <= k <= modulus // 2]
+        if bad:
+            raise ValueError(
+                f"key_freqs={self.key_freqs} is invalid: allowed frequencies in 1..{modulus // 2} "
+                f"(modulus {modulus}); out of range: {bad}"
+            )
+
     def path(self, trainer: L.Trainer) -> Path:
         path = Path(self.filename)
         return path if path.is_absolute() else Path(trainer.default_root_dir) / path

@@ -12,6 +12,7 @@ epoch). The state is saved in checkpoints, so a resumed run keeps its history.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -25,12 +26,20 @@ def train_twin(monitor: str) -> str | None:
     return "train/" + monitor.removeprefix("val/") if monitor.startswith("val/") else None
 
 
+class MonitorNotLoggedError(ValueError):
+    """The monitored metric was not among those logged by the first validation."""
+
+
 class RunSummary(Callback):
     def __init__(
         self, monitor: str = "val/acc", mode: str = "max", threshold: float = 0.99
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode={mode!r} is invalid: allowed max, min")
+        if not isinstance(monitor, str) or not monitor.strip():
+            raise ValueError(f"monitor={monitor!r} is invalid: allowed a logged metric's name")
+        if isinstance(threshold, bool) or not math.isfinite(float(threshold)):
+            raise ValueError(f"threshold={threshold!r} is invalid: allowed a finite number")
         self.monitor, self.mode, self.threshold = str(monitor), mode, float(threshold)
         self._state: dict[str, torch.Tensor] = {}
         self._loaded: dict[str, float] = {}
@@ -60,8 +69,14 @@ class RunSummary(Callback):
         )
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if not trainer.sanity_checking:  # val metrics are fresh right after validation
-            self._update(trainer, self.monitor, trainer.current_epoch + 1)
+        if trainer.sanity_checking:
+            return
+        if self.monitor not in trainer.callback_metrics and not self._state and not self._loaded:
+            logged = ", ".join(sorted(k for k in trainer.callback_metrics if "/" in k))
+            raise MonitorNotLoggedError(
+                f"monitor={self.monitor!r} is invalid: allowed a metric the run logs ({logged})"
+            )
+        self._update(trainer, self.monitor, trainer.current_epoch + 1)  # fresh after validation
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         twin = train_twin(self.monitor)
