@@ -91,8 +91,11 @@ def finished_run(overrides: list[str]) -> str | None:
         return None
     if summary.get("status") != "finished":
         return None
-    flags = [o for o in overrides if not o.startswith("hydra.")]
-    if OmegaConf.select(compose_config(flags), "trainer.max_epochs") != saved_epochs:
+    flags = [o for o in overrides if not o.startswith("hydra.run.dir=")]
+    try:
+        if OmegaConf.select(compose_config(flags), "trainer.max_epochs") != saved_epochs:
+            return None
+    except Exception:  # not composable here: let the run report it
         return None
     return (
         f"run {run_dir} is finished ({summary.get('epochs')} epochs; summary.json): nothing to do, "
