@@ -5,7 +5,6 @@ directory (a path below a regular file) is refused before anything is created.""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,24 +12,15 @@ import pytest
 import torch
 
 from tests.conftest import SMALL, cli_env, run_cli, run_dirs
-from tests.reliability.helpers import DEFAULT_THREADS
+from tests.reliability.helpers import DEFAULT_THREADS, tmpfs
 
 pytestmark = pytest.mark.skipif(shutil.which("rclone") is None, reason="needs the rclone binary")
 
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "tiny_disk"
-    mnt.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "tiny_disk", "64k") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 def test_full_sync_destination_leaves_local_run_complete(tmp_path: Path, full_disk: Path) -> None:

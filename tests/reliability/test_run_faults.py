@@ -28,7 +28,7 @@ import pytest
 from project.checkpoint import read_checkpoint
 from project.train.preflight import run_preflight
 from tests.conftest import SMALL, run_dirs, train_in_process
-from tests.reliability.helpers import start_training, wait_for_checkpoint
+from tests.reliability.helpers import start_training, tmpfs, wait_for_checkpoint
 
 QUIET = [*SMALL, "logger=none", "callbacks.progress_bar=null"]
 
@@ -141,17 +141,8 @@ def test_a_second_ctrl_c_aborts_at_once() -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "small_disk"
-    mnt.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "small_disk", "4m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_a_full_disk_is_one_line_and_the_previous_checkpoint_is_intact(

@@ -34,6 +34,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from project.lit_module import NonFiniteLossError
 
 
+def require_int(name: str, value: Any, minimum: int, note: str = "") -> None:
+    """A callback argument that must be an integer >= ``minimum``: else a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= {minimum}{note}")
+
+
 def _fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):  # not every filesystem lets you open a directory
         fd = os.open(directory, os.O_RDONLY)
@@ -199,23 +205,12 @@ class SnapshotCheckpoint(ModelCheckpoint):
         dense_min_change: float = 0.1,
         **kwargs: Any,
     ) -> None:
-        for name, value in (
-            ("log_spaced", log_spaced),
-            ("dense_every_n_epochs", dense_every_n_epochs),
-        ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}={value!r} is invalid: allowed an integer >= 0 (0 = off)")
+        require_int("log_spaced", log_spaced, 0, " (0 = off)")
+        require_int("dense_every_n_epochs", dense_every_n_epochs, 0, " (0 = off)")
+        require_int("every_n_epochs", every_n_epochs, 0, " (0 = off)")
         if not float(dense_min_change) > 0:
             raise ValueError(
                 f"dense_min_change={dense_min_change!r} is invalid: allowed a number > 0"
-            )
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0"
-            )
-        if every_n_epochs < 0:
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0"
             )
         super().__init__(
             dirpath=dirpath,
@@ -312,14 +307,7 @@ class LastCheckpoint(SnapshotCheckpoint):
     """
 
     def __init__(self, dirpath: str, every_n_epochs: int = 50, **kwargs: Any) -> None:
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 1"
-            )
-        if every_n_epochs < 1:
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 1"
-            )
+        require_int("every_n_epochs", every_n_epochs, 1)
         super().__init__(
             dirpath, every_n_epochs, filename="last", save_top_k=1, save_initial=False, **kwargs
         )

@@ -23,15 +23,9 @@ class CloudSync(Callback):
     """Copies ``run_dir`` to ``dest/<run name>/`` (default ``dest``: ``$RCLONE_DEST``)."""
 
     def __init__(self, run_dir: str, dest: str | None = None, every_n_epochs: int = 0) -> None:
-        if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0"
-            )
-        if every_n_epochs < 0:
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0 (0 = only "
-                "after fit)"
-            )
+        from project.train.callbacks.checkpoints import require_int
+
+        require_int("every_n_epochs", every_n_epochs, 0, " (0 = only after fit)")
         self.run_dir = Path(run_dir)
         self.dest = dest if dest is not None else (os.environ.get(ENV_VAR) or None)
         self.every_n_epochs = every_n_epochs
