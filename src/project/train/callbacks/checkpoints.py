@@ -22,6 +22,7 @@ import random
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -305,13 +306,23 @@ class SnapshotCheckpoint(ModelCheckpoint):
 
 
 class LastCheckpoint(SnapshotCheckpoint):
-    """``last.ckpt`` (for resume) every ``every_n_epochs`` epochs and at the end of fit.
+    """``last.ckpt`` (for resume) every ``every_n_epochs`` epochs, at the first epoch end at least
+    ``every_n_minutes`` after the previous write, and at the end of fit: a kill loses at most
+    about ``every_n_minutes`` of work (or one epoch, when an epoch takes longer). The time check
+    is one clock read per epoch; under DDP rank zero's decision is broadcast so all ranks save
+    together. ``every_n_minutes=0`` (or null) turns the time bound off.
 
     Also stores the Python / NumPy / torch RNG states in every checkpoint the trainer writes and
     restores them on resume, so a resumed run continues bit for bit.
     """
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 50, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        every_n_epochs: int = 50,
+        every_n_minutes: float | None = 1.0,
+        **kwargs: Any,
+    ) -> None:
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
             raise ValueError(
                 f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 1"
@@ -320,9 +331,38 @@ class LastCheckpoint(SnapshotCheckpoint):
             raise ValueError(
                 f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 1"
             )
+        minutes = every_n_minutes
+        if minutes is not None and (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int | float)
+            or not 0 <= minutes < float("inf")
+        ):
+            raise ValueError(
+                f"every_n_minutes={every_n_minutes!r} is invalid: allowed a number >= 0 "
+                "(0 or null = off)"
+            )
         super().__init__(
             dirpath, every_n_epochs, filename="last", save_top_k=1, save_initial=False, **kwargs
         )
+        self.every_n_seconds = 60.0 * float(minutes or 0.0)
+        self._last_write_time = time.monotonic()
+
+    def _time_is_up(self, trainer: L.Trainer) -> bool:
+        """Whether ``every_n_minutes`` have passed since the last write (rank zero decides)."""
+        if not self.every_n_seconds:
+            return False
+        due = time.monotonic() - self._last_write_time >= self.every_n_seconds
+        if trainer.world_size > 1:
+            due = bool(trainer.strategy.broadcast(due, src=0))
+        return due
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_write_time = time.monotonic()
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._last_write_time = time.monotonic()
 
     @property
     def last_path(self) -> Path:
@@ -335,7 +375,8 @@ class LastCheckpoint(SnapshotCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs:
+        final = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if final or self._time_is_up(trainer):
             self.save_now(trainer)  # the final epoch, saved like any other (epoch field alike)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
