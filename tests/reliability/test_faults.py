@@ -45,6 +45,8 @@ def test_nan_stops_run_names_epoch_keeps_last_good_checkpoint(
     tokens = torch.tensor([[1, 2, 23]])
     assert torch.isfinite(model(tokens)).all()
     assert hparams["optimizer"]["lr"] == 10
+    log = (run_dir / "run.log").read_text()  # the epochs up to the fault, then the fault
+    assert f"epoch {bad_epoch - 1}/200 " in log and f"at epoch {bad_epoch}" in log.splitlines()[-1]
 
 
 class _Payload:

@@ -8,6 +8,7 @@ line per problem and leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,14 @@ from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.threads import limit_threads_per_job
 from project.train.validate import validate_config
 
+log = logging.getLogger("project.train")
+
+
+def report_error(line: str) -> None:
+    """``error: <line>`` on stderr and in ``run.log`` (once Hydra has set up logging)."""
+    print(f"error: {line}", file=sys.stderr)
+    log.error(line)
+
 
 def is_global_zero() -> bool:
     """Rank from the launcher's environment (valid before the Trainer sets up its strategy)."""
@@ -44,7 +53,7 @@ def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoR
     removed (``started``: a new run that found the problem only once training began, e.g. a
     monitored metric that is never logged; otherwise it holds only Hydra's files)."""
     for line in lines:
-        print(f"error: {line}", file=sys.stderr)
+        report_error(line)
     if run_dir is not None and is_global_zero():
         discard_run_dir(run_dir, force=started)
     raise SystemExit(2)
@@ -97,10 +106,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         diverged_exit,
         write_failed_exit,
     )
+    from project.train.callbacks.epoch_log import capture_warnings
     from project.train.callbacks.preemption import preempted_exit
     from project.train.callbacks.run_summary import MonitorNotLoggedError, RunSummary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    capture_warnings()  # run.log gets every warning too
     errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
     if errors:
         reject([str(err) for err in errors], run_dir)
@@ -136,12 +147,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
+        log.error(str(exc))
         raise SystemExit(diverged_exit(run_dir, exc)) from None
     except MonitorNotLoggedError as exc:  # found at the first validation: a config error
         name = next(n for n, cb in callbacks.items() if isinstance(cb, RunSummary))
         reject([f"callbacks.{name}.{exc}"], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
+        log.error(str(exc))
         raise SystemExit(write_failed_exit(run_dir, trainer, exc)) from None
+    except Exception as exc:  # anything else: its line in run.log, the traceback on stderr
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:
