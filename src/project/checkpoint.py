@@ -17,6 +17,7 @@ the hash (no ``integrity`` entry) still load.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,28 @@ from torch import nn
 
 INTEGRITY_KEY = "integrity"
 HASH_SCHEME = "sha256/v1"
+
+
+# snapshot names: epoch_000400.ckpt (no "=": a path that Hydra's command line parses unquoted);
+# runs written before that used epoch=000400.ckpt, which every reader still accepts
+SNAPSHOT_RE = re.compile(r"^epoch[_=](\d+)\.ckpt$")
+
+
+def snapshot_name(epoch: int) -> str:
+    """The file name of the snapshot after ``epoch`` completed epochs."""
+    return f"epoch_{epoch:06d}.ckpt"
+
+
+def snapshot_paths(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(completed epochs, path)`` of every snapshot in a checkpoint dir (old names too),
+    ascending; one per epoch (the new name wins if both exist)."""
+    found: dict[int, Path] = {}
+    directory = Path(ckpt_dir)
+    for path in sorted(directory.glob("epoch*.ckpt")) if directory.is_dir() else []:
+        match = SNAPSHOT_RE.match(path.name)
+        if match and (int(match.group(1)) not in found or "_" in path.name):
+            found[int(match.group(1))] = path
+    return sorted(found.items())
 
 
 class CheckpointError(RuntimeError):

@@ -1,7 +1,7 @@
 """Evaluate a run or a checkpoint: loss and accuracy per split.
 
     uv run python -m project.eval outputs/2025-01-01/12-00-00             # its last.ckpt
-    uv run python -m project.eval outputs/.../checkpoints/epoch=000500.ckpt
+    uv run python -m project.eval outputs/.../checkpoints/epoch_000500.ckpt
     uv run python -m project.eval <run dir> --json                         # machine-readable
 
 Like lightning-hydra-template's ``eval.py``: the task and the LightningModule are rebuilt from the
@@ -25,10 +25,12 @@ def resolve(target: str | Path) -> tuple[Path, Path]:
     if target.is_dir():
         run_dir, ckpt = target, target / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
-            snapshots = sorted((target / "checkpoints").glob("epoch=*.ckpt"))
+            from project.checkpoint import snapshot_paths
+
+            snapshots = snapshot_paths(target / "checkpoints")  # old epoch=N.ckpt names too
             if not snapshots:
                 raise FileNotFoundError(f"{target} has no checkpoints/last.ckpt or snapshot")
-            ckpt = snapshots[-1]
+            ckpt = snapshots[-1][1]
         return ckpt, run_dir
     run_dir = target.absolute().parent.parent
     if not (run_dir / "resolved_config.yaml").is_file():

@@ -67,7 +67,7 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(metrics.columns)
     assert any(c.startswith("lr") for c in metrics.columns)  # LearningRateMonitor
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert (run / "checkpoints" / "epoch=000004.ckpt").is_file()
+    assert (run / "checkpoints" / "epoch_000004.ckpt").is_file()
 
     # resume in the same run dir, continuing the epoch count
     last = run / "checkpoints" / "last.ckpt"

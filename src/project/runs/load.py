@@ -16,7 +16,6 @@ Metric history comes from the first source present: ``csv_logs/metrics.csv`` (CS
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,12 @@ import torch
 import yaml
 from torch import nn
 
-from project.checkpoint import load_checkpoint
+from project.checkpoint import SNAPSHOT_RE, load_checkpoint, snapshot_paths  # noqa: F401
 
 # classes renamed since older runs were written: their run dirs still load
 LEGACY_TARGETS = {
     "project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule"
 }
-SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")
 _PROGRESS_TO_METRIC = {
     "train_loss": "train/loss",
     "train_acc": "train/acc",
@@ -192,9 +190,5 @@ def load_run(run_dir: str | Path) -> Run:
         metrics, source = _metrics_from_progress(progress), "progress.jsonl"
     if "epoch" not in metrics and "step" in metrics:
         metrics["epoch"] = metrics["step"]
-    snapshots = []
-    for path in (run_dir / "checkpoints").glob("epoch=*.ckpt"):
-        match = SNAPSHOT_RE.match(path.name)
-        if match:
-            snapshots.append((int(match.group(1)), path))
-    return Run(run_dir, config or {}, metrics, progress, source, sorted(snapshots))
+    snapshots = snapshot_paths(run_dir / "checkpoints")  # epoch_N.ckpt, and older epoch=N.ckpt
+    return Run(run_dir, config or {}, metrics, progress, source, snapshots)

@@ -50,6 +50,8 @@ def _override_value(overrides: list[str], key: str) -> str | None:
         k, sep, v = ov.lstrip("+~").partition("=")
         if sep and k == key:
             value = v
+    if value and len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]  # a quoted path: run.ckpt_path='.../epoch=000400.ckpt'
     return value
 
 

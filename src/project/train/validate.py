@@ -210,7 +210,11 @@ def _check_run(c: _Checker) -> None:
         else:
             if "optimizer_states" not in loaded or "loops" not in loaded:
                 last = Path(str(ckpt)).absolute().parent / "last.ckpt"
-                fix = f"; resume with run.ckpt_path={last}" if last.is_file() else ""
+                fix = (
+                    f"; resume the run with: python -m project.train.run run.ckpt_path={last}"
+                    if last.is_file()
+                    else ""
+                )
                 c.fail(
                     "run.ckpt_path",
                     "a complete training checkpoint (this is a weights-only snapshot: no optimiser "

@@ -1,7 +1,7 @@
 """Run checkpoints: ``last.ckpt`` (for resume) and periodic snapshots (for analysis over training).
 
 Both are Lightning ``ModelCheckpoint``s (``SnapshotCheckpoint``, ``LastCheckpoint``). Snapshots are
-named by completed epochs, ``epoch=000400.ckpt`` (``epoch=000000.ckpt`` is the
+named by completed epochs, ``epoch_000400.ckpt`` (``epoch_000000.ckpt`` is the
 initial model). Every write goes through ``AtomicCheckpointIO``: temp file, fsync, ``os.replace``,
 fsync of the directory, so a crash (even ``kill -9``) mid-write never leaves a truncated
 ``last.ckpt``: the previous one stays in place. Every read through it uses
@@ -102,10 +102,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def snapshot_name(epoch: int) -> str:
-    return f"epoch={epoch:06d}.ckpt"
-
-
 def rng_states() -> dict[str, Any]:
     """Python, NumPy and torch (CPU + CUDA) RNG states as plain types (``weights_only``-safe)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
@@ -168,8 +164,9 @@ def describe_checkpoint(path: Path) -> str:
 class SnapshotCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` with this template's conventions:
 
-    * ``{epoch}`` in ``filename`` counts *completed* epochs (``epoch=000500.ckpt`` holds the model
-      after 500 epochs; the paper's unit), and ``save_initial`` writes ``epoch=000000.ckpt``;
+    * ``{epoch}`` in ``filename`` counts *completed* epochs (``epoch_000500.ckpt`` holds the model
+      after 500 epochs; the paper's unit), and ``save_initial`` writes ``epoch_000000.ckpt``; no
+      ``=`` in the name, so the path is one plain override (``run.ckpt_path=.../epoch_000500.ckpt``);
     * never writes from non-finite weights (a diverged run keeps its last good checkpoint);
     * saves on the train epoch end, whatever the validation cadence.
 
@@ -191,7 +188,7 @@ class SnapshotCheckpoint(ModelCheckpoint):
         self,
         dirpath: str,
         every_n_epochs: int = 500,
-        filename: str = "epoch={epoch:06d}",
+        filename: str = "epoch_{epoch:06d}",
         save_top_k: int = -1,
         save_initial: bool = True,
         log_spaced: int = 0,
