@@ -264,7 +264,7 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         if (untrusted := _replayed_untrusted(cfg)) is not None:
             raise PreflightError([untrusted])  # before anything of the stored run is built
         errors = validate_config(cfg, reference)
-        lines += [str(e) for e in errors if str(e) not in lines]
+        lines += [line for line in _stale_key_lines(errors, job) if line not in lines]
         bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
@@ -272,6 +272,40 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
     lines += [line for line in _build_errors(checked, reference) if line not in lines]
     if lines:
         raise PreflightError(lines)
+
+
+def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
+    """The errors as lines; where the command line replaced a node's ``_target_`` and the node's
+    other keys (left from the config it came with) are not the new class's, one line for them
+    all instead of one per key."""
+    replaced = {
+        ov.lstrip("+~").partition("=")[0][: -len("._target_")]: ov.partition("=")[2]
+        for ov in overrides
+        if ov.lstrip("+~").partition("=")[0].endswith("._target_")
+    }
+    stale: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for err in errors:
+        node, _, key = err.key.rpartition(".")
+        if node in replaced and str(err.allowed).startswith("a known key"):
+            if node not in stale:
+                stale[node] = []
+                lines.append(node)  # placeholder, filled below
+            stale[node].append(key)
+        else:
+            lines.append(str(err))
+    for node, keys in stale.items():
+        target = replaced[node]
+        found = constructor_signature(target)
+        takes = ", ".join(found[0]) if isinstance(found, tuple) else "?"
+        drop = " ".join(f"~{node}.{k}" for k in keys)
+        lines[lines.index(node)] = (
+            f"{node}._target_={target} is invalid: allowed a class that takes the node's keys; "
+            f"{target.rpartition('.')[2]} does not take {', '.join(keys)} (left from the config "
+            f"it replaced: drop them with {drop}, or write a config for it); "
+            f"it takes {takes}"
+        )
+    return [line for line in lines if line]
 
 
 def _replayed_untrusted(cfg: DictConfig) -> str | None:
