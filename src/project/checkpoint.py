@@ -51,6 +51,21 @@ def snapshot_paths(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
     return sorted(found.items())
 
 
+def completed_epochs(checkpoint: dict[str, Any]) -> int:
+    """Epochs completed when the checkpoint was written (the one convention of every output).
+
+    Lightning's ``epoch`` entry is the 0-based index of the epoch being run (``epoch=0`` is both
+    the initial model and the model after one epoch); the fit loop's ``processed`` count is exact,
+    and a weights-only file without loop state falls back to the step count."""
+    progress = (((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
+                or {}).get("current") or {}  # fmt: skip
+    if isinstance(progress.get("processed"), int):
+        return int(progress["processed"])
+    if not checkpoint.get("global_step"):
+        return 0
+    return int(checkpoint.get("epoch", 0)) + 1
+
+
 class CheckpointError(RuntimeError):
     """The file is missing, truncated, not a checkpoint, or carries a non-plain (unsafe) payload."""
 

@@ -41,12 +41,13 @@ def resolve(target: str | Path) -> tuple[Path, Path]:
 
 
 def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
-    """``{split: {"loss", "acc"}}`` plus ``checkpoint`` and ``epoch`` for a run dir or checkpoint."""
+    """``{split: {"loss", "acc"}}`` plus ``checkpoint`` and ``epoch`` (completed epochs) for a run
+    dir or checkpoint."""
     import lightning as L
     from hydra.utils import instantiate
     from omegaconf import DictConfig, OmegaConf
 
-    from project.checkpoint import read_checkpoint
+    from project.checkpoint import completed_epochs, read_checkpoint
     from project.train.assemble import fill_net_sizes, instantiate_task
     from project.trust import check_stored, searchpath_dirs
 
@@ -73,7 +74,8 @@ def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> 
     )
     datamodule.setup("validate")
     loaders = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader}
-    results: dict[str, Any] = {"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")}
+    # completed epochs, as in the summary ("finished after 5 epochs" -> "epoch": 5)
+    results: dict[str, Any] = {"checkpoint": str(ckpt_path), "epoch": completed_epochs(ckpt)}
     for split in splits:
         (metrics,) = trainer.validate(module, dataloaders=loaders[split](), verbose=False)
         results[split] = {"loss": metrics["val/loss"], "acc": metrics["val/acc"]}
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"checkpoint: {results['checkpoint']}")
+    print(f"checkpoint: {results['checkpoint']} (after {results['epoch']} epochs)")
     print(f"{'split':<6} {'loss':>10} {'acc':>8}")
     for split in ("train", "val"):
         row = results[split]

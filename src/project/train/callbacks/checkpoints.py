@@ -152,13 +152,13 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
 
 def describe_checkpoint(path: Path) -> str:
     """``'<path> (after N epochs, step S)'`` for messages, or a note that none exists."""
-    from project.checkpoint import CheckpointError, read_checkpoint
+    from project.checkpoint import CheckpointError, completed_epochs, read_checkpoint
 
     try:
         ckpt = read_checkpoint(path)
     except CheckpointError:
         return f"none ({path} does not exist or is unreadable)"
-    return f"{path} (after {ckpt.get('epoch', 0) + 1} epochs, step {ckpt.get('global_step')})"
+    return f"{path} (after {completed_epochs(ckpt)} epochs, step {ckpt.get('global_step')})"
 
 
 class SnapshotCheckpoint(ModelCheckpoint):
