@@ -28,6 +28,9 @@ from torch import nn
 
 from project.data.base import IGNORE_INDEX
 from project.optim import check_grokfast_args, make_grad_filter
+from project.utils.quiet import quiet_libraries
+
+quiet_libraries()  # every command that trains or evaluates imports this module: no library noise
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch, pos]
 LOSS_DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -232,6 +232,10 @@ class SnapshotCheckpoint(ModelCheckpoint):
         self.dense_min_change = float(dense_min_change)
         self._dense_ref: float | None = None  # monitored value at the last snapshot
 
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        """Lightning warns "Checkpoint directory ... exists and is not empty" at every resume:
+        a resumed run writes into its own run dir's ``checkpoints/`` by design (no switch)."""
+
     def is_log_epoch(self, epoch: int) -> bool:
         """Whether ``epoch`` (completed) is one of the ``log_spaced`` epochs."""
         if not self.log_spaced or epoch < 1:
