@@ -59,3 +59,18 @@ def test_a_replaced_target_names_its_stale_keys_in_one_line(
     (line,) = _lines([*USER, f"data._target_={target}"], tmp_path, capsys)
     assert line.startswith(f"error: data._target_={target} is invalid: allowed a class that takes")
     assert "does not take n_digits, n_examples" in line and "~data.n_digits" in line
+
+
+def test_an_optimiser_value_is_checked_without_building_the_task_or_module(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``model.optimizer.lr=-1``: the optimiser is built on a dummy parameter with torch alone;
+    the task and module (which import Lightning, seconds) are the default's and not built."""
+    import project.train.assemble as assemble
+
+    def fail(*args: object, **kwargs: object) -> list[str]:
+        raise AssertionError("check_buildable was called")
+
+    monkeypatch.setattr(assemble, "check_buildable", fail)
+    (line,) = _lines(["model.optimizer.lr=-1"], tmp_path, capsys)
+    assert line.startswith("error: model.optimizer.lr=-1 is invalid: allowed a number >= 0")

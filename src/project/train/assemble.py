@@ -116,7 +116,7 @@ def check_buildable(
             errors.append(error_line("data", exc, OmegaConf.to_container(cfg.data, resolve=False)))
     if "model" in skip:
         return errors
-    errors += _optimizer_errors(cfg)
+    errors += optimizer_errors(cfg)
     if datamodule is None:  # the net's sizes come from the task
         return errors
     try:
@@ -278,7 +278,7 @@ def _module_error_line(cfg: DictConfig, exc: BaseException) -> str:
     return error_line("model", exc, OmegaConf.to_container(cfg.model, resolve=False))
 
 
-def _optimizer_errors(cfg: DictConfig) -> list[str]:
+def optimizer_errors(cfg: DictConfig) -> list[str]:
     """Call the optimiser and scheduler partials on a dummy parameter: their own checks run."""
     import torch
     from hydra.utils import instantiate

@@ -353,10 +353,32 @@ def _build_errors(
                 checkpoint = read_checkpoint(ckpt)
             except CheckpointError:
                 checkpoint = None  # already reported by validate_config
-        from project.train.assemble import check_buildable
+        from project.train.assemble import check_buildable, optimizer_errors
 
-        lines += [line for line in check_buildable(cfg, checkpoint, bad) if line not in lines]
+        if checkpoint is None and _only_optimizer_changed(cfg, reference):
+            # the task and the net are the default's (known to build): the optimiser and scheduler
+            # are checked on a dummy parameter with torch alone, without importing Lightning
+            new = optimizer_errors(cfg) if "model" not in bad else []
+        else:
+            new = check_buildable(cfg, checkpoint, bad)
+        lines += [line for line in new if line not in lines]
     return lines
+
+
+def _only_optimizer_changed(cfg: DictConfig, reference: DictConfig) -> bool:
+    """Whether ``data`` and ``model`` equal the reference's but for the optimiser/scheduler."""
+    if cfg.get("data") != reference.get("data") or OmegaConf.select(
+        cfg, "seed"
+    ) != OmegaConf.select(reference, "seed"):
+        return False
+    mine = OmegaConf.to_container(cfg.model, resolve=False)
+    theirs = OmegaConf.to_container(reference.model, resolve=False)
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return False
+    skip = ("optimizer", "scheduler")
+    return {k: v for k, v in mine.items() if k not in skip} == {
+        k: v for k, v in theirs.items() if k not in skip
+    }
 
 
 def _pair_key(cfg: DictConfig) -> str:
