@@ -79,3 +79,35 @@ def test_old_snapshot_names_are_still_read(
     quoted = f"run.ckpt_path='{old}/checkpoints/epoch=000001.ckpt'"
     (line,) = _refused([quoted], capsys)
     assert "weights-only snapshot" in line
+
+
+def test_eval_report_generate_of_a_run_whose_package_is_not_importable(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A user's run read by a process that cannot import the user's package: one line, exit 2,
+    with the fix (the package's directory found from the run's ``hydra.searchpath``)."""
+    import yaml
+
+    from project import eval as eval_module
+    from project import generate
+    from project.runs import report
+
+    user = tmp_path / "user"
+    (user / "configs" / "data").mkdir(parents=True)
+    (user / "ghost_pkg").mkdir()  # the package is there, but not on this process's path
+    (user / "configs" / "data" / "ghost.yaml").write_text("_target_: ghost_pkg.tasks.GhostTask\n")
+    ghost = tmp_path / "ghost_run"
+    shutil.copytree(run, ghost)
+    config = yaml.safe_load((ghost / "resolved_config.yaml").read_text())
+    config["data"]["_target_"] = "ghost_pkg.tasks.GhostTask"
+    (ghost / "resolved_config.yaml").write_text(yaml.safe_dump(config))
+    hydra = yaml.safe_load((ghost / ".hydra" / "hydra.yaml").read_text())
+    hydra["hydra"]["searchpath"] = [f"file://{user / 'configs'}"]
+    (ghost / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump(hydra))
+    for main in (eval_module.main, report.main):
+        assert main([str(ghost)]) == 2, main
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert "data._target_='ghost_pkg.tasks.GhostTask' cannot be imported" in line, line
+        assert f"PYTHONPATH={user} uv run python -m" in line and "uv run --project" in line
+    assert generate.main([str(ghost)]) == 2  # generation needs a text task: one line too
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -405,6 +405,10 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
         if isinstance(signature, Exception):
             detail = [ln for ln in str(signature).splitlines() if "No module named" in ln]
             reason = detail[0].strip() if detail else type(signature).__name__
+            if detail:
+                from project.trust import import_fix
+
+                reason += f"; {import_fix(str(target))}"
             c.fail(f"{node_key}._target_", f"an importable class ({reason})", target)
             continue
         names, hints, takes_any = signature
