@@ -356,7 +356,7 @@ def _forwarded_base(cls: type) -> str | None:
 
     base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
     try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls.__init__)))
+        tree = ast.parse(textwrap.dedent(inspect.getsource(vars(cls).get("__init__", cls))))
         init = tree.body[0]
         kwarg = (
             init.args.kwarg.arg if isinstance(init, ast.FunctionDef) and init.args.kwarg else None

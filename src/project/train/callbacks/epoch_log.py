@@ -81,8 +81,15 @@ _ORIGINAL_SHOWWARNING = warnings.showwarning
 def capture_warnings() -> None:
     """Every warning shown from now on also goes to ``run.log`` (the console still shows it)."""
 
-    def show(message: Any, category: Any, filename: str, lineno: int, *args: Any) -> None:
-        _ORIGINAL_SHOWWARNING(message, category, filename, lineno, *args)
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        _ORIGINAL_SHOWWARNING(message, category, filename, lineno, file, line)
         logging.getLogger("py.warnings").warning(
             "%s:%s: %s: %s", filename, lineno, category.__name__, message
         )
