@@ -196,7 +196,7 @@ class LitCausalLM(L.LightningModule):
         loss = self._log_epoch("train")
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"non-finite train loss ({loss.item()}) at epoch {self.current_epoch}"
+                f"non-finite train loss ({loss.item()}) in epoch {self.current_epoch + 1}"
             )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -136,7 +136,8 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
     Diverged = a non-finite parameter, or a non-finite ``*loss`` among the latest logged metrics
     (finite but huge weights can overflow to a NaN validation loss one epoch before the train loss).
     """
-    epoch = trainer.current_epoch
+    # the epoch being run, 1-based (epoch 9 diverged: 8 completed; the summary's convention)
+    epoch = int(trainer.fit_loop.epoch_progress.current.processed)
     params = [p.detach() for p in pl_module.parameters()]
     if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
         raise NonFiniteLossError(
@@ -146,7 +147,7 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
     for key, value in trainer.callback_metrics.items():
         if key.endswith("loss") and not bool(torch.isfinite(torch.as_tensor(value)).all()):
             raise NonFiniteLossError(
-                f"non-finite {key} ({float(value)}) at epoch {epoch}; not writing {path.name}"
+                f"non-finite {key} ({float(value)}) in epoch {epoch}; not writing {path.name}"
             )
 
 
