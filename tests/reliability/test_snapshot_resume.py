@@ -50,10 +50,28 @@ def test_a_weights_only_snapshot_is_refused_with_the_command_that_works(
     (line,) = _refused([f"run.ckpt_path={snapshot}"], capsys)  # unquoted; the run's config reused
     assert line.startswith(f"error: run.ckpt_path='{snapshot}' is invalid"), line
     assert "weights-only snapshot" in line
+    last = run / "checkpoints" / "last.ckpt"
+    assert f"resume the run with: python -m project.train.run run.ckpt_path={last}" in line
     assert line.endswith(
-        f"resume the run with: python -m project.train.run run.ckpt_path={run}/checkpoints/last.ckpt"
+        f"or start a new run from its weights with: python -m project.train.run "
+        f"run.init_from={snapshot}"
     )
     assert run_dirs(run.parents[1]) == before
+
+
+def test_a_new_run_starts_from_a_snapshots_weights_and_says_so(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    snapshot = run / "checkpoints" / "epoch_000001.ckpt"
+    new = train_in_process(tmp_path, f"run.init_from={snapshot}", "trainer.max_epochs=1")
+    assert new.parent.parent == tmp_path / "outputs"  # a run dir of its own
+    assert f"a new run from the weights of {snapshot} (after 1 epoch)" in capsys.readouterr().out
+    start = torch.load(new / "checkpoints" / "epoch_000000.ckpt", weights_only=True)["state_dict"]
+    weights = torch.load(snapshot, weights_only=True)["state_dict"]
+    assert start.keys() == weights.keys()
+    assert all(torch.equal(start[k], weights[k]) for k in weights)  # the run's config reused
 
 
 def test_a_complete_snapshot_resumes_with_the_runs_config(run: Path) -> None:

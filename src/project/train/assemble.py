@@ -337,24 +337,25 @@ def _resume_mismatch(cfg: DictConfig, module: Any, checkpoint: dict[str, Any]) -
     current = OmegaConf.select(cfg, "model.net")
     if not isinstance(saved, dict) or not isinstance(current, DictConfig):
         return []
+    key = "run.ckpt_path" if OmegaConf.select(cfg, "run.ckpt_path") else "run.init_from"
     try:  # never quote a crafted target back as "allowed"
-        ckpt_path = OmegaConf.select(cfg, "run.ckpt_path")
+        ckpt_path = OmegaConf.select(cfg, key)
         dirs = searchpath_dirs(find_run_dir(ckpt_path)) if ckpt_path else []
-        check_stored(saved, "model.net", "run.ckpt_path's checkpoint (hyper_parameters.net)", dirs)
+        check_stored(saved, "model.net", f"{key}'s checkpoint (hyper_parameters.net)", dirs)
     except UntrustedTargetError as exc:
         return [str(exc)]
     current_dict = OmegaConf.to_container(current, resolve=True)
     assert isinstance(current_dict, dict)
     lines = []
-    for key, value in current_dict.items():
-        if key in saved and saved[key] != value and key != "_target_":
+    for name, value in current_dict.items():
+        if name in saved and saved[name] != value and name != "_target_":
             lines.append(
-                f"model.net.{key!s}={value!r} is invalid: allowed {saved[key]!r}, the value in "
-                "run.ckpt_path's checkpoint (a resumed run builds the same net)"
+                f"model.net.{name!s}={value!r} is invalid: allowed {saved[name]!r}, the value in "
+                f"{key}'s checkpoint (its weights need the same net)"
             )
     if saved.get("_target_") != current_dict.get("_target_"):
         lines.append(
             f"model.net._target_={current_dict.get('_target_')!r} is invalid: allowed "
-            f"{saved.get('_target_')!r}, the net in run.ckpt_path's checkpoint"
+            f"{saved.get('_target_')!r}, the net in {key}'s checkpoint"
         )
     return lines

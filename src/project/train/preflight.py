@@ -56,8 +56,13 @@ def _override_value(overrides: list[str], key: str) -> str | None:
 
 
 def resume_overrides(overrides: list[str]) -> list[str]:
-    """Resume in the checkpoint's own run dir with that run's overrides, unless told otherwise."""
+    """Resume in the checkpoint's own run dir with that run's overrides, unless told otherwise.
+    ``run.init_from=<a checkpoint of a run dir>`` (a new run from its weights) reuses that run's
+    overrides too, so the net is built the same, but gets a run dir of its own."""
     ckpt = _override_value(overrides, "run.ckpt_path")
+    new_run = not ckpt or ckpt == "null"
+    if new_run:
+        ckpt = _override_value(overrides, "run.init_from")
     if not ckpt or ckpt == "null" or _override_value(overrides, "hydra.run.dir") is not None:
         return overrides
     run_dir = find_run_dir(ckpt)
@@ -65,7 +70,8 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         return overrides
     saved = run_dir / ".hydra" / "overrides.yaml"
     previous = yaml.safe_load(saved.read_text()) if saved.is_file() else []
-    skip = ("run.ckpt_path=", "hydra.run.dir=")
+    skip = ("run.ckpt_path=", "hydra.run.dir=", "run.init_from=")
+    skip += ("run.name=",) if new_run else ()  # a new run: named by this command line
     previous = [ov for ov in previous or [] if not ov.lstrip("+~").startswith(skip)]
     hydra_file = run_dir / ".hydra" / "hydra.yaml"  # the user's config dirs (hydra.searchpath)
     if hydra_file.is_file():
@@ -74,7 +80,9 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         previous = [
             o for o in hydra_overrides or [] if o.startswith("hydra.searchpath=")
         ] + previous
-    return [*previous, *overrides, f"hydra.run.dir={run_dir}"]
+    return (
+        [*previous, *overrides] if new_run else [*previous, *overrides, f"hydra.run.dir={run_dir}"]
+    )
 
 
 def finished_run(overrides: list[str]) -> str | None:
@@ -311,7 +319,7 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
 def _replayed_untrusted(cfg: DictConfig) -> str | None:
     """Resuming a run dir replays its stored overrides (and ``hydra.searchpath``): that is data,
     so every ``_target_`` of the config they compose must pass ``project.trust``."""
-    ckpt = OmegaConf.select(cfg, "run.ckpt_path")
+    ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
     run_dir = find_run_dir(ckpt) if ckpt else None
     if run_dir is None:
         return None
@@ -340,7 +348,7 @@ def _build_errors(
         key = _pair_key(cfg)
         if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
             continue
-        ckpt = OmegaConf.select(cfg, "run.ckpt_path")
+        ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
         changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
         if changed <= set(bad) and not ckpt:
             continue  # what differs from the default is already reported
@@ -386,7 +394,9 @@ def _pair_key(cfg: DictConfig) -> str:
     parts = [
         OmegaConf.to_container(v, resolve=False) if isinstance(v, DictConfig) else v for v in parts
     ]
-    return repr([*parts, OmegaConf.select(cfg, "run.ckpt_path")])
+    return repr(
+        [*parts, OmegaConf.select(cfg, "run.ckpt_path"), OmegaConf.select(cfg, "run.init_from")]
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -72,6 +72,23 @@ def building(key: str, node: Any, run_dir: Path | None) -> Iterator[None]:
         reject([error_line(key, exc, node)], run_dir)
 
 
+def start_from_weights(module: Any, path: str, run_dir: Path) -> None:
+    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
+    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Said on one line."""
+    from project.checkpoint import completed_epochs, read_checkpoint
+
+    weights = read_checkpoint(path)
+    with building("run.init_from", None, run_dir):
+        module.load_state_dict(weights["state_dict"])
+    done = completed_epochs(weights)
+    line = (
+        f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
+        "the optimiser, schedule and epoch count start fresh"
+    )
+    print(line, flush=True)
+    log.info(line)
+
+
 def build_callbacks(
     cfg: DictConfig,
     with_loggers: bool = True,
@@ -128,6 +145,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
     with building("model", cfg.model, run_dir):
         module = hydra.utils.instantiate(cfg.model)
+    init_from = OmegaConf.select(cfg, "run.init_from")
+    if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its own weights
+        start_from_weights(module, str(init_from), run_dir)
     with building("logger", cfg.get("logger"), run_dir):
         loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, bool(loggers), run_dir, datamodule)

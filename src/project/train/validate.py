@@ -215,12 +215,29 @@ def _check_run(c: _Checker) -> None:
                     if last.is_file()
                     else ""
                 )
+                fix += (
+                    "; or start a new run from its weights with: python -m project.train.run "
+                    f"run.init_from={Path(str(ckpt)).absolute()}"
+                )
                 c.fail(
                     "run.ckpt_path",
                     "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
                     f"or loop state to resume from){fix}",
                     ckpt,
                 )
+    init = c.get("run.init_from")
+    if init is not None:
+        from project.checkpoint import CheckpointError, read_checkpoint
+
+        try:
+            weights = read_checkpoint(init)
+        except CheckpointError as exc:
+            c.fail("run.init_from", f"an existing checkpoint ({exc})", init)
+        else:
+            if not isinstance(weights.get("state_dict"), dict):
+                c.fail("run.init_from", "a checkpoint with weights (no state_dict in it)", init)
+        if ckpt is not None:
+            c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
     root = c.get("run.output_root")
     if root is not None and not str(root).strip():
         c.fail("run.output_root", "a directory path (empty would write runs into the cwd)", root)
