@@ -60,6 +60,9 @@ class EpochLog(Callback):
         if self.every_n_epochs is None:
             self._cadence = int(trainer.check_val_every_n_epoch or 1)
 
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self._logged = trainer.current_epoch  # a resumed run: its epochs so far were logged before
+
     def _emit(self, trainer: Any, final: bool) -> None:
         done = trainer.current_epoch
         if not self._cadence or not trainer.is_global_zero or done <= 0 or done == self._logged:
