@@ -70,7 +70,7 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         return overrides
     saved = run_dir / ".hydra" / "overrides.yaml"
     previous = yaml.safe_load(saved.read_text()) if saved.is_file() else []
-    skip = ("run.ckpt_path=", "hydra.run.dir=", "run.init_from=")
+    skip: tuple[str, ...] = ("run.ckpt_path=", "hydra.run.dir=", "run.init_from=")
     skip += ("run.name=",) if new_run else ()  # a new run: named by this command line
     previous = [ov for ov in previous or [] if not ov.lstrip("+~").startswith(skip)]
     hydra_file = run_dir / ".hydra" / "hydra.yaml"  # the user's config dirs (hydra.searchpath)

@@ -137,7 +137,8 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
     (finite but huge weights can overflow to a NaN validation loss one epoch before the train loss).
     """
     # the epoch being run, 1-based (epoch 9 diverged: 8 completed; the summary's convention)
-    epoch = int(trainer.fit_loop.epoch_progress.current.processed)
+    progress = trainer.fit_loop.epoch_progress.current
+    epoch = int(getattr(progress, "processed", trainer.current_epoch + 1))
     params = [p.detach() for p in pl_module.parameters()]
     if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
         raise NonFiniteLossError(
