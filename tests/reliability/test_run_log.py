@@ -3,13 +3,17 @@ run killed with ``kill -9`` leaves a log that shows how far it got; warnings go 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import SMALL, cli_env, run_dirs
 
@@ -49,3 +53,19 @@ def test_a_killed_runs_log_shows_how_far_it_got(tmp_path: Path) -> None:
     (run,) = run_dirs(tmp_path / "outputs")
     epochs = [int(m.group(1)) for m in lines]
     assert epochs[:3] == [1, 2, 3], (run / "run.log").read_text()[-2000:]
+
+
+def test_warnings_reach_the_log_and_the_console(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from project.train.callbacks import epoch_log
+
+    shown: list[str] = []  # what the console's showwarning was given
+    monkeypatch.setattr(epoch_log, "_ORIGINAL_SHOWWARNING", lambda m, *a: shown.append(str(m)))
+    monkeypatch.setattr(warnings, "showwarning", warnings.showwarning)  # restored afterwards
+    epoch_log.capture_warnings()
+    with caplog.at_level(logging.WARNING, logger="py.warnings"), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("the data loader is slow", UserWarning, stacklevel=1)
+    assert "UserWarning: the data loader is slow" in caplog.text  # -> run.log (root handler)
+    assert shown == ["the data loader is slow"]  # still on the console
