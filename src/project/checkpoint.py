@@ -17,6 +17,7 @@ the hash (no ``integrity`` entry) still load.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,43 @@ from torch import nn
 
 INTEGRITY_KEY = "integrity"
 HASH_SCHEME = "sha256/v1"
+
+
+# snapshot names: epoch_000400.ckpt (no "=": a path that Hydra's command line parses unquoted);
+# runs written before that used epoch=000400.ckpt, which every reader still accepts
+SNAPSHOT_RE = re.compile(r"^epoch[_=](\d+)\.ckpt$")
+
+
+def snapshot_name(epoch: int) -> str:
+    """The file name of the snapshot after ``epoch`` completed epochs."""
+    return f"epoch_{epoch:06d}.ckpt"
+
+
+def snapshot_paths(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
+    """``(completed epochs, path)`` of every snapshot in a checkpoint dir (old names too),
+    ascending; one per epoch (the new name wins if both exist)."""
+    found: dict[int, Path] = {}
+    directory = Path(ckpt_dir)
+    for path in sorted(directory.glob("epoch*.ckpt")) if directory.is_dir() else []:
+        match = SNAPSHOT_RE.match(path.name)
+        if match and (int(match.group(1)) not in found or "_" in path.name):
+            found[int(match.group(1))] = path
+    return sorted(found.items())
+
+
+def completed_epochs(checkpoint: dict[str, Any]) -> int:
+    """Epochs completed when the checkpoint was written (the one convention of every output).
+
+    Lightning's ``epoch`` entry is the 0-based index of the epoch being run (``epoch=0`` is both
+    the initial model and the model after one epoch); the fit loop's ``processed`` count is exact,
+    and a weights-only file without loop state falls back to the step count."""
+    progress = (((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
+                or {}).get("current") or {}  # fmt: skip
+    if isinstance(progress.get("processed"), int):
+        return int(progress["processed"])
+    if not checkpoint.get("global_step"):
+        return 0
+    return int(checkpoint.get("epoch", 0)) + 1
 
 
 class CheckpointError(RuntimeError):

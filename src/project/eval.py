@@ -1,7 +1,7 @@
 """Evaluate a run or a checkpoint: loss and accuracy per split.
 
     uv run python -m project.eval outputs/2025-01-01/12-00-00             # its last.ckpt
-    uv run python -m project.eval outputs/.../checkpoints/epoch=000500.ckpt
+    uv run python -m project.eval outputs/.../checkpoints/epoch_000500.ckpt
     uv run python -m project.eval <run dir> --json                         # machine-readable
 
 Like lightning-hydra-template's ``eval.py``: the task and the LightningModule are rebuilt from the
@@ -25,10 +25,12 @@ def resolve(target: str | Path) -> tuple[Path, Path]:
     if target.is_dir():
         run_dir, ckpt = target, target / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
-            snapshots = sorted((target / "checkpoints").glob("epoch=*.ckpt"))
+            from project.checkpoint import snapshot_paths
+
+            snapshots = snapshot_paths(target / "checkpoints")  # old epoch=N.ckpt names too
             if not snapshots:
                 raise FileNotFoundError(f"{target} has no checkpoints/last.ckpt or snapshot")
-            ckpt = snapshots[-1]
+            ckpt = snapshots[-1][1]
         return ckpt, run_dir
     run_dir = target.absolute().parent.parent
     if not (run_dir / "resolved_config.yaml").is_file():
@@ -39,12 +41,13 @@ def resolve(target: str | Path) -> tuple[Path, Path]:
 
 
 def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
-    """``{split: {"loss", "acc"}}`` plus ``checkpoint`` and ``epoch`` for a run dir or checkpoint."""
+    """``{split: {"loss", "acc"}}`` plus ``checkpoint`` and ``epoch`` (completed epochs) for a run
+    dir or checkpoint."""
     import lightning as L
     from hydra.utils import instantiate
     from omegaconf import DictConfig, OmegaConf
 
-    from project.checkpoint import read_checkpoint
+    from project.checkpoint import completed_epochs, read_checkpoint
     from project.train.assemble import fill_net_sizes, instantiate_task
     from project.trust import check_stored, searchpath_dirs
 
@@ -71,7 +74,8 @@ def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> 
     )
     datamodule.setup("validate")
     loaders = {"train": datamodule.train_dataloader, "val": datamodule.val_dataloader}
-    results: dict[str, Any] = {"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch")}
+    # completed epochs, as in the summary ("finished after 5 epochs" -> "epoch": 5)
+    results: dict[str, Any] = {"checkpoint": str(ckpt_path), "epoch": completed_epochs(ckpt)}
     for split in splits:
         (metrics,) = trainer.validate(module, dataloaders=loaders[split](), verbose=False)
         results[split] = {"loss": metrics["val/loss"], "acc": metrics["val/acc"]}
@@ -93,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"checkpoint: {results['checkpoint']}")
+    print(f"checkpoint: {results['checkpoint']} (after {results['epoch']} epochs)")
     print(f"{'split':<6} {'loss':>10} {'acc':>8}")
     for split in ("train", "val"):
         row = results[split]

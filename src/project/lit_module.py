@@ -28,6 +28,9 @@ from torch import nn
 
 from project.data.base import IGNORE_INDEX
 from project.optim import check_grokfast_args, make_grad_filter
+from project.utils.quiet import quiet_libraries
+
+quiet_libraries()  # every command that trains or evaluates imports this module: no library noise
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch, pos]
 LOSS_DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -193,7 +196,7 @@ class LitCausalLM(L.LightningModule):
         loss = self._log_epoch("train")
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
-                f"non-finite train loss ({loss.item()}) at epoch {self.current_epoch}"
+                f"non-finite train loss ({loss.item()}) in epoch {self.current_epoch + 1}"
             )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

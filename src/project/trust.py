@@ -51,6 +51,31 @@ class UntrustedTargetError(ValueError):
     """A stored config names a ``_target_`` that the rule does not allow; nothing was called."""
 
 
+class NotImportableError(UntrustedTargetError):
+    """A stored config names a class (allowed by the rule) whose package this process cannot
+    import: the user's package is not on the path. A subclass of ``UntrustedTargetError`` so
+    every reader reports it the same way (one line, exit 2)."""
+
+
+def import_fix(target: str, config_dirs: Iterable[str | Path] = ()) -> str:
+    """How to make ``target``'s package importable, with its directory when a config dir's
+    parent holds it (``<pkg dir>/configs`` on ``hydra.searchpath``)."""
+    top = str(target).split(".")[0]
+    where = "<the directory that holds it>"
+    for directory in config_dirs:
+        for parent in (Path(directory).resolve().parent, Path(directory).resolve()):
+            if (parent / top).is_dir() or (parent / f"{top}.py").is_file():
+                where = str(parent)
+                break
+        else:
+            continue
+        break
+    return (
+        f"make the package {top!r} importable: PYTHONPATH={where} uv run python -m ..., or "
+        f"from {where}: uv run --project <the template clone> python -m ..."
+    )
+
+
 def locate(target: str) -> Any:
     """``hydra.utils.get_object`` without its ``log.error`` (which, before Hydra sets up logging,
     prints three extra lines to stderr above our one-line error)."""
@@ -179,6 +204,12 @@ def check_stored(node: Any, key: str, source: str, config_dirs: Iterable[str | P
                 try:
                     obj = locate(target)
                 except Exception as exc:
+                    missing = _missing_module(exc)
+                    if missing is not None:
+                        raise NotImportableError(
+                            f"{source}: {where}._target_={target!r} cannot be imported (No module "
+                            f"named {missing!r}); {import_fix(target, config_dirs)}"
+                        ) from None
                     raise refuse(where, target, f"it cannot be imported ({exc})") from None
                 if problem := _kind_problem(where, target, obj):
                     raise refuse(where, target, problem)
@@ -190,6 +221,20 @@ def check_stored(node: Any, key: str, source: str, config_dirs: Iterable[str | P
                 visit(child, f"{where}[{i}]")
 
     visit(node, key)
+
+
+def _missing_module(exc: BaseException) -> str | None:
+    """The module name of a ``ModuleNotFoundError`` anywhere in ``exc``'s chain (Hydra wraps it)."""
+    import re
+
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ModuleNotFoundError) and seen.name:
+            return seen.name
+        if match := re.search(r"No module named '([^']+)'", str(seen)):
+            return match.group(1)
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def instantiate_stored(

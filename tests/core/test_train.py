@@ -41,10 +41,10 @@ def test_run_dir_layout(grokked_run: Path) -> None:
         assert (grokked_run / rel).exists(), rel
     ckpts = sorted(p.name for p in (grokked_run / "checkpoints").iterdir())
     assert ckpts == [
-        "epoch=000000.ckpt",
-        "epoch=000020.ckpt",
-        "epoch=000040.ckpt",
-        "epoch=000060.ckpt",
+        "epoch_000000.ckpt",
+        "epoch_000020.ckpt",
+        "epoch_000040.ckpt",
+        "epoch_000060.ckpt",
         "last.ckpt",
     ]
     resolved = yaml.safe_load((grokked_run / "resolved_config.yaml").read_text())
@@ -86,8 +86,8 @@ def test_checkpoint_loads_safely_and_reproduces_logged_val_acc(grokked_run: Path
 
 
 def test_snapshots_differ_over_training(grokked_run: Path) -> None:
-    init, _ = load_checkpoint(grokked_run / "checkpoints" / "epoch=000000.ckpt")
-    later, _ = load_checkpoint(grokked_run / "checkpoints" / "epoch=000040.ckpt")
+    init, _ = load_checkpoint(grokked_run / "checkpoints" / "epoch_000000.ckpt")
+    later, _ = load_checkpoint(grokked_run / "checkpoints" / "epoch_000040.ckpt")
     assert not torch.equal(init.embed.W_E, later.embed.W_E)
 
 

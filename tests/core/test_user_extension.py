@@ -65,9 +65,9 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
     (run,) = run_dirs(tmp_path / "outputs")
     metrics = pd.read_csv(next(run.glob("csv_logs/**/metrics.csv")))
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= set(metrics.columns)
-    assert any(c.startswith("lr") for c in metrics.columns)  # LearningRateMonitor
+    assert "lr" in metrics.columns  # LearningRateMonitor: `lr` with or without a scheduler
     assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert (run / "checkpoints" / "epoch=000004.ckpt").is_file()
+    assert (run / "checkpoints" / "epoch_000004.ckpt").is_file()
 
     # resume in the same run dir, continuing the epoch count
     last = run / "checkpoints" / "last.ckpt"
@@ -112,6 +112,17 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
     assert report.returncode == 0, report.stderr[-3000:]
     html = (run / "report" / "index.html").read_text()
     assert "Training curves" in html and "my_project.ReverseTask" in html
+
+    # a sweep of the user's experiment (the README's "outside the clone" recipe, last step)
+    sweep = _run(
+        user_dir, tmp_path, *common, "trainer.max_epochs=1", "-m", "seed=0,1",
+        "hydra.sweep.dir=sweep",
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
+    assert jobs == ["0", "1"] and all(
+        (tmp_path / "sweep" / j / "summary.json").is_file() for j in jobs
+    )
 
 
 def test_a_bad_value_in_a_user_class_is_one_line_and_leaves_nothing(

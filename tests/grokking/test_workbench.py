@@ -88,6 +88,7 @@ def test_load_run_gives_config_history_and_lazy_snapshots(tb_run: Path) -> None:
     assert run.metrics_source == "tensorboard"
     assert len(run.history("train/loss")) == EPOCHS
     assert len(run.history("val/acc")) == EPOCHS  # SMALL validates every epoch
+    assert list(run.history("val/acc")["epoch"]) == list(range(1, EPOCHS + 1))  # completed
     assert list(run.progress["epoch"]) == list(range(0, EPOCHS + 1, EVERY))
     assert run.epochs == list(range(0, EPOCHS + 1, EVERY))
     snaps = run.snapshots()
@@ -111,7 +112,7 @@ def test_logger_none_still_records_progress_and_history(bare_run: Path) -> None:
     assert [r["epoch"] for r in records] == [0, 3, 6]
     run = load_run(bare_run)
     assert run.metrics_source == "progress.jsonl"
-    assert list(run.history("val/acc")["epoch"]) == [2, 5]  # logger convention: 0-based
+    assert list(run.history("val/acc")["epoch"]) == [3, 6]  # completed epochs, as everywhere
 
 
 def test_callback_rejects_bad_cadence() -> None:

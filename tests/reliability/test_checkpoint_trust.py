@@ -193,7 +193,7 @@ def test_every_checkpoint_carries_its_hash_and_a_flipped_bit_is_refused(
     last = finished_run / "checkpoints" / "last.ckpt"
     ckpt = read_checkpoint(last)
     assert ckpt["integrity"]["scheme"] == "sha256/v1" and len(ckpt["integrity"]["sha256"]) == 64
-    snapshot = finished_run / "checkpoints" / "epoch=000001.ckpt"
+    snapshot = finished_run / "checkpoints" / "epoch_000001.ckpt"
     assert "integrity" in read_checkpoint(snapshot)  # weights-only snapshots too
     for n_bytes, bit in ((16, None), (1, 0)):  # 16 bytes; one bit
         copy = tmp_path / f"flipped_{n_bytes}.ckpt"

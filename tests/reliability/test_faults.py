@@ -29,22 +29,25 @@ def test_nan_stops_run_names_epoch_keeps_last_good_checkpoint(
     assert exc.value.code == DIVERGED_EXIT_CODE
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error: ")]
     assert len(lines) == 1, lines
-    match = re.search(r"non-finite (\S+) \((nan|inf|-inf)\) at epoch (\d+)", lines[0])
+    match = re.search(r"non-finite (\S+) \((nan|inf|-inf)\) in epoch (\d+)", lines[0])
     assert match, lines[0]
-    bad_epoch = int(match.group(3))
+    bad_epoch = int(match.group(3))  # 1-based: bad_epoch - 1 epochs completed
     assert "last good checkpoint kept" in lines[0]
 
     (run_dir,) = run_dirs(tmp_path / "outputs")
     last = run_dir / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
-    assert ckpt["epoch"] == bad_epoch - 1  # the epoch before the divergence: saved every epoch
-    assert f"after {bad_epoch} epochs" in lines[0]
+    assert ckpt["epoch"] == bad_epoch - 2  # Lightning's 0-based index of the last good epoch
+    assert f"after {bad_epoch - 1} epochs" in lines[0]  # saved every epoch
     for name, value in ckpt["state_dict"].items():
         assert torch.isfinite(value).all(), name
     model, hparams = load_checkpoint(last)  # and it is a usable model
     tokens = torch.tensor([[1, 2, 23]])
     assert torch.isfinite(model(tokens)).all()
     assert hparams["optimizer"]["lr"] == 10
+    log = (run_dir / "run.log").read_text()  # the epochs up to the fault, then the fault
+    assert f"epoch {bad_epoch - 1}/200 " in log.splitlines()[-2]  # the last epoch completed
+    assert f"in epoch {bad_epoch};" in log.splitlines()[-1]
 
 
 class _Payload:

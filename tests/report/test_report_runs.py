@@ -50,12 +50,12 @@ def induction_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_log_spaced_weights_only_snapshots_load(modular_runs: list[Path]) -> None:
     ckpts = modular_runs[0] / "checkpoints"
-    epochs = sorted(int(p.stem.split("=")[1]) for p in ckpts.glob("epoch=*.ckpt"))
+    epochs = sorted(int(p.stem.split("_")[1]) for p in ckpts.glob("epoch_*.ckpt"))
     assert epochs == [0, 1, 2, 3, 6, 10, 12]  # every 6 + round(10 ** (i / 4))
-    snap = read_checkpoint(ckpts / "epoch=000010.ckpt")
+    snap = read_checkpoint(ckpts / "epoch_000010.ckpt")
     assert "optimizer_states" not in snap and "state_dict" in snap
     assert "optimizer_states" in read_checkpoint(ckpts / "last.ckpt")  # resume: untouched
-    net, _ = load_checkpoint(ckpts / "epoch=000010.ckpt")
+    net, _ = load_checkpoint(ckpts / "epoch_000010.ckpt")
     assert isinstance(net, torch.nn.Module)
 
 

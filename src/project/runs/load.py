@@ -2,8 +2,8 @@
 
     from project.runs.load import load_run
     run = load_run("outputs/2025-01-01/12-00-00")
-    run.config["model"]["lr"]          # resolved config (plain dict)
-    run.metrics                        # DataFrame: step, epoch, train/loss, val/acc, ... per step
+    run.config["model"]["optimizer"]["lr"]   # resolved config (plain dict)
+    run.metrics                        # DataFrame: step, epoch (completed), train/loss, ... per step
     run.progress                       # DataFrame of progress.jsonl (one row per measured epoch)
     for epoch, model in run.snapshots():   # lazy: one checkpoint in memory at a time
         ...
@@ -16,7 +16,6 @@ Metric history comes from the first source present: ``csv_logs/metrics.csv`` (CS
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,13 +26,12 @@ import torch
 import yaml
 from torch import nn
 
-from project.checkpoint import load_checkpoint
+from project.checkpoint import SNAPSHOT_RE, load_checkpoint, snapshot_paths  # noqa: F401
 
 # classes renamed since older runs were written: their run dirs still load
 LEGACY_TARGETS = {
     "project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule"
 }
-SNAPSHOT_RE = re.compile(r"^epoch=(\d+)\.ckpt$")
 _PROGRESS_TO_METRIC = {
     "train_loss": "train/loss",
     "train_acc": "train/acc",
@@ -154,8 +152,7 @@ def _metrics_from_progress(progress: pd.DataFrame) -> pd.DataFrame:
     if progress.empty or not cols:
         return pd.DataFrame(columns=["step", "epoch"])
     df = progress[["step", "epoch", *cols]].rename(columns=cols)
-    df["epoch"] = df["epoch"] - 1  # logger convention: the 0-based index of the epoch just done
-    return df[df["epoch"] >= 0].reset_index(drop=True)
+    return df[df["epoch"] >= 1].reset_index(drop=True)  # completed epochs, like the loggers
 
 
 def first_epoch_at(epochs: Any, values: Any, threshold: float, mode: str = "max") -> int | None:
@@ -173,9 +170,9 @@ def first_epoch_at(epochs: Any, values: Any, threshold: float, mode: str = "max"
 def load_run(run_dir: str | Path) -> Run:
     """Load a run dir written by ``project.train.run``.
 
-    ``metrics`` uses the loggers' convention: ``epoch`` is the 0-based index of the epoch the row
-    belongs to (epoch e's metrics describe the model after e + 1 completed epochs), ``step`` the
-    optimiser step. ``progress`` and snapshots use completed epochs.
+    Every ``epoch`` here counts *completed* epochs, as the summary, ``project.eval``, snapshot
+    names and the report do: ``metrics`` rows logged at the end of the loggers' epoch index ``e``
+    (0-based) have ``epoch = e + 1``; ``step`` is the optimiser step.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -192,9 +189,7 @@ def load_run(run_dir: str | Path) -> Run:
         metrics, source = _metrics_from_progress(progress), "progress.jsonl"
     if "epoch" not in metrics and "step" in metrics:
         metrics["epoch"] = metrics["step"]
-    snapshots = []
-    for path in (run_dir / "checkpoints").glob("epoch=*.ckpt"):
-        match = SNAPSHOT_RE.match(path.name)
-        if match:
-            snapshots.append((int(match.group(1)), path))
-    return Run(run_dir, config or {}, metrics, progress, source, sorted(snapshots))
+    elif source != "progress.jsonl" and "epoch" in metrics:
+        metrics["epoch"] = metrics["epoch"] + 1  # the loggers' 0-based epoch index -> completed
+    snapshots = snapshot_paths(run_dir / "checkpoints")  # epoch_N.ckpt, and older epoch=N.ckpt
+    return Run(run_dir, config or {}, metrics, progress, source, snapshots)

@@ -25,7 +25,7 @@ def curves(run: Run) -> pd.DataFrame:
     m = run.metrics
     if any(c in m for c in cols):
         df = m[["epoch", *[c for c in cols if c in m]]].copy()
-        df["epoch"] = df["epoch"].astype(float) + 1  # loggers: 0-based index of the epoch done
+        df["epoch"] = df["epoch"].astype(float)  # completed epochs (load_run)
         df = df.groupby("epoch", as_index=False).first()
     else:
         df = pd.DataFrame({"epoch": []})

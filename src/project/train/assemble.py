@@ -116,7 +116,7 @@ def check_buildable(
             errors.append(error_line("data", exc, OmegaConf.to_container(cfg.data, resolve=False)))
     if "model" in skip:
         return errors
-    errors += _optimizer_errors(cfg)
+    errors += optimizer_errors(cfg)
     if datamodule is None:  # the net's sizes come from the task
         return errors
     try:
@@ -128,7 +128,88 @@ def check_buildable(
         return errors
     if checkpoint is not None:
         errors += _resume_mismatch(cfg, module, checkpoint)
+    if not errors and (problem := output_problem(cfg, datamodule, module)):
+        errors.append(problem)
     return errors
+
+
+FORWARD_CHECK_MAX_PARAMS = 50_000_000  # larger nets are checked on the meta device (no memory)
+FORWARD_CHECK_BATCH = 4
+
+
+def _shape(shape: Any) -> str:
+    return "[" + ", ".join(str(int(n)) for n in shape) + "]"
+
+
+def output_problem(cfg: DictConfig, datamodule: Any, module: Any) -> str | None:
+    """One forward of the net on a few real examples of the task, on the CPU, before any run dir
+    exists: the logits must be ``[batch, pos, d_vocab_out]`` (with ``last_position_only`` and a
+    net taking ``last_only``, ``[batch, 1 or pos, d_vocab_out]``). A net that forgot its
+    unembedding (``[b, pos, 2 * vocab]``: the loss would silently run over the wrong classes) or
+    returns ``[b, vocab]`` is one line naming ``model.net``, the shape got and the shape required.
+
+    The net is built for real (seeded, RNG state restored) when it has at most
+    ``FORWARD_CHECK_MAX_PARAMS`` parameters, else the forward runs on the meta device (shapes
+    only). A task that cannot hand out a batch here, or an op without a meta kernel, skips it.
+    """
+    import inspect
+
+    import torch
+    from hydra.utils import instantiate
+
+    net_cfg = OmegaConf.select(cfg, "model.net")
+    meta_net = getattr(module, "net", None)
+    if not isinstance(net_cfg, DictConfig) or not isinstance(meta_net, torch.nn.Module):
+        return None
+    try:
+        datamodule.setup("fit")
+        tokens = next(iter(datamodule.train_dataloader()))[0][:FORWARD_CHECK_BATCH]
+    except Exception:
+        return None  # not this check's business: the task reports it where it happens
+    if not isinstance(tokens, torch.Tensor) or tokens.ndim != 2:
+        return None
+    sizes = task_sizes(datamodule)
+    last_only = bool(getattr(datamodule, "last_position_only", False))
+    n_params = sum(p.numel() for p in meta_net.parameters())
+    on_meta = n_params > FORWARD_CHECK_MAX_PARAMS
+    target = str(net_cfg.get("_target_"))
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(0)
+            net = meta_net if on_meta else instantiate(net_cfg)
+            net.eval()
+            x = tokens.to("meta") if on_meta else tokens.cpu()
+            takes_last = last_only and "last_only" in inspect.signature(net.forward).parameters
+            out = net(x, last_only=True) if takes_last else net(x)
+    except NotImplementedError:
+        return None if on_meta else f"model.net: forward failed on a batch of the task ({target})"
+    except Exception as exc:
+        if on_meta:
+            return None
+        what = error_line("model.net", exc).partition(": ")[2]
+        return (
+            f"model.net: forward failed on a batch of {len(tokens)} examples of the task "
+            f"(tokens {_shape(tokens.shape)}, {target}): {what}"
+        )
+    batch, pos = tokens.shape
+    required = f"[{batch}, {pos}, {sizes['d_vocab_out']}]"
+    if takes_last:
+        required = f"[{batch}, 1 or {pos}, {sizes['d_vocab_out']}]"
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    ok = (
+        shape is not None
+        and len(shape) == 3
+        and shape[0] == batch
+        and shape[2] == sizes["d_vocab_out"]
+        and (shape[1] == pos or (takes_last and shape[1] == 1))
+    )
+    if ok:
+        return None
+    got = _shape(shape) if shape is not None else f"a {type(out).__name__}, not a tensor"
+    return (
+        f"model.net is invalid: its forward returned {got} for tokens {_shape(tokens.shape)} of "
+        f"the task; allowed logits [batch, pos, d_vocab_out] = {required} ({target})"
+    )
 
 
 BYTES_PER_PARAM = 16  # float32 weight + gradient + two AdamW moments
@@ -197,7 +278,7 @@ def _module_error_line(cfg: DictConfig, exc: BaseException) -> str:
     return error_line("model", exc, OmegaConf.to_container(cfg.model, resolve=False))
 
 
-def _optimizer_errors(cfg: DictConfig) -> list[str]:
+def optimizer_errors(cfg: DictConfig) -> list[str]:
     """Call the optimiser and scheduler partials on a dummy parameter: their own checks run."""
     import torch
     from hydra.utils import instantiate
@@ -256,24 +337,25 @@ def _resume_mismatch(cfg: DictConfig, module: Any, checkpoint: dict[str, Any]) -
     current = OmegaConf.select(cfg, "model.net")
     if not isinstance(saved, dict) or not isinstance(current, DictConfig):
         return []
+    key = "run.ckpt_path" if OmegaConf.select(cfg, "run.ckpt_path") else "run.init_from"
     try:  # never quote a crafted target back as "allowed"
-        ckpt_path = OmegaConf.select(cfg, "run.ckpt_path")
+        ckpt_path = OmegaConf.select(cfg, key)
         dirs = searchpath_dirs(find_run_dir(ckpt_path)) if ckpt_path else []
-        check_stored(saved, "model.net", "run.ckpt_path's checkpoint (hyper_parameters.net)", dirs)
+        check_stored(saved, "model.net", f"{key}'s checkpoint (hyper_parameters.net)", dirs)
     except UntrustedTargetError as exc:
         return [str(exc)]
     current_dict = OmegaConf.to_container(current, resolve=True)
     assert isinstance(current_dict, dict)
     lines = []
-    for key, value in current_dict.items():
-        if key in saved and saved[key] != value and key != "_target_":
+    for name, value in current_dict.items():
+        if name in saved and saved[name] != value and name != "_target_":
             lines.append(
-                f"model.net.{key!s}={value!r} is invalid: allowed {saved[key]!r}, the value in "
-                "run.ckpt_path's checkpoint (a resumed run builds the same net)"
+                f"model.net.{name!s}={value!r} is invalid: allowed {saved[name]!r}, the value in "
+                f"{key}'s checkpoint (its weights need the same net)"
             )
     if saved.get("_target_") != current_dict.get("_target_"):
         lines.append(
             f"model.net._target_={current_dict.get('_target_')!r} is invalid: allowed "
-            f"{saved.get('_target_')!r}, the net in run.ckpt_path's checkpoint"
+            f"{saved.get('_target_')!r}, the net in {key}'s checkpoint"
         )
     return lines

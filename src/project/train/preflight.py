@@ -50,12 +50,19 @@ def _override_value(overrides: list[str], key: str) -> str | None:
         k, sep, v = ov.lstrip("+~").partition("=")
         if sep and k == key:
             value = v
+    if value and len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]  # a quoted path: run.ckpt_path='.../epoch=000400.ckpt'
     return value
 
 
 def resume_overrides(overrides: list[str]) -> list[str]:
-    """Resume in the checkpoint's own run dir with that run's overrides, unless told otherwise."""
+    """Resume in the checkpoint's own run dir with that run's overrides, unless told otherwise.
+    ``run.init_from=<a checkpoint of a run dir>`` (a new run from its weights) reuses that run's
+    overrides too, so the net is built the same, but gets a run dir of its own."""
     ckpt = _override_value(overrides, "run.ckpt_path")
+    new_run = not ckpt or ckpt == "null"
+    if new_run:
+        ckpt = _override_value(overrides, "run.init_from")
     if not ckpt or ckpt == "null" or _override_value(overrides, "hydra.run.dir") is not None:
         return overrides
     run_dir = find_run_dir(ckpt)
@@ -63,7 +70,8 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         return overrides
     saved = run_dir / ".hydra" / "overrides.yaml"
     previous = yaml.safe_load(saved.read_text()) if saved.is_file() else []
-    skip = ("run.ckpt_path=", "hydra.run.dir=")
+    skip: tuple[str, ...] = ("run.ckpt_path=", "hydra.run.dir=", "run.init_from=")
+    skip += ("run.name=",) if new_run else ()  # a new run: named by this command line
     previous = [ov for ov in previous or [] if not ov.lstrip("+~").startswith(skip)]
     hydra_file = run_dir / ".hydra" / "hydra.yaml"  # the user's config dirs (hydra.searchpath)
     if hydra_file.is_file():
@@ -72,7 +80,9 @@ def resume_overrides(overrides: list[str]) -> list[str]:
         previous = [
             o for o in hydra_overrides or [] if o.startswith("hydra.searchpath=")
         ] + previous
-    return [*previous, *overrides, f"hydra.run.dir={run_dir}"]
+    return (
+        [*previous, *overrides] if new_run else [*previous, *overrides, f"hydra.run.dir={run_dir}"]
+    )
 
 
 def finished_run(overrides: list[str]) -> str | None:
@@ -262,7 +272,7 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         if (untrusted := _replayed_untrusted(cfg)) is not None:
             raise PreflightError([untrusted])  # before anything of the stored run is built
         errors = validate_config(cfg, reference)
-        lines += [str(e) for e in errors if str(e) not in lines]
+        lines += [line for line in _stale_key_lines(errors, job) if line not in lines]
         bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
@@ -272,10 +282,44 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         raise PreflightError(lines)
 
 
+def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
+    """The errors as lines; where the command line replaced a node's ``_target_`` and the node's
+    other keys (left from the config it came with) are not the new class's, one line for them
+    all instead of one per key."""
+    replaced = {
+        ov.lstrip("+~").partition("=")[0][: -len("._target_")]: ov.partition("=")[2]
+        for ov in overrides
+        if ov.lstrip("+~").partition("=")[0].endswith("._target_")
+    }
+    stale: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for err in errors:
+        node, _, key = err.key.rpartition(".")
+        if node in replaced and str(err.allowed).startswith("a known key"):
+            if node not in stale:
+                stale[node] = []
+                lines.append(node)  # placeholder, filled below
+            stale[node].append(key)
+        else:
+            lines.append(str(err))
+    for node, keys in stale.items():
+        target = replaced[node]
+        found = constructor_signature(target)
+        takes = ", ".join(found[0]) if isinstance(found, tuple) else "?"
+        drop = " ".join(f"~{node}.{k}" for k in keys)
+        lines[lines.index(node)] = (
+            f"{node}._target_={target} is invalid: allowed a class that takes the node's keys; "
+            f"{target.rpartition('.')[2]} does not take {', '.join(keys)} (left from the config "
+            f"it replaced: drop them with {drop}, or write a config for it); "
+            f"it takes {takes}"
+        )
+    return [line for line in lines if line]
+
+
 def _replayed_untrusted(cfg: DictConfig) -> str | None:
     """Resuming a run dir replays its stored overrides (and ``hydra.searchpath``): that is data,
     so every ``_target_`` of the config they compose must pass ``project.trust``."""
-    ckpt = OmegaConf.select(cfg, "run.ckpt_path")
+    ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
     run_dir = find_run_dir(ckpt) if ckpt else None
     if run_dir is None:
         return None
@@ -304,7 +348,7 @@ def _build_errors(
         key = _pair_key(cfg)
         if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
             continue
-        ckpt = OmegaConf.select(cfg, "run.ckpt_path")
+        ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
         changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
         if changed <= set(bad) and not ckpt:
             continue  # what differs from the default is already reported
@@ -317,10 +361,32 @@ def _build_errors(
                 checkpoint = read_checkpoint(ckpt)
             except CheckpointError:
                 checkpoint = None  # already reported by validate_config
-        from project.train.assemble import check_buildable
+        from project.train.assemble import check_buildable, optimizer_errors
 
-        lines += [line for line in check_buildable(cfg, checkpoint, bad) if line not in lines]
+        if checkpoint is None and _only_optimizer_changed(cfg, reference):
+            # the task and the net are the default's (known to build): the optimiser and scheduler
+            # are checked on a dummy parameter with torch alone, without importing Lightning
+            new = optimizer_errors(cfg) if "model" not in bad else []
+        else:
+            new = check_buildable(cfg, checkpoint, bad)
+        lines += [line for line in new if line not in lines]
     return lines
+
+
+def _only_optimizer_changed(cfg: DictConfig, reference: DictConfig) -> bool:
+    """Whether ``data`` and ``model`` equal the reference's but for the optimiser/scheduler."""
+    if cfg.get("data") != reference.get("data") or OmegaConf.select(
+        cfg, "seed"
+    ) != OmegaConf.select(reference, "seed"):
+        return False
+    mine = OmegaConf.to_container(cfg.model, resolve=False)
+    theirs = OmegaConf.to_container(reference.model, resolve=False)
+    if not isinstance(mine, dict) or not isinstance(theirs, dict):
+        return False
+    skip = ("optimizer", "scheduler")
+    return {k: v for k, v in mine.items() if k not in skip} == {
+        k: v for k, v in theirs.items() if k not in skip
+    }
 
 
 def _pair_key(cfg: DictConfig) -> str:
@@ -328,7 +394,9 @@ def _pair_key(cfg: DictConfig) -> str:
     parts = [
         OmegaConf.to_container(v, resolve=False) if isinstance(v, DictConfig) else v for v in parts
     ]
-    return repr([*parts, OmegaConf.select(cfg, "run.ckpt_path")])
+    return repr(
+        [*parts, OmegaConf.select(cfg, "run.ckpt_path"), OmegaConf.select(cfg, "run.init_from")]
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

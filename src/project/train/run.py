@@ -8,6 +8,7 @@ line per problem and leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -29,6 +30,14 @@ from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.threads import limit_threads_per_job
 from project.train.validate import validate_config
 
+log = logging.getLogger("project.train")
+
+
+def report_error(line: str) -> None:
+    """``error: <line>`` on stderr and in ``run.log`` (once Hydra has set up logging)."""
+    print(f"error: {line}", file=sys.stderr)
+    log.error(line)
+
 
 def is_global_zero() -> bool:
     """Rank from the launcher's environment (valid before the Trainer sets up its strategy)."""
@@ -44,7 +53,7 @@ def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoR
     removed (``started``: a new run that found the problem only once training began, e.g. a
     monitored metric that is never logged; otherwise it holds only Hydra's files)."""
     for line in lines:
-        print(f"error: {line}", file=sys.stderr)
+        report_error(line)
     if run_dir is not None and is_global_zero():
         discard_run_dir(run_dir, force=started)
     raise SystemExit(2)
@@ -61,6 +70,23 @@ def building(key: str, node: Any, run_dir: Path | None) -> Iterator[None]:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         reject([error_line(key, exc, node)], run_dir)
+
+
+def start_from_weights(module: Any, path: str, run_dir: Path) -> None:
+    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
+    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Said on one line."""
+    from project.checkpoint import completed_epochs, read_checkpoint
+
+    weights = read_checkpoint(path)
+    with building("run.init_from", None, run_dir):
+        module.load_state_dict(weights["state_dict"])
+    done = completed_epochs(weights)
+    line = (
+        f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
+        "the optimiser, schedule and epoch count start fresh"
+    )
+    print(line, flush=True)
+    log.info(line)
 
 
 def build_callbacks(
@@ -97,10 +123,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         diverged_exit,
         write_failed_exit,
     )
+    from project.train.callbacks.epoch_log import capture_warnings
     from project.train.callbacks.preemption import preempted_exit
     from project.train.callbacks.run_summary import MonitorNotLoggedError, RunSummary
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    capture_warnings()  # run.log gets every warning too
     errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
     if errors:
         reject([str(err) for err in errors], run_dir)
@@ -117,6 +145,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
     with building("model", cfg.model, run_dir):
         module = hydra.utils.instantiate(cfg.model)
+    init_from = OmegaConf.select(cfg, "run.init_from")
+    if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its own weights
+        start_from_weights(module, str(init_from), run_dir)
     with building("logger", cfg.get("logger"), run_dir):
         loggers = build_loggers(cfg)
     callbacks = build_callbacks(cfg, bool(loggers), run_dir, datamodule)
@@ -136,12 +167,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
+        log.error(str(exc))
         raise SystemExit(diverged_exit(run_dir, exc)) from None
     except MonitorNotLoggedError as exc:  # found at the first validation: a config error
         name = next(n for n, cb in callbacks.items() if isinstance(cb, RunSummary))
         reject([f"callbacks.{name}.{exc}"], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
+        log.error(str(exc))
         raise SystemExit(write_failed_exit(run_dir, trainer, exc)) from None
+    except Exception as exc:  # anything else: its line in run.log, the traceback on stderr
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if trainer.is_global_zero:

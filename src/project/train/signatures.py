@@ -48,6 +48,9 @@ class StaticSignature:
     names: list[str]  # positional-or-keyword and keyword-only arguments, without self
     annotations: dict[str, Any]
     takes_any_keyword: bool  # has **kwargs
+    # the base class (dotted) that ``super().__init__(**kwargs)`` passes the rest on to, if any:
+    # its arguments are this class's keys too (``split_seed`` of a ``TokenTask`` subclass)
+    forwards_to: str | None = None
 
 
 def _module_file(module: str) -> Path | None:
@@ -206,8 +209,54 @@ def static_signature(target: str) -> StaticSignature | None:
     params = [*args.posonlyargs, *args.args] + list(args.kwonlyargs)
     if isinstance(found.obj, ast.ClassDef):
         params = params[1:]  # self
+    forwards_to = None
+    kwarg = args.kwarg.arg if args.kwarg is not None else None
+    if isinstance(found.obj, ast.ClassDef) and kwarg and found.obj.bases:
+        forwards_to = _dotted(found.obj.bases[0], found, module)
+        if forwards_to is None and forwards_kwargs(init, kwarg):
+            return None  # a base we cannot name statically: the caller imports the class
+        forwards_to = forwards_to if forwards_kwargs(init, kwarg) else None
     return StaticSignature(
         names=[a.arg for a in params],
         annotations={a.arg: _annotation(a.annotation, found) for a in params},
         takes_any_keyword=args.kwarg is not None,
+        forwards_to=forwards_to,
     )
+
+
+def forwards_kwargs(init: ast.FunctionDef, kwarg: str) -> bool:
+    """Whether ``__init__`` passes its ``**kwarg`` on to ``super().__init__`` (or
+    ``Base.__init__(self, ...)``)."""
+    for node in ast.walk(init):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "__init__"
+            and any(
+                k.arg is None and isinstance(k.value, ast.Name) and k.value.id == kwarg
+                for k in node.keywords
+            )
+        ):
+            return True
+    return False
+
+
+def _dotted(node: ast.expr, found: _Found, module: str) -> str | None:
+    """The dotted name of a base class expression (``TokenTask``, ``base.TokenTask``,
+    ``nn.Module``) in the module that defines the class."""
+    if isinstance(node, ast.Name):
+        if any(isinstance(n, ast.ClassDef) and n.name == node.id for n in found.tree.body):
+            return f"{module}.{node.id}"
+        source = _imported_from(found.tree, found.package, node.id)
+        return f"{source[0]}.{source[1]}" if source else None
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        head = node.value.id
+        for stmt in found.tree.body:
+            if isinstance(stmt, ast.Import):
+                for alias in stmt.names:
+                    if (alias.asname or alias.name.partition(".")[0]) == head:
+                        base = alias.name if alias.asname else head
+                        return f"{base}.{node.attr}"
+        source = _imported_from(found.tree, found.package, head)  # from torch import nn
+        return f"{source[0]}.{source[1]}.{node.attr}" if source else None
+    return None

@@ -210,13 +210,34 @@ def _check_run(c: _Checker) -> None:
         else:
             if "optimizer_states" not in loaded or "loops" not in loaded:
                 last = Path(str(ckpt)).absolute().parent / "last.ckpt"
-                fix = f"; resume with run.ckpt_path={last}" if last.is_file() else ""
+                fix = (
+                    f"; resume the run with: python -m project.train.run run.ckpt_path={last}"
+                    if last.is_file()
+                    else ""
+                )
+                fix += (
+                    "; or start a new run from its weights with: python -m project.train.run "
+                    f"run.init_from={Path(str(ckpt)).absolute()}"
+                )
                 c.fail(
                     "run.ckpt_path",
                     "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
                     f"or loop state to resume from){fix}",
                     ckpt,
                 )
+    init = c.get("run.init_from")
+    if init is not None:
+        from project.checkpoint import CheckpointError, read_checkpoint
+
+        try:
+            weights = read_checkpoint(init)
+        except CheckpointError as exc:
+            c.fail("run.init_from", f"an existing checkpoint ({exc})", init)
+        else:
+            if not isinstance(weights.get("state_dict"), dict):
+                c.fail("run.init_from", "a checkpoint with weights (no state_dict in it)", init)
+        if ckpt is not None:
+            c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
     root = c.get("run.output_root")
     if root is not None and not str(root).strip():
         c.fail("run.output_root", "a directory path (empty would write runs into the cwd)", root)
@@ -298,20 +319,80 @@ def _type_name(annotation: Any) -> str:
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Union -> Union
 
 
-def constructor_signature(target: str) -> tuple[list[str], dict[str, Any], bool] | Exception:
+# bases whose constructors take no configurable keys (nn.Module's *args/**kwargs are not options)
+_CLOSED_BASES = {"builtins.object", "torch.nn.Module", "torch.nn.modules.module.Module"}
+
+
+def constructor_signature(
+    target: str, depth: int = 0
+) -> tuple[list[str], dict[str, Any], bool] | Exception:
     """Argument names, annotations and whether ``**kwargs`` is taken, of ``target``'s constructor:
     read from the source when possible (no import: keeps a bad command line's error fast), else
-    from the imported class."""
-    import typing
-
+    from the imported class. A class whose ``__init__`` passes ``**kwargs`` on to its base's
+    (``super().__init__(**kwargs)``) has the base's arguments too, up the chain: ``split_seed``
+    is a key of every ``TokenTask`` subclass, and a typo under it lists them all."""
     from project.train.signatures import static_signature
 
+    if target in _CLOSED_BASES:
+        return [], {}, False
     if (static := static_signature(target)) is not None:
-        return static.names, static.annotations, static.takes_any_keyword
+        own = static.names, static.annotations, static.takes_any_keyword
+        return _with_base(own, static.forwards_to, depth)
     try:
         from project.trust import locate
 
         obj = locate(target)
+    except Exception as exc:
+        return exc
+    own_signature = _inspected_signature(obj)
+    if isinstance(own_signature, Exception) or not own_signature[2] or not inspect.isclass(obj):
+        return own_signature
+    return _with_base(own_signature, _forwarded_base(obj), depth)
+
+
+def _with_base(
+    own: tuple[list[str], dict[str, Any], bool], base: str | None, depth: int
+) -> tuple[list[str], dict[str, Any], bool]:
+    if base is None or depth > 8:
+        return own
+    inherited = constructor_signature(base, depth + 1)
+    if isinstance(inherited, Exception):
+        return own
+    names, hints, _ = own
+    extra = [n for n in inherited[0] if n not in names]
+    return [*names, *extra], {**inherited[1], **hints}, inherited[2]
+
+
+def _forwarded_base(cls: type) -> str | None:
+    """The next class in ``cls``'s MRO that defines ``__init__``, when ``cls.__init__`` passes
+    ``**kwargs`` on to it (read from the source; assumed when the source is not available)."""
+    import ast
+    import textwrap
+
+    from project.train.signatures import forwards_kwargs
+
+    base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(vars(cls).get("__init__", cls))))
+        init = tree.body[0]
+        kwarg = (
+            init.args.kwarg.arg if isinstance(init, ast.FunctionDef) and init.args.kwarg else None
+        )
+        if (
+            not isinstance(init, ast.FunctionDef)
+            or kwarg is None
+            or not forwards_kwargs(init, kwarg)
+        ):
+            return None
+    except (OSError, TypeError, SyntaxError, IndexError):
+        pass
+    return f"{base.__module__}.{base.__qualname__}"
+
+
+def _inspected_signature(obj: Any) -> tuple[list[str], dict[str, Any], bool] | Exception:
+    import typing
+
+    try:
         params = inspect.signature(obj).parameters
     except Exception as exc:
         return exc
@@ -341,6 +422,10 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
         if isinstance(signature, Exception):
             detail = [ln for ln in str(signature).splitlines() if "No module named" in ln]
             reason = detail[0].strip() if detail else type(signature).__name__
+            if detail:
+                from project.trust import import_fix
+
+                reason += f"; {import_fix(str(target))}"
             c.fail(f"{node_key}._target_", f"an importable class ({reason})", target)
             continue
         names, hints, takes_any = signature

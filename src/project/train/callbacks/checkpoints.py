@@ -1,7 +1,7 @@
 """Run checkpoints: ``last.ckpt`` (for resume) and periodic snapshots (for analysis over training).
 
 Both are Lightning ``ModelCheckpoint``s (``SnapshotCheckpoint``, ``LastCheckpoint``). Snapshots are
-named by completed epochs, ``epoch=000400.ckpt`` (``epoch=000000.ckpt`` is the
+named by completed epochs, ``epoch_000400.ckpt`` (``epoch_000000.ckpt`` is the
 initial model). Every write goes through ``AtomicCheckpointIO``: temp file, fsync, ``os.replace``,
 fsync of the directory, so a crash (even ``kill -9``) mid-write never leaves a truncated
 ``last.ckpt``: the previous one stays in place. Every read through it uses
@@ -22,6 +22,7 @@ import random
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +108,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def snapshot_name(epoch: int) -> str:
-    return f"epoch={epoch:06d}.ckpt"
-
-
 def rng_states() -> dict[str, Any]:
     """Python, NumPy and torch (CPU + CUDA) RNG states as plain types (``weights_only``-safe)."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
@@ -145,7 +142,9 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
     Diverged = a non-finite parameter, or a non-finite ``*loss`` among the latest logged metrics
     (finite but huge weights can overflow to a NaN validation loss one epoch before the train loss).
     """
-    epoch = trainer.current_epoch
+    # the epoch being run, 1-based (epoch 9 diverged: 8 completed; the summary's convention)
+    progress = trainer.fit_loop.epoch_progress.current
+    epoch = int(getattr(progress, "processed", trainer.current_epoch + 1))
     params = [p.detach() for p in pl_module.parameters()]
     if params and not bool(torch.stack([torch.isfinite(p).all() for p in params]).all()):
         raise NonFiniteLossError(
@@ -155,26 +154,27 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
     for key, value in trainer.callback_metrics.items():
         if key.endswith("loss") and not bool(torch.isfinite(torch.as_tensor(value)).all()):
             raise NonFiniteLossError(
-                f"non-finite {key} ({float(value)}) at epoch {epoch}; not writing {path.name}"
+                f"non-finite {key} ({float(value)}) in epoch {epoch}; not writing {path.name}"
             )
 
 
 def describe_checkpoint(path: Path) -> str:
     """``'<path> (after N epochs, step S)'`` for messages, or a note that none exists."""
-    from project.checkpoint import CheckpointError, read_checkpoint
+    from project.checkpoint import CheckpointError, completed_epochs, read_checkpoint
 
     try:
         ckpt = read_checkpoint(path)
     except CheckpointError:
         return f"none ({path} does not exist or is unreadable)"
-    return f"{path} (after {ckpt.get('epoch', 0) + 1} epochs, step {ckpt.get('global_step')})"
+    return f"{path} (after {completed_epochs(ckpt)} epochs, step {ckpt.get('global_step')})"
 
 
 class SnapshotCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` with this template's conventions:
 
-    * ``{epoch}`` in ``filename`` counts *completed* epochs (``epoch=000500.ckpt`` holds the model
-      after 500 epochs; the paper's unit), and ``save_initial`` writes ``epoch=000000.ckpt``;
+    * ``{epoch}`` in ``filename`` counts *completed* epochs (``epoch_000500.ckpt`` holds the model
+      after 500 epochs; the paper's unit), and ``save_initial`` writes ``epoch_000000.ckpt``; no
+      ``=`` in the name, so the path is one plain override (``run.ckpt_path=.../epoch_000500.ckpt``);
     * never writes from non-finite weights (a diverged run keeps its last good checkpoint);
     * saves on the train epoch end, whatever the validation cadence.
 
@@ -196,7 +196,7 @@ class SnapshotCheckpoint(ModelCheckpoint):
         self,
         dirpath: str,
         every_n_epochs: int = 500,
-        filename: str = "epoch={epoch:06d}",
+        filename: str = "epoch_{epoch:06d}",
         save_top_k: int = -1,
         save_initial: bool = True,
         log_spaced: int = 0,
@@ -228,6 +228,10 @@ class SnapshotCheckpoint(ModelCheckpoint):
         self.dense_monitor = dense_monitor
         self.dense_min_change = float(dense_min_change)
         self._dense_ref: float | None = None  # monitored value at the last snapshot
+
+    def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
+        """Lightning warns "Checkpoint directory ... exists and is not empty" at every resume:
+        a resumed run writes into its own run dir's ``checkpoints/`` by design (no switch)."""
 
     def is_log_epoch(self, epoch: int) -> bool:
         """Whether ``epoch`` (completed) is one of the ``log_spaced`` epochs."""
@@ -300,17 +304,56 @@ class SnapshotCheckpoint(ModelCheckpoint):
 
 
 class LastCheckpoint(SnapshotCheckpoint):
-    """``last.ckpt`` (for resume) every ``every_n_epochs`` epochs and at the end of fit.
+    """``last.ckpt`` (for resume) every ``every_n_epochs`` epochs, at the first epoch end at least
+    ``every_n_minutes`` after the previous write, and at the end of fit: a kill loses at most
+    about ``every_n_minutes`` of work (or one epoch, when an epoch takes longer). The time check
+    is one clock read per epoch; under DDP rank zero's decision is broadcast so all ranks save
+    together. ``every_n_minutes=0`` (or null) turns the time bound off.
 
     Also stores the Python / NumPy / torch RNG states in every checkpoint the trainer writes and
     restores them on resume, so a resumed run continues bit for bit.
     """
 
-    def __init__(self, dirpath: str, every_n_epochs: int = 50, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        every_n_epochs: int = 50,
+        every_n_minutes: float | None = 1.0,
+        **kwargs: Any,
+    ) -> None:
         require_int("every_n_epochs", every_n_epochs, 1)
+        minutes = every_n_minutes
+        if minutes is not None and (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int | float)
+            or not 0 <= minutes < float("inf")
+        ):
+            raise ValueError(
+                f"every_n_minutes={every_n_minutes!r} is invalid: allowed a number >= 0 "
+                "(0 or null = off)"
+            )
         super().__init__(
             dirpath, every_n_epochs, filename="last", save_top_k=1, save_initial=False, **kwargs
         )
+        self.every_n_seconds = 60.0 * float(minutes or 0.0)
+        self._last_write_time = time.monotonic()
+
+    def _time_is_up(self, trainer: L.Trainer) -> bool:
+        """Whether ``every_n_minutes`` have passed since the last write (rank zero decides)."""
+        if not self.every_n_seconds:
+            return False
+        due = time.monotonic() - self._last_write_time >= self.every_n_seconds
+        if trainer.world_size > 1:
+            due = bool(trainer.strategy.broadcast(due, src=0))
+        return due
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._last_write_time = time.monotonic()
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        super()._save_checkpoint(trainer, filepath)
+        self._last_write_time = time.monotonic()
 
     @property
     def last_path(self) -> Path:
@@ -323,7 +366,8 @@ class LastCheckpoint(SnapshotCheckpoint):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_epoch_end(trainer, pl_module)
-        if trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs:
+        final = trainer.max_epochs is not None and trainer.current_epoch + 1 >= trainer.max_epochs
+        if final or self._time_is_up(trainer):
             self.save_now(trainer)  # the final epoch, saved like any other (epoch field alike)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -17,6 +17,7 @@ Under DDP the flag is OR-reduced over ranks at each epoch end, so all ranks stop
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -139,11 +140,12 @@ def preempted_exit(trainer: Any) -> int | None:
     for cb in getattr(trainer, "callbacks", []):
         if isinstance(cb, PreemptionCheckpoint) and cb.preempted:
             what = "interrupted" if cb.interrupted else "preempted"
-            print(
+            line = (
                 f"{what}: stopped after {trainer.current_epoch} epochs and saved "
                 f"{cb.saved_path}; resume with: python -m project.train.run "
-                f"run.ckpt_path={cb.saved_path}",
-                file=sys.stderr,
+                f"run.ckpt_path={cb.saved_path}"
             )
+            print(line, file=sys.stderr)
+            logging.getLogger("project.train").warning(line)  # run.log
             return INTERRUPTED_EXIT_CODE if cb.interrupted else PREEMPTED_EXIT_CODE
     return None
