@@ -125,7 +125,29 @@ def test_report_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
-    assert "has no checkpoints/" in capsys.readouterr().err
+    assert "has no checkpoints/ and no recorded trajectory" in capsys.readouterr().err
+
+
+def test_report_without_checkpoints_recomputes_from_the_recorded_trajectory(
+    tb_run: Path, tmp_path: Path
+) -> None:
+    """A run dir reduced to its config, progress.jsonl and logs (what docs/results commits):
+    phases and the measure figures come back; the sections that need weights are named."""
+    recorded = tmp_path / "recorded"
+    shutil.copytree(tb_run, recorded, ignore=shutil.ignore_patterns("checkpoints", "report"))
+    assert main([str(recorded)]) == 0
+    data = json.loads((recorded / "report" / "report.json").read_text())
+    full = json.loads((build_report(tb_run).parent / "report.json").read_text())
+    assert data["phases"] is not None and data["grok_epoch"] == full["grok_epoch"]
+    assert data["memorised_epoch"] == full["memorised_epoch"]
+    assert "Fourier spectra of W_E and W_L" in data["not_computed_needs_weights"]
+    assert (
+        data["final"]["key_freqs"]
+        == json.loads((recorded / "progress.jsonl").read_text().splitlines()[-1])["key_freqs"]
+    )
+    text = (recorded / "report" / "index.html").read_text()
+    assert "Progress measures: losses and accuracy" in text and "none in this run dir" in text
+    assert "Fourier spectra of W_E and W_L" not in text.split("none in this run dir")[0]
 
 
 CHROMIUM_FLAGS = [

@@ -54,6 +54,7 @@ def test_head_detector_equals_transformer_lens_detect_head(options: dict) -> Non
         p.data.mul_(3.0)
     tl_model = to_hooked_transformer(ours)
     rows = {f"seq{i}": tokens[i : i + 1] for i in range(len(tokens))}
+
     def to_tokens(seq: str | list[str], *args: object, **kwargs: object) -> torch.Tensor:
         """Our token rows stand in for strings (TL tokenises the list first, then each one)."""
         return torch.cat([rows[s] for s in seq]) if isinstance(seq, list) else rows[seq]

@@ -72,7 +72,6 @@ def test_supervised_query_scores_of_ideal_and_uniform_heads():
     )
 
 
-
 def test_tl_default_scores_every_query_and_handles_the_exclude_options_as_tl():
     """TransformerLens ``detect_head`` (mul): sum(att * det) / sum(att) per sequence, with key 0
     and the diagonal zeroed first when excluded; known answers on hand-built heads."""

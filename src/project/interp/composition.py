@@ -71,7 +71,9 @@ def induction_ablation_table(
     n_layers = model_layers(model)
     if n_layers < 2:
         raise ValueError("induction needs >= 2 layers: nothing to compose with layer 0")
-    n_heads = {i: int(model.get_parameter(f"blocks.{i}.attn.W_Q").shape[0]) for i in range(n_layers)}
+    n_heads = {
+        i: int(model.get_parameter(f"blocks.{i}.attn.W_Q").shape[0]) for i in range(n_layers)
+    }
     layer0 = [Ablation("blocks.0.attn.hook_z", kind="mean", head=h) for h in range(n_heads[0])]
     later = [
         Ablation(f"blocks.{i}.attn.hook_z", kind="mean", head=h)

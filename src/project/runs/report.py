@@ -68,7 +68,9 @@ def phase_measures(run: Run, traj: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.D
     from the snapshot trajectory (final key frequencies) when it has >= 3 points, else the live
     progress records; weight norm from the live records and the snapshots together (denser)."""
     rename = {"train/loss": "train_loss", "train/acc": "train_acc", "val/loss": "test_loss"}
-    parts = [df[["epoch", *[c for c in rename if c in df]]].rename(columns=rename)] if len(df) else []
+    parts = (
+        [df[["epoch", *[c for c in rename if c in df]]].rename(columns=rename)] if len(df) else []
+    )
     wn = [d[["epoch", "weight_norm"]] for d in (run.progress, traj) if "weight_norm" in d]
     if wn:
         parts.append(pd.concat(wn).groupby("epoch", as_index=False).first())

@@ -108,7 +108,8 @@ def fig_structure(traj: pd.DataFrame, phases: Any, grok: Any, xscale: str) -> st
     rp.lines(axes[2], x, {c[3:]: traj[c] for c in sq})
     rp.positive_log_y(axes[2])
     axes[2].set_title("Sum of squared weights per parameter")
-    axes[2].legend(fontsize=7, ncols=2, loc="best")
+    if sq:  # per-parameter sums come from the snapshots only
+        axes[2].legend(fontsize=7, ncols=2, loc="best")
     rp.lines(axes[3], x, {c.replace("_", " "): traj[c] for c in
                           ("embed_key_frac", "neuron_key_frac", "logit_key_frac") if c in traj})  # fmt: skip
     axes[3].set_title("Share of variance in the key frequencies")

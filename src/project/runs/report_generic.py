@@ -11,7 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from project.interp import viz
-from project.interp.ablation import ablation_sweep, head_ablations, layer_ablations
+from project.interp.ablation import (
+    ablation_sweep,
+    head_ablations,
+    layer_ablations,
+    model_layers,
+)
 from project.runs import report_plot as rp
 from project.runs.load import Run
 
@@ -142,10 +147,8 @@ def induction_section(
         table[f"{kind}_supervised_query"] = variant[kind].to_numpy()
     kinds = [c for c in ("previous_token", "duplicate_token", "induction") if c in table]
     causal = None
-    try:
+    if model_layers(model) >= 2:  # one layer: nothing to compose
         causal = induction_ablation_table(model, tokens, labels)
-    except ValueError:  # one layer: nothing to compose
-        pass
     fig, axes = rp.figure(2 if causal is not None else 1, height=3.8)
     ax = axes[0]
     names = [f"L{int(r.layer)}H{int(r.head)}" for r in table.itertuples()]

@@ -43,7 +43,14 @@ import pandas as pd
 PHASES = ("memorisation", "circuit_formation", "cleanup")
 GRID = 2001
 LOSSES = ("test_loss", "restricted_loss")
-SIGNALS = ("train_loss", "train_acc", "test_loss", "excluded_loss", "restricted_loss", "weight_norm")
+SIGNALS = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "excluded_loss",
+    "restricted_loss",
+    "weight_norm",
+)
 
 
 def _series(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray] | None:
