@@ -9,7 +9,6 @@ randperm) is theirs exactly. The task (``ModularDataModule``) is in ``project.da
 from __future__ import annotations
 
 import random
-
 from collections.abc import Callable
 
 import torch
