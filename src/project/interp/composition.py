@@ -23,7 +23,6 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from project.interp.ablation import Ablation, ablation_hook, model_layers, reference_cache
 from project.interp.induction import PATTERNS, pattern_hooks, score_pattern
@@ -62,7 +61,7 @@ def _measure(
 
 
 def induction_ablation_table(
-    model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, reduce: str = "tl"
+    model: Any, tokens: torch.Tensor, labels: torch.Tensor, reduce: str = "tl"
 ) -> pd.DataFrame:
     """Rows ``clean``, ``L0H{h}`` (each layer-0 head mean-ablated), ``L0 all``, ``L{l}H{h}`` (each
     later head); columns ``ablated, layer, head, loss, acc, induction_L{l}H{h}`` and their
@@ -88,9 +87,9 @@ def induction_ablation_table(
         layer = int(a.hook.split(".")[1])
         runs.append((f"L{layer}H{a.head}", layer, int(a.head), [a]))  # type: ignore[arg-type]
     rows = []
-    for label, layer, head, items in runs:
+    for label, layer_i, head_i, items in runs:
         rows.append(
-            {"ablated": label, "layer": layer, "head": head,
+            {"ablated": label, "layer": layer_i, "head": head_i,
              **_measure(model, tokens, labels, items, reference, reduce)}
         )  # fmt: skip
     table = pd.DataFrame(rows)

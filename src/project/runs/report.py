@@ -172,7 +172,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
             summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
             summary["key frequencies (live, last progress record)"] = keys or "none"
             data["final"] = {"key_freqs": keys, "key_rule": "live (progress.jsonl)"}
-    elif modular:
+    elif modular and model is not None:
         p, op = dm.modulus, dm.operation
         _, acts = fo.grid_forward(model, p)
         final = fo.progress_measures(model, p, dm.tokens, dm.answers, dm.train_idx, dm.val_idx, op)

@@ -172,9 +172,9 @@ def detect_phases(
     ev["loss_floor"] = {"rule": "train loss at e1", "value": floor}
     falls = {}
     for col in LOSSES:
-        y = smooth_log(measures, col, grid, window * (last - start), floor)
-        if y is not None:
-            found = sharp_fall(grid, y, e1, sharp)
+        curve = smooth_log(measures, col, grid, window * (last - start), floor)
+        if curve is not None:
+            found = sharp_fall(grid, curve, e1, sharp)
             if found is not None:
                 falls[col] = found
     ev["sharp_falls"] = falls
