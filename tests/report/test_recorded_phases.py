@@ -1,0 +1,56 @@
+"""Phases on recorded trajectories committed under docs/results (no checkpoints, no training):
+the paper's pattern on a real fast_grok run, and boundaries that stay put when the measurement
+cadence is halved or doubled."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from project.runs import report_generic as rg
+from project.runs.load import Run, load_run
+from project.runs.report import phase_measures, thresholds
+from project.runs.report_phases import PHASES, at, detect_phases
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+FAST_GROK = RESULTS / "fast_grok_seed0"
+
+
+def phases_of(run: Run) -> dict:
+    df = rg.curves(run)
+    memorised, grok = thresholds(df)
+    measures, _ = phase_measures(run, pd.DataFrame(), df)
+    out = detect_phases(measures, grok, memorised)
+    return {**out, "measures": measures, "memorised": memorised, "grok": grok}
+
+
+def test_fast_grok_recording_shows_the_papers_phases() -> None:
+    found = phases_of(load_run(FAST_GROK))
+    ph, m = found["phases"], found["measures"]
+    (m0, m1), (c0, c1), (k0, k1) = (ph[name] for name in PHASES)
+    assert m1 == c0 and c1 == k0
+    assert m1 >= found["memorised"]  # memorisation never ends before the train set is memorised
+    assert at(m, "excluded_loss", c1) > at(m, "excluded_loss", c0)  # the circuit carries the fit
+    assert at(m, "weight_norm", k1) < at(m, "weight_norm", k0)  # clean-up removes weight
+    assert k0 <= found["grok"] <= k1  # the grok lies in clean-up
+    assert all(found["checks"].values()), found["checks"]
+    for key in ("e1", "e2", "e3"):
+        assert {"rule", "epoch", "test_loss", "excluded_loss", "restricted_loss",
+                "weight_norm"} <= set(found["evidence"][key])  # fmt: skip
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_recorded_boundaries_move_less_than_5_percent_with_the_cadence(factor: int) -> None:
+    """Measures every 10 epochs (base) against every 5 and every 20 (factor 2) or every 40."""
+    run = load_run(FAST_GROK)
+    every_5 = run.progress.sort_values("epoch")
+    base = phases_of(replace(run, progress=every_5.iloc[::2]))["phases"]
+    length = float(every_5["epoch"].max() - every_5["epoch"].min())
+    for progress in (every_5, every_5.iloc[:: 2 * factor]):
+        other = phases_of(replace(run, progress=progress))["phases"]
+        for name in PHASES:
+            for a, b in zip(base[name], other[name], strict=True):
+                assert abs(a - b) <= 0.05 * length, (name, base[name], other[name])
