@@ -34,12 +34,14 @@ import torch  # noqa: E402
 from project.interp import fourier as fo  # noqa: E402
 from project.runs import report_generic as rg  # noqa: E402
 from project.runs.load import Run, first_epoch_at, load_run  # noqa: E402
+from project.runs.record import read_trajectory  # noqa: E402
 from project.runs.report_phases import detect_phases  # noqa: E402
 
 THRESHOLD = 0.99
 Section = tuple[str, str, str]
 NEEDS_WEIGHTS = [
-    "key frequencies and measures recomputed with the final model (live ones used instead)",
+    "key frequencies and measures recomputed with the final model (trajectory.jsonl if recorded, "
+    "else the live ones)",
     "Fourier spectra of W_E and W_L",
     "neurons in the 2-D Fourier basis",
     "attention patterns",
@@ -166,7 +168,14 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
     if not weights:
         summary["weights"] = "none in this run dir: " + "; ".join(NEEDS_WEIGHTS)
         data["not_computed_needs_weights"] = NEEDS_WEIGHTS
-        if modular and len(run.progress):
+        recorded, final_rec = read_trajectory(run.run_dir)
+        if modular and len(recorded):  # python -m project.runs.record: final-key measures
+            traj, keys = recorded, list(final_rec.get("key_freqs", []))
+            summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
+            summary["key frequencies (neuron clusters, recorded)"] = keys or "none"
+            data["final"] = final_rec
+            data["trajectory"] = _frame(traj)
+        elif modular and len(run.progress):
             traj = run.progress  # the live measures stand in for the snapshot trajectory
             keys = list(run.progress["key_freqs"].dropna().iloc[-1]) if "key_freqs" in traj else []
             summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
@@ -188,7 +197,8 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
         data["final"] = {**_jsonable(final), **rf.final_numbers(model, dm, keys),
                          "key_freqs_embedding": embed_keys, "key_rule": fo.KEY_RULE}  # fmt: skip
         data["trajectory"] = _frame(traj)
-    measures, source = phase_measures(run, traj if weights else pd.DataFrame(), df)
+    recorded_traj = not weights and (run.run_dir / "trajectory.jsonl").is_file()
+    measures, source = phase_measures(run, traj if weights or recorded_traj else pd.DataFrame(), df)
     found = (
         detect_phases(measures, t_grok, t_mem)
         if len(measures)

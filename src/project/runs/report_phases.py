@@ -13,9 +13,9 @@ kept) and ``weight_norm`` (total sum of squared weights), and returns the phase 
   high. It ends where clean-up begins.
 * **clean-up** ``[e2, e3]``: test loss and restricted loss fall sharply. A loss falls sharply
   where ln(loss) falls at least ``sharp`` (25%) as fast as at its steepest after e1; the sharp
-  fall is the contiguous stretch around that steepest point. Losses are floored at the train loss
-  at e1 (the level at which the train set counted as memorised) before the log, so the slow
-  decline of an already tiny loss after grokking is not read as a fall. e2 = where the first of
+  fall is the contiguous stretch around that steepest point. Losses are floored at the lowest
+  train loss of the run before the log (a test loss as low as the train loss ever got has no
+  further to fall), so the slow decline of an already tiny loss is not read as a fall. e2 = where the first of
   the two starts its sharp fall, e3 = where the last one ends it. The weight norm is not used to
   place them; whether it fell over [e2, e3] is reported as a check.
 
@@ -168,8 +168,9 @@ def detect_phases(
         return {"phases": phases, "evidence": ev, "checks": checks}
 
     grid = np.linspace(start, last, GRID)
-    floor = at(measures, "train_loss", e1) or 1e-30
-    ev["loss_floor"] = {"rule": "train loss at e1", "value": floor}
+    train = _series(measures, "train_loss")
+    floor = float(train[1].min()) if train is not None else 1e-30
+    ev["loss_floor"] = {"rule": "lowest train loss of the run", "value": floor}
     falls = {}
     for col in LOSSES:
         curve = smooth_log(measures, col, grid, window * (last - start), floor)
