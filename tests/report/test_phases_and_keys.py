@@ -59,7 +59,7 @@ def test_phases_found_at_the_known_boundaries(noise: float) -> None:
     assert all(out["checks"].values()), out["checks"]
     for key in ("e1", "e2", "e3"):  # each boundary carries the values that placed it
         assert {"rule", "epoch", "test_loss", "excluded_loss", "restricted_loss"} <= set(ev[key])
-    assert ev["e1"]["rule"].startswith("lowest excluded loss")
+    assert ev["e1"]["rule"].startswith("excluded loss within 5%")
 
 
 def test_memorisation_never_ends_before_the_train_set_is_memorised() -> None:
@@ -86,7 +86,8 @@ def test_phases_of_a_run_still_memorising_are_open() -> None:
     df = synthetic_progress()
     early = df[df["epoch"] <= 1000]
     ph = detect_phases(early, memorised_epoch=MEMORISED)["phases"]
-    assert ph["memorisation"] == [0, 1000]  # excluded loss still falling: lowest at the end
+    assert abs(ph["memorisation"][1] - 1000) <= 20  # excluded loss still falling: low at the end
+    assert ph["memorisation"][0] == 0
     assert ph["cleanup"] is None
 
 

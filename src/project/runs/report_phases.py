@@ -6,9 +6,11 @@ pairs, key frequencies removed from the logits), ``restricted_loss`` (only the k
 kept) and ``weight_norm`` (total sum of squared weights), and returns the phase boundaries:
 
 * **memorisation** ``[first epoch, e1]``: e1 = the later of the memorised epoch (train accuracy
-  first >= 99%, measured every epoch) and the epoch of the lowest excluded loss before the grok
-  (from there on the key-frequency circuit carries more and more of the train fit). Memorisation
-  never ends before the train set is memorised.
+  first >= 99%, measured every epoch) and the epoch at which the excluded loss has come down to
+  within ``settle`` (5%) of its lowest value before the grok (from there on the key-frequency
+  circuit carries more and more of the train fit; the 5% band, not the argmin, so that a flat
+  minimum sampled at another cadence does not move it). Memorisation never ends before the train
+  set is memorised.
 * **circuit formation** ``[e1, e2]``: excluded loss rises, restricted loss falls, test loss stays
   high. It ends where clean-up begins.
 * **clean-up** ``[e2, e3]``: test loss and restricted loss fall sharply. A loss falls sharply
@@ -20,7 +22,7 @@ kept) and ``weight_norm`` (total sum of squared weights), and returns the phase 
   place them; whether it fell over [e2, e3] is reported as a check.
 
 Cadence: every series is interpolated linearly onto one uniform grid of ``GRID`` points over the
-run and smoothed by a running mean over ``window`` (2%) of the run length, so a boundary does not
+run and smoothed by a running mean over ``window`` (5%) of the run length, so a boundary does not
 depend on how densely the snapshots sample it (halving or doubling the cadence moves boundaries
 by < 5% of the run length; ``tests/grokking/test_phases.py``). Rates are per epoch, of the
 natural log of the loss.
@@ -116,12 +118,22 @@ def sharp_fall(
             "rate": float(masked[i])}  # fmt: skip
 
 
+def _reached(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """First epoch at which the falling series ``y`` reaches ``level`` (linear interpolation)."""
+    hit = int(np.flatnonzero(y <= level)[0])
+    if hit == 0:
+        return float(x[0])
+    x0, x1, y0, y1 = x[hit - 1], x[hit], y[hit - 1], y[hit]
+    return float(x0 + (x1 - x0) * (y0 - level) / (y0 - y1))
+
+
 def detect_phases(
     measures: pd.DataFrame,
     grok_epoch: int | None = None,
     memorised_epoch: int | None = None,
     sharp: float = 0.25,
-    window: float = 0.02,
+    window: float = 0.05,
+    settle: float = 0.05,
 ) -> dict[str, Any]:
     """Phase boundaries from the measures; see the module docstring.
 
@@ -152,10 +164,12 @@ def detect_phases(
         x, y = excl
         upto = x <= (grok_epoch if grok_epoch is not None else last)
         if upto.any():
-            low = float(x[upto][int(np.argmin(y[upto]))])
-            ev["excluded_loss_min"] = {"epoch": low, "value": float(y[upto].min())}
+            i = int(np.argmin(y[upto]))
+            ev["excluded_loss_min"] = {"epoch": float(x[upto][i]), "value": float(y[upto][i])}
+            low = _reached(x[: i + 1], y[: i + 1], (1 + settle) * float(y[upto][i]))
+            ev["excluded_loss_settled"] = {"epoch": low, "within": settle}
             if e1 is None or low > e1:
-                e1, rule1 = low, "lowest excluded loss before the grok (after memorising)"
+                e1, rule1 = low, f"excluded loss within {settle:.0%} of its pre-grok low"
     if e1 is None:
         return {"phases": dict.fromkeys(PHASES), "evidence": ev, "checks": checks}
     e1 = min(max(start, e1), last)
