@@ -30,7 +30,7 @@ def test_ablation_table_rows_columns_and_known_answers() -> None:
     model, tokens, labels = setup()
     table = induction_ablation_table(model, tokens, labels)
     assert list(table["ablated"]) == ["clean", "L0H0", "L0H1", "L0H2", "L0H3", "L0 all",
-                                      "L1H0", "L1H1", "L1H2", "L1H3"]  # fmt: skip
+                                      "L1H0", "L1H1", "L1H2", "L1H3", "L1 all"]  # fmt: skip
     ind = [f"induction_L1H{h}" for h in range(4)]
     clean = table.iloc[0]
     scores = head_detector(model, tokens)  # TransformerLens normalisation by default

@@ -92,8 +92,10 @@ def test_induction_forms_prev_token_and_induction_heads_at_unseen_periods(tmp_pa
     assert every[best] < 0.5 * clean[best] and every.d_acc < -0.5
     singles = table[table.ablated.str.fullmatch(r"L0H\d")]
     assert singles[f"d_{best}"].min() < -0.05  # at least one L0 head builds its keys alone
-    l1 = table[table.ablated == best.replace("induction_", "")].iloc[0]
-    assert l1.d_acc < -0.1
+    # each L1 head carries part of the repeated-token loss; all of them together, the accuracy
+    # (seed 0: four redundant induction heads, each -0.4 to -1.5 points of accuracy alone)
+    assert (table[table.ablated.str.fullmatch(r"L1H\d")].d_loss > 0.02).all()
+    assert table[table.ablated == "L1 all"].iloc[0].d_acc < -0.5
 
 
 @pytest.mark.slow

@@ -10,9 +10,10 @@ layer 0 (and then all of them together), and reports for each ablation:
 - the loss and accuracy on the supervised (repeated) tokens and their changes ``d_loss``,
   ``d_acc``.
 
-Then every later-layer head is mean-ablated on its own (rows ``L1H0`` ...) for its effect on the
-loss and accuracy: an induction head whose removal costs accuracy is used by the model, not just
-present. Row ``clean`` is the unablated model. Mean ablation averages the head's ``hook_z``
+Then every later-layer head is mean-ablated on its own (rows ``L1H0`` ...) and each later layer's
+heads all together (``L1 all``) for the effect on the loss and accuracy: induction heads whose
+removal costs accuracy are used by the model, not just present (several redundant heads can each
+cost little alone and everything together). Row ``clean`` is the unablated model. Mean ablation averages the head's ``hook_z``
 output over the batch (per position), as ``project.interp.ablation`` does.
 """
 
@@ -64,7 +65,7 @@ def induction_ablation_table(
     model: Any, tokens: torch.Tensor, labels: torch.Tensor, reduce: str = "tl"
 ) -> pd.DataFrame:
     """Rows ``clean``, ``L0H{h}`` (each layer-0 head mean-ablated), ``L0 all``, ``L{l}H{h}`` (each
-    later head); columns ``ablated, layer, head, loss, acc, induction_L{l}H{h}`` and their
+    later head), ``L{l} all``; columns ``ablated, layer, head, loss, acc, induction_L{l}H{h}`` and their
     changes from ``clean`` (``d_*``). ``tokens [batch, pos]``, ``labels [batch, pos]`` with -100
     at unsupervised positions. Needs ``blocks.{i}.attn.hook_z`` and ``hook_pattern`` hooks."""
     n_layers = model_layers(model)
@@ -83,9 +84,10 @@ def induction_ablation_table(
     runs: list[tuple[str, int | None, int | None, list[Ablation]]] = [("clean", None, None, [])]
     runs += [(f"L0H{a.head}", 0, int(a.head), [a]) for a in layer0]  # type: ignore[arg-type]
     runs.append(("L0 all", 0, None, layer0))
-    for a in later:
-        layer = int(a.hook.split(".")[1])
-        runs.append((f"L{layer}H{a.head}", layer, int(a.head), [a]))  # type: ignore[arg-type]
+    for layer in range(1, n_layers):
+        mine = [a for a in later if a.hook == f"blocks.{layer}.attn.hook_z"]
+        runs += [(f"L{layer}H{a.head}", layer, int(a.head), [a]) for a in mine]  # type: ignore[arg-type]
+        runs.append((f"L{layer} all", layer, None, mine))
     rows = []
     for label, layer_i, head_i, items in runs:
         rows.append(
