@@ -75,6 +75,7 @@ def test_induction_forms_prev_token_and_induction_heads_at_unseen_periods(tmp_pa
     tokens, labels = tokens[:256], labels[:256]
     tl = head_detector(net, tokens)  # TransformerLens detect_head normalisation
     sq = head_detector(net, tokens, repeat_query_mask(labels), reduce="supervised_query")
+    print(tl.to_string(), sq.to_string(), sep="\n")  # the scores the docs quote (pytest -s)
     for scores in (tl, sq):
         layer0, layer1 = scores[scores.layer == 0], scores[scores.layer == 1]
         assert layer0.previous_token.max() > layer1.previous_token.max()
