@@ -17,20 +17,22 @@ kept) and ``weight_norm`` (total sum of squared weights), and returns the phase 
   where ln(loss) falls at least ``sharp`` (25%) as fast as at its steepest after e1; the sharp
   fall is the contiguous stretch around that steepest point. Losses are floored at the lowest
   train loss of the run before the log (a test loss as low as the train loss ever got has no
-  further to fall), so the slow decline of an already tiny loss is not read as a fall. e2 = where the first of
-  the two starts its sharp fall, e3 = where the last one ends it. The weight norm is not used to
-  place them; whether it fell over [e2, e3] is reported as a check.
+  further to fall), so the slow decline of an already tiny loss is not read as a fall. e2 =
+  where the first of the two starts its sharp fall, e3 = where the last one ends it. The weight
+  norm is not used to place them; whether it fell over [e2, e3] is reported as a check.
 
 Cadence: every series is interpolated linearly onto one uniform grid of ``GRID`` points over the
 run and smoothed by a running mean over ``window`` (5%) of the run length, so a boundary does not
 depend on how densely the snapshots sample it (halving or doubling the cadence moves boundaries
-by < 5% of the run length; ``tests/grokking/test_phases.py``). Rates are per epoch, of the
-natural log of the loss.
+by <= 5% of the run length: ``tests/report/test_phases_and_keys.py`` on synthetic curves,
+``tests/report/test_recorded_phases.py`` on the recorded fast_grok run). Rates are per epoch, of
+the natural log of the loss.
 
 A run that has not generalised (``grok_epoch`` None) has circuit formation open to its last
-measured epoch and no clean-up. ``evidence`` holds, per boundary, the rule and the signal values
-at it (train acc/loss at e1; excluded, restricted and test loss at e1 and e2; test and restricted
-loss and weight norm at e2 and e3; the fall rates), and ``checks`` the paper's claims as
+measured epoch and no clean-up. ``evidence`` holds, per boundary (``e1``, ``e2``, ``e3``), the
+rule that placed it and every signal's value there (train loss/acc, test, excluded and restricted
+loss, weight norm), the excluded-loss low and the sharp-fall stretches with their rates, and
+``checks`` the paper's claims as
 booleans (excluded loss rose over circuit formation, restricted loss fell, weight norm fell over
 clean-up, the grok epoch lies in clean-up), so a reader sees where the run agrees with the paper.
 """
