@@ -201,7 +201,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
     measures, source = phase_measures(run, traj if weights or recorded_traj else pd.DataFrame(), df)
     found = (
         detect_phases(measures, t_grok, t_mem)
-        if len(measures)
+        if modular and len(measures)  # the phases of Nanda et al. are about modular arithmetic
         else {"phases": None, "evidence": {}, "checks": {}}
     )
     phases = found["phases"]

@@ -57,7 +57,7 @@ def labels(runs: list[Run]) -> list[str]:
 def _phases(run: Run, df: Any, mem: int | None, grok: int | None) -> dict[str, Any]:
     """Phases from the metric history and the live progress records (no snapshots needed)."""
     measures, _ = phase_measures(run, pd.DataFrame(), df)
-    if measures.empty:
+    if measures.empty or not run.is_modular:
         return {"phases": None, "evidence": {}}
     return detect_phases(measures, grok, mem)
 
