@@ -34,7 +34,12 @@ FILTERS = {
     "none": ["model.grokfast=none", "model.optimizer.weight_decay=0.005"],
     "none_wd0": ["model.grokfast=none", "model.optimizer.weight_decay=0.0"],  # their baseline
 }
-CLAIM = {"ema": 910, "ma": 790, "none": 39890, "none_wd0": 39890}  # Grokfast README / paper, steps to 95% val acc
+CLAIM = {
+    "ema": 910,
+    "ma": 790,
+    "none": 39890,
+    "none_wd0": 39890,
+}  # Grokfast README / paper, steps to 95% val acc
 THRESHOLD = 0.95
 
 
