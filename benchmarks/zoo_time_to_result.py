@@ -57,7 +57,9 @@ def induction_score(run_dir: Path) -> float:
 
     run = load_run(run_dir)
     tokens, labels = run.datamodule().splits()["val"]
-    scores = head_detector(run.final_model(), tokens[:256], repeat_query_mask(labels[:256]))
+    scores = head_detector(
+        run.final_model(), tokens[:256], repeat_query_mask(labels[:256]), reduce="supervised_query"
+    )  # the number the zoo table quotes as "supervised-query"; TL's detect_head: reduce="tl"
     return float(scores[scores.layer == 1].induction.max())
 
 

@@ -67,8 +67,9 @@ class LitCausalLM(L.LightningModule):
         loss_dtype: str = "float64",
         grokfast: str | None = None,
         grokfast_alpha: float = 0.98,
-        grokfast_lamb: float = 2.0,
+        grokfast_lamb: float | None = None,
         grokfast_window: int = 100,
+        grokfast_filter_type: str = "mean",
         compile: bool | str = False,
     ) -> None:
         super().__init__()
@@ -97,6 +98,7 @@ class LitCausalLM(L.LightningModule):
                 "grokfast_alpha": grokfast_alpha,
                 "grokfast_lamb": grokfast_lamb,
                 "grokfast_window": grokfast_window,
+                "grokfast_filter_type": grokfast_filter_type,
                 "compile": compile,
             }
         )
@@ -105,7 +107,7 @@ class LitCausalLM(L.LightningModule):
         self.scheduler_interval = scheduler_interval
         self.loss_dtype = LOSS_DTYPES[loss_dtype]
         self.grad_filter = make_grad_filter(
-            grokfast, grokfast_alpha, grokfast_lamb, grokfast_window
+            grokfast, grokfast_alpha, grokfast_lamb, grokfast_window, grokfast_filter_type
         )
         self.net_takes_last_only = "last_only" in inspect.signature(self.net.forward).parameters
         self.last_position_only = False  # set from the task in setup()

@@ -1,9 +1,17 @@
 """Optimiser pieces: linear warm-up and the Grokfast gradient filters (Lee et al. 2024).
 
 Grokfast amplifies the slow component of the gradient before each optimiser step:
-EMA: ``ema = alpha * ema + (1 - alpha) * grad; grad += lamb * ema``;
-MA:  ``grad += lamb * mean(last `window` grads)``.
-The filters keep their state as plain tensors so it can be checkpointed and resumed exactly.
+EMA: ``ema = alpha * ema + (1 - alpha) * grad; grad += lamb * ema`` (official default lamb 2.0);
+MA:  ``grad += lamb * mean(last `window` grads)`` (``filter_type="sum"``: the sum; official default
+lamb 5.0), applied once the window is full.
+Both follow ``gradfilter_ema`` / ``gradfilter_ma`` of the official code (github.com/ironjr/grokfast,
+``grokfast.py``); ``tests/grokking/test_grokfast.py`` checks them against that algorithm on a fixed
+gradient sequence. The filters keep their state as plain tensors so it can be checkpointed and
+resumed exactly.
+
+The warm-up is the official schedules' ``min(step / warmup_steps, 1)`` (Nanda et al.'s
+``lambda step: min(step/10, 1)``; Grokfast's ``1 if update > 10 else update / 10`` is the same
+for 10 steps): the first step runs at lr 0.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from torch import nn
 
 
 class LinearWarmup:
-    """LR multiplier ``min(1, (step + 1) / warmup_steps)``: a picklable LambdaLR function."""
+    """LR multiplier ``min(1, step / warmup_steps)`` (step 0 = the first optimiser step, at lr 0),
+    as the official code: a picklable LambdaLR function."""
 
     def __init__(self, warmup_steps: int) -> None:
         self.warmup_steps = warmup_steps
@@ -25,7 +34,7 @@ class LinearWarmup:
     def __call__(self, step: int) -> float:
         if self.warmup_steps <= 0:
             return 1.0
-        return min(1.0, (step + 1) / self.warmup_steps)
+        return min(1.0, step / self.warmup_steps)
 
 
 class GrokfastEMA:
@@ -57,12 +66,24 @@ class GrokfastEMA:
         self.ema = dict(state["ema"])
 
 
-class GrokfastMA:
-    """MA filter: ``grad += lamb * mean(last window grads)``; with ``warmup`` it waits until the
-    window is full (as the official ``gradfilter_ma``)."""
+FILTER_TYPES = ("mean", "sum")
+DEFAULT_LAMB = {"ema": 2.0, "ma": 5.0}  # the official defaults of gradfilter_ema / gradfilter_ma
 
-    def __init__(self, window: int = 100, lamb: float = 5.0, warmup: bool = True) -> None:
+
+class GrokfastMA:
+    """MA filter: ``grad += lamb * mean(last window grads)`` (``filter_type="sum"``: their sum);
+    with ``warmup`` it waits until the window is full (as the official ``gradfilter_ma``). The
+    window holds the raw (unfiltered) gradients, as the official deque does."""
+
+    def __init__(
+        self, window: int = 100, lamb: float = 5.0, warmup: bool = True, filter_type: str = "mean"
+    ) -> None:
+        if filter_type not in FILTER_TYPES:
+            raise ValueError(f"filter_type={filter_type!r} is invalid: allowed mean, sum")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window={window!r} is invalid: allowed an integer >= 1")
         self.window, self.lamb, self.warmup = window, lamb, warmup
+        self.filter_type = filter_type
         self.history: dict[str, deque[torch.Tensor]] = {}
 
     @torch.no_grad()
@@ -77,7 +98,9 @@ class GrokfastMA:
                 )
             queue.append(param.grad.detach().clone())
             if not self.warmup or len(queue) == self.window:
-                param.grad.add_(torch.stack(tuple(queue)).mean(0), alpha=self.lamb)
+                stacked = torch.stack(tuple(queue))
+                slow = stacked.mean(0) if self.filter_type == "mean" else stacked.sum(0)
+                param.grad.add_(slow, alpha=self.lamb)
 
     def state_dict(self) -> dict:
         return {"history": {k: list(v) for k, v in self.history.items()}}
@@ -87,16 +110,23 @@ class GrokfastMA:
 
 
 def make_grad_filter(
-    kind: str | None, alpha: float, lamb: float, window: int
+    kind: str | None,
+    alpha: float,
+    lamb: float | None,
+    window: int,
+    filter_type: str = "mean",
 ) -> GrokfastEMA | GrokfastMA | None:
-    """``none``/None -> no filter; ``ema`` -> ``GrokfastEMA``; ``ma`` -> ``GrokfastMA``."""
+    """``none``/None -> no filter; ``ema`` -> ``GrokfastEMA``; ``ma`` -> ``GrokfastMA``.
+
+    ``lamb=None`` takes the official default of the chosen filter (EMA 2.0, MA 5.0)."""
     if kind in (None, "none"):
         return None
+    if kind not in DEFAULT_LAMB:
+        raise ValueError(f"grokfast={kind!r} is invalid: allowed none, ema, ma")
+    lamb_ = DEFAULT_LAMB[kind] if lamb is None else lamb
     if kind == "ema":
-        return GrokfastEMA(alpha=alpha, lamb=lamb)
-    if kind == "ma":
-        return GrokfastMA(window=window, lamb=lamb)
-    raise ValueError(f"grokfast={kind!r} is invalid: allowed none, ema, ma")
+        return GrokfastEMA(alpha=alpha, lamb=lamb_)
+    return GrokfastMA(window=window, lamb=lamb_, filter_type=filter_type)
 
 
 def check_grokfast_args(alpha: float, lamb: float, window: int) -> None:

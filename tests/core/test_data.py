@@ -70,6 +70,25 @@ def test_bad_arguments_name_the_argument(kwargs: dict, message: str) -> None:
         ModularDataModule(**kwargs)
 
 
+def test_python_split_is_the_paper_codes_gen_train_test() -> None:
+    """split_rng=python, split_seed=0: the progress-measures-paper code's split, restated:
+    pairs (i, j) in table order, random.seed(0); random.shuffle; the first 30% are train."""
+    import random
+
+    p = 113
+    pairs = [(i, j, p) for i in range(p) for j in range(p)]
+    random.seed(0)
+    random.shuffle(pairs)
+    div = int(0.3 * len(pairs))
+    dm = ModularDataModule(frac_train=0.3, split_seed=0, split_rng="python")
+    train = [tuple(row) for row in dm.tokens[dm.train_idx].tolist()]
+    assert train == [tuple(x) for x in pairs[:div]] and len(train) == 3830
+    demo = ModularDataModule()
+    assert set(demo.train_idx.tolist()) != set(dm.train_idx.tolist())
+    with pytest.raises(ValueError, match="split_rng='numpy' is invalid: allowed torch, python"):
+        ModularDataModule(split_rng="numpy")
+
+
 def test_split_is_deterministic_and_seed_dependent() -> None:
     a, _ = split_indices(100, 0.5, 7)
     b, _ = split_indices(100, 0.5, 7)

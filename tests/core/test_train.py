@@ -58,7 +58,8 @@ def test_tensorboard_events_hold_every_metric_every_epoch(grokked_run: Path) -> 
     assert set(logged) >= METRICS
     assert len(logged["train/loss"]) == 60 and len(logged["val/acc"]) == 60
     lrs = [v for _, v in logged["lr"]]
-    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-2)  # warm-up of 10 steps
+    # the official warm-up min(step/10, 1): the first step at lr 0, the second at 1e-3
+    assert lrs[:2] == pytest.approx([0.0, 1e-3]) and lrs[-1] == pytest.approx(1e-2)
 
 
 def test_small_setting_fits_and_generalises(grokked_run: Path) -> None:

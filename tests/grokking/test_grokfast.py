@@ -4,6 +4,7 @@ trips through a weights_only checkpoint, and the LightningModule wiring."""
 from __future__ import annotations
 
 import io
+from collections import deque
 
 import pytest
 import torch
@@ -88,10 +89,70 @@ def test_make_grad_filter_choices_and_error() -> None:
         make_grad_filter("sgd", 0.98, 2.0, 100)
 
 
-def test_linear_warmup() -> None:
+def test_linear_warmup_is_the_official_schedule() -> None:
+    """Nanda et al.'s ``min(step/10, 1)`` and Grokfast's ``1 if update > 10 else update / 10``."""
     warm = LinearWarmup(10)
-    assert [warm(s) for s in (0, 4, 9, 50)] == [0.1, 0.5, 1.0, 1.0]
+    official = [min(step / 10, 1) for step in range(40)]
+    grokfast = [1 if step > 10 else step / 10 for step in range(40)]
+    assert [warm(s) for s in range(40)] == official == grokfast
+    assert warm(0) == 0.0 and warm(5) == 0.5
     assert LinearWarmup(0)(0) == 1.0
+
+
+def official_gradfilter_ma(
+    m: nn.Module, grads: dict | None, window_size: int, lamb: float, filter_type: str,
+    warmup: bool = True,
+) -> dict:  # fmt: skip
+    """The official algorithm (ironjr/grokfast ``gradfilter_ma``), restated: a deque of raw
+    gradients per parameter; once full (or without warm-up) ``grad = grad + lamb * (sum/len or
+    sum)``, the new gradient tensor replacing the old one."""
+    if grads is None:
+        grads = {n: deque(maxlen=window_size) for n, p in m.named_parameters()
+                 if p.requires_grad and p.grad is not None}  # fmt: skip
+    for n, p in m.named_parameters():
+        if p.requires_grad and p.grad is not None:
+            grads[n].append(p.grad.data.detach())
+            if not warmup or len(grads[n]) == window_size:
+                total = sum(grads[n])
+                avg = total / len(grads[n]) if filter_type == "mean" else total
+                p.grad.data = p.grad.data + avg * lamb
+    return grads
+
+
+@pytest.mark.parametrize("filter_type", ["mean", "sum"])
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ma_matches_the_official_algorithm_on_a_fixed_gradient_sequence(
+    filter_type: str, warmup: bool
+) -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    sequence = [(torch.randn(3, 4), torch.randn(3)) for _ in range(12)]
+    ours = GrokfastMA(window=5, lamb=5.0, warmup=warmup, filter_type=filter_type)
+    grads = None
+    for g_w, g_b in sequence:
+        model.weight.grad, model.bias.grad = g_w.clone(), g_b.clone()
+        grads = official_gradfilter_ma(model, grads, 5, 5.0, filter_type, warmup)
+        expected = [model.weight.grad.clone(), model.bias.grad.clone()]
+        model.weight.grad, model.bias.grad = g_w.clone(), g_b.clone()
+        ours.apply(model)
+        torch.testing.assert_close(model.weight.grad, expected[0], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(model.bias.grad, expected[1], rtol=1e-6, atol=1e-6)
+
+
+def test_official_default_lamb_per_filter_and_filter_type_checked() -> None:
+    ema = make_grad_filter("ema", 0.98, None, 100)
+    ma = make_grad_filter("ma", 0.98, None, 100, "sum")
+    assert isinstance(ema, GrokfastEMA) and ema.lamb == 2.0
+    assert isinstance(ma, GrokfastMA) and (ma.lamb, ma.filter_type) == (5.0, "sum")
+    assert make_grad_filter("ma", 0.98, 1.5, 100).lamb == 1.5
+    with pytest.raises(ValueError, match="filter_type='median' is invalid: allowed mean, sum"):
+        make_grad_filter("ma", 0.98, None, 100, "median")
+    module = LitCausalLM(
+        net={"_target_": "project.models.tiny_transformer.TinyTransformer", "d_vocab": 5,
+             "n_ctx": 3, "d_model": 8, "n_heads": 2, "d_mlp": 8},
+        optimizer={"_target_": "torch.optim.Adam", "_partial_": True}, grokfast="ma",
+    )  # fmt: skip
+    assert module.grad_filter.lamb == 5.0
 
 
 def test_lightning_module_applies_the_filter_and_checkpoints_its_state() -> None:

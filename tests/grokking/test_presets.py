@@ -60,6 +60,30 @@ def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
     assert cfg.trainer.max_epochs == 40000 and validate_config(cfg) == []
 
 
+@pytest.mark.parametrize(("kind", "wd", "lamb"), [("ema", 0.005, 2.0), ("ma", 0.01, 5.0)])
+def test_grokfast_mul97_is_the_official_setup(kind: str, wd: float, lamb: float) -> None:
+    """x*y mod 97, 50%, batch 512, Adam, 2-layer LayerNorm GELU net; the official commands'
+    weight decay and filter defaults (lamb null -> 2.0 for EMA, 5.0 for MA)."""
+    from project.lit_module import LitCausalLM
+
+    extra = [] if kind == "ema" else ["model.grokfast=ma", "model.optimizer.weight_decay=0.01"]
+    cfg = compose_config(["experiment=grokfast_mul97", *extra])
+    d, m = cfg.data, cfg.model
+    assert (d.operation, d.modulus, d.frac_train, d.batch_size) == ("mul", 97, 0.5, 512)
+    assert m.optimizer._target_ == "torch.optim.Adam" and m.optimizer.weight_decay == wd
+    assert (m.optimizer.lr, list(m.optimizer.betas), m.scheduler.warmup_steps) == (
+        1e-3, [0.9, 0.98], 10)  # fmt: skip
+    net = m.net
+    assert (net.n_layers, net.d_model, net.n_heads, net.d_mlp, net.act) == (2, 128, 4, 512, "gelu")
+    assert net.layernorm is True and net.attn_bias is True and m.loss_dtype == "float32"
+    assert m.grokfast == kind and m.grokfast_lamb is None and validate_config(cfg) == []
+    module = LitCausalLM(
+        net={**dict(net), "d_vocab": 98, "n_ctx": 3, "d_vocab_out": 97},
+        optimizer=dict(m.optimizer), grokfast=m.grokfast, grokfast_lamb=m.grokfast_lamb,
+    )  # fmt: skip
+    assert module.grad_filter.lamb == lamb
+
+
 def test_fast_grok_recipe() -> None:
     cfg = compose_config(["experiment=fast_grok"])
     assert (cfg.data.modulus, cfg.data.frac_train, cfg.data.batch_size) == (113, 0.3, None)

@@ -126,7 +126,32 @@ def test_report_cli_errors_name_the_problem(tmp_path: Path, capsys: pytest.Captu
     assert main([str(tmp_path / "missing")]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert main([str(tmp_path)]) == 2
-    assert "has no checkpoints/" in capsys.readouterr().err
+    assert "has no checkpoints/ and no recorded trajectory" in capsys.readouterr().err
+
+
+def test_report_without_checkpoints_recomputes_from_the_recorded_trajectory(
+    tb_run: Path, tmp_path: Path
+) -> None:
+    """A run dir reduced to its config, progress.jsonl and logs (what docs/results commits):
+    phases and the measure figures come back; the sections that need weights are named."""
+    recorded = tmp_path / "recorded"
+    shutil.copytree(tb_run, recorded, ignore=shutil.ignore_patterns("checkpoints", "report"))
+    assert main([str(recorded)]) == 0
+    data = json.loads((recorded / "report" / "report.json").read_text())
+    from project.runs import report_generic as rg
+    from project.runs.report import thresholds
+
+    memorised, grok = thresholds(rg.curves(load_run(tb_run)))  # as the checkpointed report
+    assert data["phases"] is not None and data["grok_epoch"] == grok
+    assert data["memorised_epoch"] == memorised
+    assert "Fourier spectra of W_E and W_L" in data["not_computed_needs_weights"]
+    assert (
+        data["final"]["key_freqs"]
+        == json.loads((recorded / "progress.jsonl").read_text().splitlines()[-1])["key_freqs"]
+    )
+    text = (recorded / "report" / "index.html").read_text()
+    assert "Progress measures: losses and accuracy" in text and "none in this run dir" in text
+    assert "Fourier spectra of W_E and W_L" not in text.split("none in this run dir")[0]
 
 
 CHROMIUM_FLAGS = [
@@ -207,3 +232,25 @@ def test_report_on_a_run_that_has_not_grokked(bare_run: Path, tmp_path: Path) ->
     text = page.read_text()
     assert "never reached 99%" in text and "progress.jsonl" in text
     render_and_check(page, tmp_path)
+
+
+def test_record_writes_a_trajectory_the_report_reads_without_checkpoints(
+    tb_run: Path, tmp_path: Path
+) -> None:
+    from project.runs.record import main as record_main
+
+    out = tmp_path / "recorded"
+    assert record_main([str(tb_run), str(out)]) == 0
+    assert not (out / "checkpoints").exists()
+    rows = read_jsonl(out / "trajectory.jsonl")
+    assert [r["epoch"] for r in rows] == load_run(tb_run).epochs  # every snapshot
+    final = json.loads((out / "final.json").read_text())
+    assert all(r["key_freqs"] == final["key_freqs"] for r in rows)  # the final model's keys
+    header = (out / "csv_logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert set(header) <= {"epoch", "step", "lr", "train/loss", "train/acc", "val/loss", "val/acc"}
+    assert main([str(out)]) == 0
+    data = json.loads((out / "report" / "report.json").read_text())
+    assert data["phase_source"] == "snapshots (final key frequencies)"
+    assert data["final"]["key_freqs"] == final["key_freqs"]
+    assert len(data["trajectory"]["epoch"]) == len(rows)
+    assert record_main([str(tmp_path / "missing"), str(tmp_path / "x")]) == 2

@@ -94,6 +94,15 @@ def test_all_optional_parts_convert():
         assert name in shared
 
 
+def test_attention_only_model_converts():
+    """d_mlp=0 (model=attn_only, the induction preset): TL must build no MLP. Before attn_only
+    was passed, TL 4's bridge added one and the logits differed by 1.2 (at the init)."""
+    torch.manual_seed(0)
+    model = TinyTransformer(n_layers=2, d_model=32, n_heads=4, d_mlp=0, d_vocab=20, n_ctx=12)
+    _, shared = compare(model.eval(), torch.randint(0, 20, (8, 12)))
+    assert "blocks.1.hook_resid_post" in shared and "blocks.1.mlp.hook_post" not in shared
+
+
 def test_hooks_intervene_identically(grokked):
     """Zero-ablating one head through TL's hooks gives our ablated logits."""
     from project.interp.ablation import Ablation, run_with_ablation

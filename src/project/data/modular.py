@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from project.data.arithmetic import OPERATIONS, all_pairs, is_prime, split_indices
+from project.data.arithmetic import OPERATIONS, SPLIT_RNGS, all_pairs, is_prime, split_indices
 from project.data.base import IGNORE_INDEX, TokenTask
 
 
@@ -31,6 +31,7 @@ class ModularDataModule(TokenTask):
         batch_size: int | None = None,
         shuffle: bool = True,
         shuffle_seed: int = 0,
+        split_rng: str = "torch",
     ) -> None:
         super().__init__(batch_size, frac_train, split_seed, shuffle, shuffle_seed)
         if operation not in OPERATIONS:
@@ -48,7 +49,12 @@ class ModularDataModule(TokenTask):
             raise ValueError(f"split_seed={split_seed!r} is invalid: allowed an integer >= 0")
         self.operation, self.modulus = operation, modulus
         self.tokens, self.answers = all_pairs(operation, modulus)
-        self.train_idx, self.val_idx = split_indices(len(self.answers), frac_train, split_seed)
+        if split_rng not in SPLIT_RNGS:
+            raise ValueError(f"split_rng={split_rng!r} is invalid: allowed torch, python")
+        self.split_rng = split_rng
+        self.train_idx, self.val_idx = split_indices(
+            len(self.answers), frac_train, split_seed, split_rng
+        )
 
     @property
     def vocab_size(self) -> int:  # type: ignore[override]

@@ -9,12 +9,19 @@ Detection patterns ``[batch, q_pos, k_pos]`` are built from the tokens, as Trans
   ``j < i`` with ``tokens[j] == tokens[i]`` (attend to the token *after* the earlier copy).
 
 With a span repeated at period ``P`` these are attention from ``i`` to ``i - 1``, ``i - P`` and
-``i - P + 1``. A head's score is its attention mass on the detection pattern, averaged over the
-query positions that have a target (``query_mask``; by default every query whose detection row is
-non-empty): 1 = a perfect detector head. TransformerLens divides by the attention of *all* query
-positions instead (``score_pattern(..., reduce="tl")``), which caps the induction score of a
-sequence repeated once at about 1/2; the per-query mean is the number quoted in the literature
-and in ``docs/zoo.md``.
+``i - P + 1``. Two normalisations of a head's attention mass on the detection pattern:
+
+- ``reduce="tl"`` (default): TransformerLens's ``detect_head`` with ``error_measure="mul"``, per
+  sequence: ``sum(pattern * detection) / sum(pattern)`` over every (query, key) pair, then the
+  mean over the sequences (what TL returns for a list of sequences). ``exclude_bos`` zeroes the
+  attention to key 0 and ``exclude_current_token`` the diagonal *before* both sums, as TL does.
+  Every query counts, including those with no target, so a sequence repeated once scores at most
+  about 1/2 on ``induction``. Equal to TL's ``detect_head`` on the same model and tokens
+  (``tests/interp/test_tl_head_detector.py``, ``tl`` group).
+- ``reduce="supervised_query"``: the mean of the attention mass on the target over the queries
+  that have one (``query_mask``, default every query whose detection row is non-empty): 1 = a
+  perfect detector on the positions the task supervises. Not TL's number: about twice it for a
+  sequence repeated once.
 
 Works on any ``HookedRootModule`` with ``blocks.{i}.attn.hook_pattern`` hooks ``[batch, head,
 q_pos, k_pos]``.
@@ -63,26 +70,44 @@ PATTERNS = {
 }
 
 
+REDUCES = ("tl", "supervised_query")
+
+
 def score_pattern(
     pattern: torch.Tensor,
     detection: torch.Tensor,
     query_mask: torch.Tensor | None = None,
-    reduce: str = "query",
+    reduce: str = "tl",
+    exclude_bos: bool = False,
+    exclude_current_token: bool = False,
 ) -> torch.Tensor:
     """Attention mass of ``pattern [batch, head, q, k]`` on ``detection [batch, q, k]`` -> ``[head]``.
 
-    ``reduce="query"``: mean over the (batch, query) pairs selected by ``query_mask [batch, q]``
-    (default: queries whose detection row is non-empty). ``reduce="tl"``: TransformerLens's
-    ``sum(pattern * detection) / sum(pattern)`` over every position (``query_mask`` ignored).
+    ``reduce="tl"``: TransformerLens ``detect_head`` (``mul``), per sequence ``sum(pattern *
+    detection) / sum(pattern)`` after zeroing key 0 (``exclude_bos``) and the diagonal
+    (``exclude_current_token``), averaged over the batch; ``query_mask`` must be None.
+    ``reduce="supervised_query"``: mean over the (batch, query) pairs selected by ``query_mask
+    [batch, q]`` (default: queries whose detection row is non-empty); the exclude options do not
+    apply to it.
     """
     if pattern.ndim != 4:
         raise ValueError(f"pattern must be [batch, head, q, k], got {tuple(pattern.shape)}")
+    if reduce not in REDUCES:
+        raise ValueError(f"reduce={reduce!r} is invalid: allowed {', '.join(REDUCES)}")
     det = detection.to(pattern.dtype)[:, None]  # [batch, 1, q, k]
-    on_target = (pattern * det).sum(-1)  # [batch, head, q]
     if reduce == "tl":
-        return on_target.sum((0, 2)) / pattern.sum((0, 2, 3))
-    if reduce != "query":
-        raise ValueError(f"reduce={reduce!r}; allowed: 'query', 'tl'")
+        if query_mask is not None:
+            raise ValueError("reduce='tl' scores every query (as TransformerLens): no query_mask")
+        att = pattern.clone()
+        if exclude_bos:
+            att[..., 0] = 0
+        if exclude_current_token:
+            att.diagonal(dim1=-2, dim2=-1).zero_()
+        per_seq = (att * det).sum((-2, -1)) / att.sum((-2, -1))  # [batch, head]
+        return per_seq.mean(0)
+    if exclude_bos or exclude_current_token:
+        raise ValueError("exclude_bos / exclude_current_token apply to reduce='tl' only")
+    on_target = (pattern * det).sum(-1)  # [batch, head, q]
     mask = detection.any(-1) if query_mask is None else query_mask.bool()
     mask = mask.to(pattern.device)[:, None].to(pattern.dtype)  # [batch, 1, q]
     count = mask.sum((0, 2)).clamp_min(1.0)
@@ -114,35 +139,49 @@ def head_scores(
     tokens: torch.Tensor,
     kind: str = "induction",
     query_mask: torch.Tensor | None = None,
-    reduce: str = "query",
+    reduce: str = "tl",
+    exclude_bos: bool = False,
+    exclude_current_token: bool = False,
 ) -> torch.Tensor:
     """One score per head ``[n_layers, n_heads]`` for ``kind`` (see :data:`KINDS`)."""
     if kind not in PATTERNS:
         raise ValueError(f"kind={kind!r}; allowed: {', '.join(KINDS)}")
     patterns = attention_patterns(model, tokens)
     detection = PATTERNS[kind](tokens.to(patterns.device))
-    return torch.stack([score_pattern(p, detection, query_mask, reduce) for p in patterns])
+    return torch.stack([
+        score_pattern(p, detection, query_mask, reduce, exclude_bos, exclude_current_token)
+        for p in patterns
+    ])  # fmt: skip
 
 
 def head_detector(
     model: nn.Module,
     tokens: torch.Tensor,
     query_mask: torch.Tensor | None = None,
-    reduce: str = "query",
+    reduce: str = "tl",
+    exclude_bos: bool = False,
+    exclude_current_token: bool = False,
 ) -> pd.DataFrame:
     """Table ``layer, head, previous_token, duplicate_token, induction`` (one row per head).
 
-    ``query_mask [batch, q]`` restricts the duplicate and induction scores to chosen queries
-    (e.g. the repeated half: :func:`repeat_query_mask`); previous-token always uses every
-    query but the first.
+    Default: TransformerLens's ``detect_head`` scores (``reduce="tl"``, its defaults
+    ``exclude_bos=False, exclude_current_token=False``). ``reduce="supervised_query"`` with
+    ``query_mask [batch, q]`` restricts the duplicate and induction scores to chosen queries (e.g.
+    the repeated half: :func:`repeat_query_mask`); previous-token then uses every query but the
+    first.
     """
+    if reduce == "tl" and query_mask is not None:
+        raise ValueError("reduce='tl' scores every query (as TransformerLens): no query_mask")
     patterns = attention_patterns(model, tokens)
     tokens = tokens.to(patterns.device)
     scores = {}
     for kind, build in PATTERNS.items():
         mask = None if kind == "previous_token" else query_mask
         det = build(tokens)
-        scores[kind] = torch.stack([score_pattern(p, det, mask, reduce) for p in patterns])
+        scores[kind] = torch.stack([
+            score_pattern(p, det, mask, reduce, exclude_bos, exclude_current_token)
+            for p in patterns
+        ])  # fmt: skip
     n_layers, n_heads = scores["induction"].shape
     rows = [
         {"layer": i, "head": h, **{k: float(v[i, h]) for k, v in scores.items()}}

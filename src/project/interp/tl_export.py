@@ -65,6 +65,8 @@ def tl_config_kwargs(model: nn.Module) -> dict[str, Any]:
     kwargs: dict[str, Any] = {f: int(getattr(cfg, f)) for f in _FIELDS}
     kwargs["act_fn"] = str(cfg.act)  # "relu" | "gelu" (exact erf GELU in TL too)
     kwargs["normalization_type"] = "LN" if cfg.layernorm else None
+    if kwargs.get("d_mlp") == 0:  # attention-only: TL must build no MLP (else it adds one)
+        kwargs["attn_only"] = True
     return kwargs
 
 

@@ -34,10 +34,25 @@ import torch  # noqa: E402
 from project.interp import fourier as fo  # noqa: E402
 from project.runs import report_generic as rg  # noqa: E402
 from project.runs.load import Run, first_epoch_at, load_run  # noqa: E402
+from project.runs.record import read_trajectory  # noqa: E402
 from project.runs.report_phases import detect_phases  # noqa: E402
 
 THRESHOLD = 0.99
 Section = tuple[str, str, str]
+NEEDS_WEIGHTS = [
+    "key frequencies and measures recomputed with the final model (trajectory.jsonl if recorded, "
+    "else the live ones)",
+    "Fourier spectra of W_E and W_L",
+    "neurons in the 2-D Fourier basis",
+    "attention patterns",
+    "head and layer ablations",
+    "induction head scores and ablations",
+]
+
+
+def has_weights(run: Run) -> bool:
+    """Whether the run dir holds a model (last.ckpt or a snapshot)."""
+    return (run.run_dir / "checkpoints" / "last.ckpt").is_file() or bool(run.snapshot_paths)
 
 
 def thresholds(df: pd.DataFrame) -> tuple[int | None, int | None]:
@@ -49,23 +64,30 @@ def thresholds(df: pd.DataFrame) -> tuple[int | None, int | None]:
     return out[0], out[1]
 
 
-def phase_measures(run: Run, traj: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The measures phases are read from: excluded/restricted loss from the snapshot trajectory
-    (final key frequencies) when it has >= 3 points, else the live ones; weight norm and Gini
-    (of W_L, else W_E) from the live records and the snapshots together (denser)."""
-    cols = ["epoch", "weight_norm", "logit_weights_gini", "embed_gini"]
-    parts = [d[[c for c in cols if c in d]] for d in (run.progress, traj) if len(d)]
-    dense = pd.concat(parts).groupby("epoch", as_index=False).first() if parts else pd.DataFrame()
-    if len(dense):
-        dense["gini"] = dense.get("logit_weights_gini", dense.get("embed_gini"))
+def phase_measures(run: Run, traj: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The signals phases are read from, one row per epoch: train loss/acc and test (val) loss
+    from the metric history ``df`` (every epoch / every validation); excluded and restricted loss
+    from the snapshot trajectory (final key frequencies) when it has >= 3 points, else the live
+    progress records; weight norm from the live records and the snapshots together (denser)."""
+    rename = {"train/loss": "train_loss", "train/acc": "train_acc", "val/loss": "test_loss"}
+    parts = (
+        [df[["epoch", *[c for c in rename if c in df]]].rename(columns=rename)] if len(df) else []
+    )
+    wn = [d[["epoch", "weight_norm"]] for d in (run.progress, traj) if "weight_norm" in d]
+    if wn:
+        parts.append(pd.concat(wn).groupby("epoch", as_index=False).first())
     use_traj = len(traj) >= 3 and "excluded_loss" in traj
     src = traj if use_traj else run.progress
     losses = [c for c in ("epoch", "excluded_loss", "restricted_loss") if c in src]
     source = "snapshots (final key frequencies)" if use_traj else "progress.jsonl (live keys)"
     if len(losses) > 1 and len(src):
-        merged = dense.merge(src[losses], on="epoch", how="outer") if len(dense) else src[losses]
-        return merged.sort_values("epoch").reset_index(drop=True), source
-    return dense, source
+        parts.append(src[losses])
+    if not parts:
+        return pd.DataFrame(), source
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.merge(part, on="epoch", how="outer")
+    return merged.sort_values("epoch").reset_index(drop=True), source
 
 
 def _jsonable(x: Any) -> Any:
@@ -127,7 +149,8 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
 
     run = load_run(run_dir)
     dm = run.datamodule()
-    model = run.final_model()
+    weights = has_weights(run)
+    model = run.final_model() if weights else None
     df = rg.curves(run)
     t_mem, t_grok = thresholds(df)
     end = int(df["epoch"].max()) if len(df) else (run.epochs[-1] if run.epochs else 0)
@@ -142,7 +165,23 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
                             "memorised_epoch": t_mem, "curves": _frame(df)}  # fmt: skip
 
     traj, keys, acts, modular = pd.DataFrame(), [], None, run.is_modular and hasattr(dm, "modulus")
-    if modular:
+    if not weights:
+        summary["weights"] = "none in this run dir: " + "; ".join(NEEDS_WEIGHTS)
+        data["not_computed_needs_weights"] = NEEDS_WEIGHTS
+        recorded, final_rec = read_trajectory(run.run_dir)
+        if modular and len(recorded):  # python -m project.runs.record: final-key measures
+            traj, keys = recorded, list(final_rec.get("key_freqs", []))
+            summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
+            summary["key frequencies (neuron clusters, recorded)"] = keys or "none"
+            data["final"] = final_rec
+            data["trajectory"] = _frame(traj)
+        elif modular and len(run.progress):
+            traj = run.progress  # the live measures stand in for the snapshot trajectory
+            keys = list(run.progress["key_freqs"].dropna().iloc[-1]) if "key_freqs" in traj else []
+            summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
+            summary["key frequencies (live, last progress record)"] = keys or "none"
+            data["final"] = {"key_freqs": keys, "key_rule": "live (progress.jsonl)"}
+    elif modular and model is not None:
         p, op = dm.modulus, dm.operation
         _, acts = fo.grid_forward(model, p)
         final = fo.progress_measures(model, p, dm.tokens, dm.answers, dm.train_idx, dm.val_idx, op)
@@ -158,10 +197,16 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
         data["final"] = {**_jsonable(final), **rf.final_numbers(model, dm, keys),
                          "key_freqs_embedding": embed_keys, "key_rule": fo.KEY_RULE}  # fmt: skip
         data["trajectory"] = _frame(traj)
-    measures, source = phase_measures(run, traj)
-    found = detect_phases(measures, t_grok) if len(measures) else {"phases": None, "evidence": {}}
+    recorded_traj = not weights and (run.run_dir / "trajectory.jsonl").is_file()
+    measures, source = phase_measures(run, traj if weights or recorded_traj else pd.DataFrame(), df)
+    found = (
+        detect_phases(measures, t_grok, t_mem)
+        if modular and len(measures)  # the phases of Nanda et al. are about modular arithmetic
+        else {"phases": None, "evidence": {}, "checks": {}}
+    )
     phases = found["phases"]
     data.update(phases=phases, phase_evidence=found["evidence"], phase_source=source)
+    data["phase_checks"] = found.get("checks", {})
     data["progress"] = _frame(run.progress)
     for name, span in (phases or {}).items():
         summary[f"phase: {name.replace('_', ' ')}"] = f"{span[0]}-{span[1]}" if span else "-"
@@ -178,19 +223,23 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
         "Loss on a log scale (dashed: ln of the number of classes = chance); shading = phases "
         "measured from the progress measures (dotted: val acc reaches 99%)."
     )]  # fmt: skip
-    if modular:
+    if modular and model is None:
+        sections += rf.trajectory_sections(traj, dm.modulus, shown, t_grok, xscale)
+    elif modular:
         sections += rf.sections(model, dm, traj, keys, acts, shown, t_grok, xscale)
-    sections += rg.attention_sections(model, dm)
-    ablation, table = rg.ablation_section(model, dm)
-    if ablation:
-        sections.append(ablation)
-    if table is not None:
-        data["ablation"] = _frame(table.drop(columns=[c for c in ("neuron",) if c in table]))
-    if "induction" in str(run.config.get("data", {}).get("_target_", "")).lower():
-        induction, scores = rg.induction_section(model, dm)
+    if model is not None:
+        sections += rg.attention_sections(model, dm)
+        ablation, table = rg.ablation_section(model, dm)
+        if ablation:
+            sections.append(ablation)
+        if table is not None:
+            data["ablation"] = _frame(table.drop(columns=[c for c in ("neuron",) if c in table]))
+    if model is not None and "induction" in str(run.config.get("data", {}).get("_target_", "")):
+        induction, scores, causal = rg.induction_section(model, dm)
         if induction:
             sections.append(induction)
             data["induction_scores"] = _frame(scores) if scores is not None else None
+            data["induction_ablation"] = _frame(causal) if causal is not None else None
 
     out = run.run_dir / "report" / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -201,10 +250,17 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
 
 
 def check_run_dir(run_dir: Path) -> str | None:
+    """A run dir has checkpoints/, or (a recorded trajectory) a config and its progress records."""
     if not run_dir.is_dir():
         return f"error: run_dir={str(run_dir)!r} is not a directory"
-    if not (run_dir / "checkpoints").is_dir():
-        return f"error: run_dir={str(run_dir)!r} has no checkpoints/ (not a run dir)"
+    recorded = (run_dir / "resolved_config.yaml").is_file() and (
+        (run_dir / "progress.jsonl").is_file() or any(run_dir.glob("csv_logs/**/metrics.csv"))
+    )
+    if not (run_dir / "checkpoints").is_dir() and not recorded:
+        return (
+            f"error: run_dir={str(run_dir)!r} has no checkpoints/ and no recorded trajectory "
+            "(resolved_config.yaml + progress.jsonl or csv_logs/): not a run dir"
+        )
     return None
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 from project.runs import report_generic as rg
 from project.runs import report_plot as rp
 from project.runs.load import Run, load_run
-from project.runs.report import THRESHOLD, _jsonable, page, thresholds
+from project.runs.report import THRESHOLD, _jsonable, page, phase_measures, thresholds
 from project.runs.report_phases import detect_phases
 
 MEASURES = [
@@ -54,12 +54,12 @@ def labels(runs: list[Run]) -> list[str]:
     return out
 
 
-def _phases(run: Run, grok: int | None) -> dict[str, Any]:
-    prog = run.progress.copy()
-    if prog.empty:
+def _phases(run: Run, df: Any, mem: int | None, grok: int | None) -> dict[str, Any]:
+    """Phases from the metric history and the live progress records (no snapshots needed)."""
+    measures, _ = phase_measures(run, pd.DataFrame(), df)
+    if measures.empty or not run.is_modular:
         return {"phases": None, "evidence": {}}
-    prog["gini"] = prog.get("logit_weights_gini", prog.get("embed_gini"))
-    return detect_phases(prog, grok)
+    return detect_phases(measures, grok, mem)
 
 
 def build_comparison(run_dirs: list[str | Path], out_dir: str | Path | None = None) -> Path:
@@ -75,7 +75,7 @@ def build_comparison(run_dirs: list[str | Path], out_dir: str | Path | None = No
     for name, run in zip(names, runs, strict=True):
         df = rg.curves(run)
         t_mem, t_grok = thresholds(df)
-        found = _phases(run, t_grok)
+        found = _phases(run, df, t_mem, t_grok)
         for ax, kind in zip(axes, ("loss", "acc"), strict=True):
             for split, style in (("train", "--"), ("val", "-")):
                 col = f"{split}/{kind}"

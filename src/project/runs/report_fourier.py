@@ -108,7 +108,8 @@ def fig_structure(traj: pd.DataFrame, phases: Any, grok: Any, xscale: str) -> st
     rp.lines(axes[2], x, {c[3:]: traj[c] for c in sq})
     rp.positive_log_y(axes[2])
     axes[2].set_title("Sum of squared weights per parameter")
-    axes[2].legend(fontsize=7, ncols=2, loc="best")
+    if sq:  # per-parameter sums come from the snapshots only
+        axes[2].legend(fontsize=7, ncols=2, loc="best")
     rp.lines(axes[3], x, {c.replace("_", " "): traj[c] for c in
                           ("embed_key_frac", "neuron_key_frac", "logit_key_frac") if c in traj})  # fmt: skip
     axes[3].set_title("Share of variance in the key frequencies")
@@ -273,11 +274,10 @@ def fig_attention_grid(model: Any, p: int) -> str:
     return rp.png(fig)
 
 
-def sections(
-    model: Any, dm: Any, traj: pd.DataFrame, keys: list[int], acts: Any, phases: Any,
-    grok: Any, xscale: str,
-) -> list[Section]:  # fmt: skip
-    p = dm.modulus
+def trajectory_sections(
+    traj: pd.DataFrame, p: int, phases: Any, grok: Any, xscale: str
+) -> list[Section]:
+    """The sections drawn from measures alone (no weights): losses, accuracy, weight structure."""
     out: list[Section] = []
     if len(traj):
         out.append(("Progress measures: losses and accuracy", fig_losses(traj, phases, grok, p, xscale),
@@ -292,6 +292,15 @@ def sections(
                         "Removing one key frequency should hurt the train loss once the circuit "
                         "uses it; alpha_k grows as the logits become sum_k alpha_k "
                         "cos(w_k(a+b-c))."))  # fmt: skip
+    return [s for s in out if s[1]]
+
+
+def sections(
+    model: Any, dm: Any, traj: pd.DataFrame, keys: list[int], acts: Any, phases: Any,
+    grok: Any, xscale: str,
+) -> list[Section]:  # fmt: skip
+    p = dm.modulus
+    out = trajectory_sections(traj, p, phases, grok, xscale)
     out.append(("Fourier spectra of W_E and W_L", fig_spectra(model, p, keys),
                 "A handful of frequencies (red) should carry most of the norm, with cos and sin "
                 "both present."))  # fmt: skip

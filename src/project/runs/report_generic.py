@@ -11,7 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from project.interp import viz
-from project.interp.ablation import ablation_sweep, head_ablations, layer_ablations
+from project.interp.ablation import (
+    ablation_sweep,
+    head_ablations,
+    layer_ablations,
+    model_layers,
+)
 from project.runs import report_plot as rp
 from project.runs.load import Run
 
@@ -125,16 +130,26 @@ def ablation_section(model: Any, dm: Any) -> tuple[Section | None, pd.DataFrame 
     return ("Head and layer ablation effects", _widen(fig), caption), table
 
 
-def induction_section(model: Any, dm: Any) -> tuple[Section | None, pd.DataFrame | None]:
-    """Hook for induction tasks: head scores from ``project.interp.induction`` (when present)."""
+def induction_section(
+    model: Any, dm: Any
+) -> tuple[Section | None, pd.DataFrame | None, pd.DataFrame | None]:
+    """Hook for induction tasks: head scores (TransformerLens ``detect_head`` normalisation, plus
+    the supervised-query variant) and the L0 -> L1 mean-ablation table (causal evidence)."""
     try:
+        from project.interp.composition import induction_ablation_table
         from project.interp.induction import head_detector, repeat_query_mask
     except ImportError:
-        return None, None
+        return None, None, None
     tokens, labels = _examples(dm, 256)
-    table = head_detector(model, tokens, query_mask=repeat_query_mask(labels))
+    table = head_detector(model, tokens)
+    variant = head_detector(model, tokens, repeat_query_mask(labels), reduce="supervised_query")
+    for kind in ("duplicate_token", "induction"):
+        table[f"{kind}_supervised_query"] = variant[kind].to_numpy()
     kinds = [c for c in ("previous_token", "duplicate_token", "induction") if c in table]
-    fig, axes = rp.figure(1, height=3.8)
+    causal = None
+    if model_layers(model) >= 2:  # one layer: nothing to compose
+        causal = induction_ablation_table(model, tokens, labels)
+    fig, axes = rp.figure(2 if causal is not None else 1, height=3.8)
     ax = axes[0]
     names = [f"L{int(r.layer)}H{int(r.head)}" for r in table.itertuples()]
     width = 0.8 / max(1, len(kinds))
@@ -143,14 +158,31 @@ def induction_section(model: Any, dm: Any) -> tuple[Section | None, pd.DataFrame
         ax.bar(xs, table[kind], width=width, label=kind.replace("_", " "))
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("score (attention on the pattern)")
+    ax.set_ylabel("TransformerLens detect_head score")
     ax.legend(loc="upper right")
     ax.set_title("Head scores on validation examples")
     caption = (
-        "An induction head scores near 1 on 'induction' (attends to the token after the "
-        "earlier copy), helped by a previous-token head in an earlier layer."
+        "Left: attention mass on each pattern over all queries (TransformerLens detect_head; a "
+        "sequence repeated once caps induction near 0.5)."
     )
-    return ("Induction head scores", rp.png(fig), caption), table
+    if causal is not None:
+        ax = axes[1]
+        rows = causal[causal["ablated"] != "clean"]
+        ind_cols = [c for c in causal.columns if c.startswith("d_induction_")]
+        width = 0.8 / max(1, len(ind_cols) + 1)
+        for i, col in enumerate([*ind_cols, "d_acc"]):
+            xs = [j + (i - len(ind_cols) / 2) * width for j in range(len(rows))]
+            ax.bar(xs, rows[col], width=width, label=col[2:].replace("_", " "))
+        ax.set_xticks(range(len(rows)), rows["ablated"], rotation=30)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_ylabel("ablated - clean")
+        ax.legend(loc="lower right", fontsize=7)
+        ax.set_title("Mean-ablating one head: change in L1 induction scores and accuracy")
+        caption += (
+            " Right: mean-ablating an L0 head lowers an L1 head's induction score when that head "
+            "builds its keys (K-composition); ablating an L1 head shows whether the model uses it."
+        )
+    return ("Induction head scores", rp.png(fig), caption), table, causal
 
 
 def n_classes(dm: Any) -> int | None:

@@ -1,26 +1,40 @@
-"""The three phases of grokking measured from the progress measures (Nanda et al. 2023, §5).
+"""The three phases of grokking, placed from the signals Nanda et al. 2023 (§5.1) name.
 
-``detect_phases(measures)`` takes one row per measured epoch with (some of) the columns
-``epoch``, ``excluded_loss`` (train pairs, key frequencies removed), ``restricted_loss``,
-``weight_norm`` (total sum of squared weights), ``gini`` (Gini of the Fourier norms of W_L or
-W_E) and returns the phase boundaries, as the paper defines them:
+``detect_phases(measures, grok_epoch, memorised_epoch)`` takes one row per measured epoch with
+(some of) the columns ``epoch``, ``train_loss``, ``test_loss`` (val loss), ``excluded_loss`` (train
+pairs, key frequencies removed from the logits), ``restricted_loss`` (only the key frequencies
+kept) and ``weight_norm`` (total sum of squared weights), and returns the phase boundaries:
 
-* **memorisation** ``[first epoch, e1]``: e1 = where excluded loss is lowest (train loss has
-  fallen; from here on the key-frequency circuit carries more and more of the train fit, so
-  removing it hurts). Without excluded loss: where restricted loss peaks (starts to fall).
-* **circuit formation** ``[e1, e2]``: e2 = where the sum of squared weights starts its steep
-  fall, the knee of its curve after e1 (the point farthest above the chord from e1 to its
-  minimum); the knee of Gini's rise (farthest below its chord) when there is no weight norm.
-* **clean-up** ``[e2, e3]``: e3 = where Gini plateaus, the first epoch after e2 at which Gini has
-  made ``plateau`` (90%) of its rise from e2 to its maximum (``gini_still_rising`` in the
-  evidence when that is the last measured epoch).
+* **memorisation** ``[first epoch, e1]``: e1 = the later of the memorised epoch (train accuracy
+  first >= 99%, measured every epoch) and the epoch at which the excluded loss has come down to
+  within ``settle`` (5%) of its lowest value before the grok (from there on the key-frequency
+  circuit carries more and more of the train fit; the 5% band, not the argmin, so that a flat
+  minimum sampled at another cadence does not move it). Memorisation never ends before the train
+  set is memorised.
+* **circuit formation** ``[e1, e2]``: excluded loss rises, restricted loss falls, test loss stays
+  high. It ends where clean-up begins.
+* **clean-up** ``[e2, e3]``: test loss and restricted loss fall sharply. A loss falls sharply
+  where ln(loss) falls at least ``sharp`` (25%) as fast as at its steepest after e1; the sharp
+  fall is the contiguous stretch around that steepest point. Losses are floored at the lowest
+  train loss of the run before the log (a test loss as low as the train loss ever got has no
+  further to fall), so the slow decline of an already tiny loss is not read as a fall. e2 =
+  where the first of the two starts its sharp fall, e3 = where the last one ends it. The weight
+  norm is not used to place them; whether it fell over [e2, e3] is reported as a check.
 
-Clean-up is when test loss falls, so a run that has not generalised (``grok_epoch`` None) has
-circuit formation open to its last measured epoch and no clean-up yet.
+Cadence: every series is interpolated linearly onto one uniform grid of ``GRID`` points over the
+run and smoothed by a running mean over ``window`` (5%) of the run length, so a boundary does not
+depend on how densely the snapshots sample it (halving or doubling the cadence moves boundaries
+by <= 5% of the run length: ``tests/report/test_phases_and_keys.py`` on synthetic curves,
+``tests/report/test_recorded_phases.py`` on the recorded fast_grok run). Rates are per epoch, of
+the natural log of the loss.
 
-Each series is smoothed by a centred running median of 3 first. A boundary that cannot be
-measured yet (the run stopped before it) is ``None``; ``evidence`` holds every intermediate
-number so the page can be checked.
+A run that has not generalised (``grok_epoch`` None) has circuit formation open to its last
+measured epoch and no clean-up. ``evidence`` holds, per boundary (``e1``, ``e2``, ``e3``), the
+rule that placed it and every signal's value there (train loss/acc, test, excluded and restricted
+loss, weight norm), the excluded-loss low and the sharp-fall stretches with their rates, and
+``checks`` the paper's claims as
+booleans (excluded loss rose over circuit formation, restricted loss fell, weight norm fell over
+clean-up, the grok epoch lies in clean-up), so a reader sees where the run agrees with the paper.
 """
 
 from __future__ import annotations
@@ -31,126 +45,183 @@ import numpy as np
 import pandas as pd
 
 PHASES = ("memorisation", "circuit_formation", "cleanup")
+GRID = 2001
+LOSSES = ("test_loss", "restricted_loss")
+SIGNALS = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "excluded_loss",
+    "restricted_loss",
+    "weight_norm",
+)
 
 
 def _series(df: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(epochs, values) of ``col`` sorted by epoch, NaNs dropped; None with < 2 points."""
     if col not in df:
         return None
-    rows = df[["epoch", col]].dropna().sort_values("epoch")
-    if len(rows) < 3:
+    rows = df[["epoch", col]].dropna().groupby("epoch", as_index=False)[col].mean()
+    if len(rows) < 2:
         return None
-    y = rows[col].astype(float).rolling(3, center=True, min_periods=1).median().to_numpy()
-    return rows["epoch"].to_numpy(dtype=float), y
+    return rows["epoch"].to_numpy(dtype=float), rows[col].to_numpy(dtype=float)
 
 
-def knee(x: np.ndarray, y: np.ndarray, direction: str) -> int | None:
-    """Index of the knee of a curve that is flat then falls (``direction="fall"``) or rises.
-
-    Both axes scaled to [0, 1]; the knee is the point farthest from the chord joining the ends on
-    the flat side (above it for a fall, below it for a rise). None with < 3 points or no change.
-    """
-    if len(x) < 3 or x[-1] == x[0] or np.ptp(y) == 0:
+def at(df: pd.DataFrame, col: str, epoch: float) -> float | None:
+    """``col`` linearly interpolated at ``epoch`` (None when absent)."""
+    s = _series(df, col)
+    if s is None:
         return None
-    xs = (x - x[0]) / (x[-1] - x[0])
-    ys = (y - y.min()) / np.ptp(y)
-    chord = ys[0] + (ys[-1] - ys[0]) * xs
-    gap = ys - chord if direction == "fall" else chord - ys
-    i = int(np.argmax(gap))
-    return i if gap[i] > 0 else None
+    return float(np.interp(epoch, *s))
+
+
+def smooth_log(
+    df: pd.DataFrame, col: str, grid: np.ndarray, window: float, floor: float = 1e-30
+) -> np.ndarray | None:
+    """ln of ``max(col, floor)`` on ``grid`` (linear interpolation) smoothed by a running mean of
+    ``window`` epochs; NaN outside the measured range. ``[len(grid)]``."""
+    s = _series(df, col)
+    if s is None:
+        return None
+    x, y = s
+    y = np.log(np.clip(y, max(floor, 1e-30), None))
+    out = np.interp(grid, x, y)
+    step = grid[1] - grid[0] if len(grid) > 1 else 1.0
+    k = max(1, int(round(window / step)) | 1)  # odd
+    if k > 1:
+        pad = k // 2
+        padded = np.pad(out, pad, mode="edge")
+        out = np.convolve(padded, np.ones(k) / k, mode="valid")
+    out[(grid < x[0]) | (grid > x[-1])] = np.nan
+    return out
+
+
+def sharp_fall(
+    grid: np.ndarray, y: np.ndarray, after: float, sharp: float
+) -> dict[str, float] | None:
+    """The stretch after ``after`` where ``y`` (a smoothed log loss on ``grid``) falls at >= ``sharp``
+    x its steepest rate: ``{start, end, steepest, rate}`` (rates in ln per epoch) or None."""
+    rate = np.gradient(y, grid)
+    ok = (grid >= after) & np.isfinite(rate)
+    if not ok.any():
+        return None
+    masked = np.where(ok, rate, np.inf)
+    i = int(np.argmin(masked))
+    if not masked[i] < 0:
+        return None
+    steep = masked <= sharp * masked[i]
+    a = i
+    while a > 0 and steep[a - 1]:
+        a -= 1
+    b = i
+    while b < len(grid) - 1 and steep[b + 1]:
+        b += 1
+    return {"start": float(grid[a]), "end": float(grid[b]), "steepest": float(grid[i]),
+            "rate": float(masked[i])}  # fmt: skip
+
+
+def _reached(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """First epoch at which the falling series ``y`` reaches ``level`` (linear interpolation)."""
+    hit = int(np.flatnonzero(y <= level)[0])
+    if hit == 0:
+        return float(x[0])
+    x0, x1, y0, y1 = x[hit - 1], x[hit], y[hit - 1], y[hit]
+    return float(x0 + (x1 - x0) * (y0 - level) / (y0 - y1))
 
 
 def detect_phases(
-    measures: pd.DataFrame, grok_epoch: int | None = None, plateau: float = 0.9
+    measures: pd.DataFrame,
+    grok_epoch: int | None = None,
+    memorised_epoch: int | None = None,
+    sharp: float = 0.25,
+    window: float = 0.05,
+    settle: float = 0.05,
 ) -> dict[str, Any]:
     """Phase boundaries from the measures; see the module docstring.
 
-    Returns ``{"phases": {name: [start, end] or None}, "evidence": {...}}``; epochs are completed
-    epochs. ``grok_epoch`` (first epoch with val acc >= 99%) bounds the search for e1.
+    Returns ``{"phases": {name: [start, end] or None}, "evidence": {...}, "checks": {...}}``;
+    epochs are completed epochs. ``window`` is a fraction of the run length.
     """
-    ev: dict[str, Any] = {"plateau": plateau, "grok_epoch": grok_epoch}
+    ev: dict[str, Any] = {"grok_epoch": grok_epoch, "memorised_epoch": memorised_epoch,
+                          "sharp": sharp, "window_frac": window}  # fmt: skip
+    checks: dict[str, bool | None] = {}
     epochs = measures["epoch"].dropna().astype(float) if "epoch" in measures else pd.Series([])
     if epochs.empty:
-        return {"phases": dict.fromkeys(PHASES), "evidence": ev}
+        return {"phases": dict.fromkeys(PHASES), "evidence": ev, "checks": checks}
     start, last = float(epochs.min()), float(epochs.max())
 
-    e1 = None
+    def values(epoch: float, cols: tuple[str, ...] = SIGNALS) -> dict[str, Any]:
+        out: dict[str, Any] = {"epoch": round(epoch, 1)}
+        for col in cols:
+            v = at(measures, col, epoch)
+            if v is not None:
+                out[col] = v
+        return out
+
+    # e1: memorised, and the excluded loss at its lowest (before the grok)
+    e1: float | None = None if memorised_epoch is None else float(memorised_epoch)
+    rule1 = "memorised epoch (train acc >= 99%)"
     excl = _series(measures, "excluded_loss")
     if excl is not None:
         x, y = excl
         upto = x <= (grok_epoch if grok_epoch is not None else last)
         if upto.any():
-            e1 = float(x[upto][int(np.argmin(y[upto]))])
-            ev["excluded_loss_min"] = {"epoch": e1, "value": float(y[upto].min())}
-    restr = _series(measures, "restricted_loss")
-    if restr is not None:
-        x, y = restr
-        upto = x <= (grok_epoch if grok_epoch is not None else last)
-        if upto.any():
-            peak = float(x[upto][int(np.argmax(y[upto]))])
-            ev["restricted_loss_peak"] = {"epoch": peak, "value": float(y[upto].max())}
-            if e1 is None:
-                e1 = peak
-    ev["e1_rule"] = "argmin excluded loss" if excl is not None else "argmax restricted loss"
+            i = int(np.argmin(y[upto]))
+            ev["excluded_loss_min"] = {"epoch": float(x[upto][i]), "value": float(y[upto][i])}
+            low = _reached(x[: i + 1], y[: i + 1], (1 + settle) * float(y[upto][i]))
+            ev["excluded_loss_settled"] = {"epoch": low, "within": settle}
+            if e1 is None or low > e1:
+                e1, rule1 = low, f"excluded loss within {settle:.0%} of its pre-grok low"
+    if e1 is None:
+        return {"phases": dict.fromkeys(PHASES), "evidence": ev, "checks": checks}
+    e1 = min(max(start, e1), last)
+    ev["e1"] = {"rule": rule1, **values(e1)}
 
-    e2 = None
-    if e1 is not None and grok_epoch is None:
-        # clean-up is when test loss falls: without generalisation the circuit is still forming
-        ev["circuit_formation_open"] = True
-    elif e1 is not None:
-        wn = _series(measures, "weight_norm")
-        if wn is not None:
-            x, y = wn
-            after = x >= e1
-            x, y = x[after], y[after]
-            if len(x) >= 3:
-                end = int(np.argmin(y))
-                i = knee(x[: end + 1], y[: end + 1], "fall") if end >= 2 else None
-                if i is not None:
-                    e2 = float(x[i])
-                    ev["weight_norm_knee"] = {"epoch": e2, "value": float(y[i])}
-        gi = _series(measures, "gini")
-        if gi is not None:
-            x, y = gi
-            after = x >= e1
-            x, y = x[after], y[after]
-            if len(x) >= 3:
-                end = int(np.argmax(y))
-                i = knee(x[: end + 1], y[: end + 1], "rise") if end >= 2 else None
-                if i is not None:
-                    ev["gini_knee"] = {"epoch": float(x[i]), "value": float(y[i])}
-                    if e2 is None:
-                        e2 = float(x[i])
-    ev["e2_rule"] = "knee of the weight-norm fall (else of the Gini rise)"
+    if grok_epoch is None or e1 >= last:
+        ev["circuit_formation_open"] = True  # clean-up (test loss falls) has not begun
+        phases = {"memorisation": [int(start), int(e1)], "cleanup": None,
+                  "circuit_formation": [int(e1), int(last)] if last > e1 else None}  # fmt: skip
+        return {"phases": phases, "evidence": ev, "checks": checks}
 
-    e3 = None
-    if e2 is not None:
-        gi = _series(measures, "gini")
-        if gi is not None:
-            x, y = gi
-            after = x >= e2
-            x, y = x[after], y[after]
-            if len(x):
-                g0, gmax = float(y[0]), float(y.max())
-                if gmax > g0:
-                    hit = np.flatnonzero(y >= g0 + plateau * (gmax - g0))
-                    e3 = float(x[hit[0]])
-                    # still rising at the end of the run: the plateau is not reached yet
-                    ev["gini_still_rising"] = bool(e3 >= last and len(x) > 1)
-                    ev["gini_plateau"] = {"epoch": e3, "from": g0, "max": gmax}
-    ev["e3_rule"] = f"Gini reaches {plateau:.0%} of its rise after e2"
+    grid = np.linspace(start, last, GRID)
+    train = _series(measures, "train_loss")
+    floor = float(train[1].min()) if train is not None else 1e-30
+    ev["loss_floor"] = {"rule": "lowest train loss of the run", "value": floor}
+    falls = {}
+    for col in LOSSES:
+        curve = smooth_log(measures, col, grid, window * (last - start), floor)
+        if curve is not None:
+            found = sharp_fall(grid, curve, e1, sharp)
+            if found is not None:
+                falls[col] = found
+    ev["sharp_falls"] = falls
+    if not falls:
+        phases = {"memorisation": [int(start), int(e1)], "circuit_formation": None,
+                  "cleanup": None}  # fmt: skip
+        return {"phases": phases, "evidence": ev, "checks": checks}
+    e2 = max(e1, min(f["start"] for f in falls.values()))
+    e3 = max(e2, max(f["end"] for f in falls.values()))
+    first = min(falls, key=lambda c: falls[c]["start"])
+    last_ = max(falls, key=lambda c: falls[c]["end"])
+    ev["e2"] = {"rule": f"{first} starts its sharp fall", **values(e2)}
+    ev["e3"] = {"rule": f"{last_} ends its sharp fall", **values(e3)}
 
-    def span(a: float | None, b: float | None) -> list[int] | None:
-        return [int(a), int(b)] if a is not None and b is not None else None
+    def rose(col: str, a: float, b: float) -> bool | None:
+        va, vb = at(measures, col, a), at(measures, col, b)
+        return None if va is None or vb is None else bool(vb > va)
 
-    e1_ = None if e1 is None else max(start, e1)
-    if ev.get("circuit_formation_open") and e1_ is not None and last > e1_:
-        phases_open = {"memorisation": span(start, e1_), "circuit_formation": span(e1_, last)}
-        return {"phases": {**phases_open, "cleanup": None}, "evidence": ev}
-    e2_ = None if e2 is None or e1_ is None else max(e1_, e2)
-    e3_ = None if e3 is None or e2_ is None else max(e2_, e3)
+    checks["memorisation_ends_after_memorised"] = (
+        None if memorised_epoch is None else bool(e1 >= memorised_epoch)
+    )
+    checks["excluded_loss_rises_in_circuit_formation"] = rose("excluded_loss", e1, e2)
+    fell = rose("restricted_loss", e1, e2)
+    checks["restricted_loss_falls_in_circuit_formation"] = None if fell is None else not fell
+    wn = rose("weight_norm", e2, e3)
+    checks["weight_norm_falls_in_cleanup"] = None if wn is None else not wn
+    checks["grok_epoch_in_cleanup"] = bool(e2 <= grok_epoch <= e3)
     phases = {
-        "memorisation": span(start, e1_),
-        "circuit_formation": span(e1_, e2_),
-        "cleanup": span(e2_, e3_),
+        "memorisation": [int(round(start)), int(round(e1))],
+        "circuit_formation": [int(round(e1)), int(round(e2))],
+        "cleanup": [int(round(e2)), int(round(e3))],
     }
-    return {"phases": phases, "evidence": ev}
+    return {"phases": phases, "evidence": ev, "checks": checks}

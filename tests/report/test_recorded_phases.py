@@ -1,0 +1,59 @@
+"""Phases on recorded trajectories committed under docs/results (no checkpoints, no training):
+the paper's pattern on a real fast_grok run (``python -m project.runs.record`` of
+``experiment=fast_grok trainer.max_epochs=400 logger=csv
+callbacks.progress_measures.every_n_epochs=5``, seed 0), and boundaries that stay put when the
+snapshot cadence is halved or doubled."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from project.runs import report_generic as rg
+from project.runs.load import Run, load_run
+from project.runs.record import read_trajectory
+from project.runs.report import phase_measures, thresholds
+from project.runs.report_phases import PHASES, at, detect_phases
+
+RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
+FAST_GROK = RESULTS / "fast_grok_seed0"
+
+
+def phases_of(run: Run, traj: pd.DataFrame) -> dict:
+    df = rg.curves(run)
+    memorised, grok = thresholds(df)
+    measures, _ = phase_measures(run, traj, df)
+    out = detect_phases(measures, grok, memorised)
+    return {**out, "measures": measures, "memorised": memorised, "grok": grok}
+
+
+def test_fast_grok_recording_shows_the_papers_phases() -> None:
+    found = phases_of(load_run(FAST_GROK), read_trajectory(FAST_GROK)[0])
+    ph, m = found["phases"], found["measures"]
+    (m0, m1), (c0, c1), (k0, k1) = (ph[name] for name in PHASES)
+    assert m1 == c0 and c1 == k0
+    assert m1 >= found["memorised"]  # memorisation never ends before the train set is memorised
+    assert at(m, "excluded_loss", c1) > at(m, "excluded_loss", c0)  # the circuit carries the fit
+    assert at(m, "weight_norm", k1) < at(m, "weight_norm", k0)  # clean-up removes weight
+    assert k0 <= found["grok"] <= k1  # the grok lies in clean-up
+    assert all(found["checks"].values()), found["checks"]
+    for key in ("e1", "e2", "e3"):
+        assert {"rule", "epoch", "test_loss", "excluded_loss", "restricted_loss",
+                "weight_norm"} <= set(found["evidence"][key])  # fmt: skip
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_recorded_boundaries_move_less_than_5_percent_with_the_cadence(offset: int) -> None:
+    """Every 2nd snapshot (base, starting at ``offset``) against every snapshot (spacing halved)
+    and every 4th (spacing doubled)."""
+    run = load_run(FAST_GROK)
+    traj = read_trajectory(FAST_GROK)[0].sort_values("epoch")
+    base = phases_of(run, traj.iloc[offset::2])["phases"]
+    length = float(traj["epoch"].max() - traj["epoch"].min())
+    for sub in (traj, traj.iloc[offset::4]):
+        other = phases_of(run, sub)["phases"]
+        for name in PHASES:
+            for a, b in zip(base[name], other[name], strict=True):
+                assert abs(a - b) <= 0.05 * length, (name, base[name], other[name])
