@@ -129,13 +129,15 @@ def make_grad_filter(
     return GrokfastMA(window=window, lamb=lamb_, filter_type=filter_type)
 
 
-def check_grokfast_args(alpha: float, lamb: float, window: int) -> None:
+def check_grokfast_args(alpha: float, lamb: float | None, window: int) -> None:
     """Range checks of the Grokfast arguments (whether or not a filter is on: a value set but
     unused is still a mistake to report)."""
     if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha < 1:
         raise ValueError(f"grokfast_alpha={alpha!r} is invalid: allowed a number in [0, 1)")
-    if isinstance(lamb, bool) or not isinstance(lamb, int | float) or not math.isfinite(lamb):
-        raise ValueError(f"grokfast_lamb={lamb!r} is invalid: allowed a finite number")
+    if lamb is not None and (
+        isinstance(lamb, bool) or not isinstance(lamb, int | float) or not math.isfinite(lamb)
+    ):
+        raise ValueError(f"grokfast_lamb={lamb!r} is invalid: allowed a finite number or null")
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise ValueError(f"grokfast_window={window!r} is invalid: allowed an integer >= 1")
 
