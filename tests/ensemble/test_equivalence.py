@@ -100,7 +100,9 @@ def test_members_equal_single_runs_and_work_with_run_tools(tmp_path: Path) -> No
         for _, r in table.iterrows()
     }
     for seed, lr in SINGLES:
-        alone = train_in_process(tmp_path, *COMMON, *TIED, f"seed={seed}", f"model.optimizer.lr={lr}")
+        alone = train_in_process(
+            tmp_path, *COMMON, *TIED, f"seed={seed}", f"model.optimizer.lr={lr}"
+        )
         member = by_point[(seed, str(float(lr)))]
         assert load_run(member).config["data"]["split_seed"] == seed
         for name in ("last.ckpt", "epoch=000002.ckpt"):
@@ -137,7 +139,12 @@ def test_unsupported_jobs_run_alone(extra: list[str]) -> None:
         "data": {"modulus": 23, "frac_train": 0.5},
     }
     configs = []
-    for seed, wd, frac, measures in [(0, 1, 0.5, 0), (1, 3, 0.5, 0), (0, 1, 0.7, 0), (2, 1, 0.5, 5)]:
+    for seed, wd, frac, measures in [
+        (0, 1, 0.5, 0),
+        (1, 3, 0.5, 0),
+        (0, 1, 0.7, 0),
+        (2, 1, 0.5, 5),
+    ]:
         cfg = OmegaConf.create(base)
         cfg.seed, cfg.model.optimizer.weight_decay, cfg.data.frac_train = seed, wd, frac
         cfg.callbacks.progress_measures.every_n_epochs = measures

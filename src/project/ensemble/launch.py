@@ -61,15 +61,36 @@ def plan_groups(
     return groups, alone
 
 
+def _collector(pending: list[tuple[DictConfig, Path]], done: list[Path]) -> Any:
+    """A task function that prepares a member inside Hydra's ``run_job`` (run dir, ``.hydra/``,
+    logging) and records it in ``pending`` (to train) and ``done`` (every job, in order)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from project.train.resume import decide
+    from project.train.validate import validate_config
+
+    def collect(task_cfg: DictConfig) -> None:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        errors = validate_config(task_cfg)
+        if errors:
+            raise ValueError("; ".join(str(e) for e in errors))
+        plan = decide(task_cfg, run_dir)
+        _record(run_dir, "skip" if plan.skip else "fresh")
+        if not plan.skip:  # resolved now: ${hydra:runtime.output_dir} is this job's dir
+            resolved = OmegaConf.create(OmegaConf.to_container(task_cfg, resolve=True))
+            assert isinstance(resolved, DictConfig)
+            pending.append((resolved, run_dir))
+        done.append(run_dir)
+
+    return collect
+
+
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
     """``Launcher.launch``: returns one ``JobReturn`` per job, in the sweep's order."""
-    from hydra.core.hydra_config import HydraConfig
     from hydra.core.utils import configure_log, run_job, setup_globals
 
     from project.ensemble.train import train_ensemble
     from project.train.objective import objective
-    from project.train.resume import decide
-    from project.train.validate import validate_config
 
     setup_globals()
     config, context = launcher.config, launcher.hydra_context
@@ -96,20 +117,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         nums = ", ".join(str(initial_job_idx + i) for i in group)
         print(f"ensemble: jobs {nums} train together ({len(group)} members)", flush=True)
         pending: list[tuple[DictConfig, Path]] = []
-        done: dict[int, Path] = {}
-
-        def collect(task_cfg: DictConfig) -> None:
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
-            errors = validate_config(task_cfg)
-            if errors:
-                raise ValueError("; ".join(str(e) for e in errors))
-            plan = decide(task_cfg, run_dir)
-            _record(run_dir, "skip" if plan.skip else "fresh")
-            if not plan.skip:  # resolved now: ${hydra:runtime.output_dir} is this job's dir
-                resolved = OmegaConf.create(OmegaConf.to_container(task_cfg, resolve=True))
-                pending.append((resolved, run_dir))
-            done[len(done)] = run_dir
-
+        done: list[Path] = []
+        collect = _collector(pending, done)
         for i in group:
             returns[i] = run(i, collect)
         if pending:

@@ -29,13 +29,13 @@ ENSEMBLE_KEYS = (
     "model.optimizer.weight_decay",
     "model.scheduler",
 )
-RUN_KEYS = ("hydra", "run", "callbacks.last_checkpoint.dirpath", "callbacks.snapshots.dirpath")
-RUN_KEYS += ("callbacks.cloud_sync.run_dir",)
+RUN_KEYS: tuple[str, ...] = ("hydra", "run", "callbacks.last_checkpoint.dirpath")
+RUN_KEYS += ("callbacks.snapshots.dirpath", "callbacks.cloud_sync.run_dir")
 CSV_COLUMNS = ["epoch", "lr", "step", "train/acc", "train/loss", "val/acc", "val/loss"]
 _ADAMW_DEFAULTS = {"amsgrad": False, "maximize": False, "capturable": False}
 
 
-def _drop(node: dict[str, Any], dotted: str) -> None:
+def _drop(node: dict[Any, Any], dotted: str) -> None:
     head, _, rest = dotted.partition(".")
     if rest and isinstance(node.get(head), dict):
         _drop(node[head], rest)
