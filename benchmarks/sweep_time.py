@@ -105,10 +105,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--wds", default="1.0,3.0,10.0")
     parser.add_argument("--fracs", default="0.3,0.5,0.7")
     parser.add_argument("--quick", action="store_true", help="2 wd x 2 fracs x 1 seed x 20 epochs")
+    parser.add_argument("--threads", type=int, default=0, help="TORCH_NUM_THREADS for all three")
     parser.add_argument("--no-joblib", action="store_true", help="skip the joblib sweep")
     a = parser.parse_args(argv)
     if a.quick:
         a.epochs, a.seeds, a.wds, a.fracs = 20, "0", "1.0,3.0", "0.3,0.7"
+    if a.threads:
+        os.environ["TORCH_NUM_THREADS"] = str(a.threads)  # the sweeps' jobs and the ensemble
+        torch.set_num_threads(a.threads)
     seeds, wds, fracs = a.seeds.split(","), a.wds.split(","), a.fracs.split(",")
     jobs = len(seeds) * len(wds) * len(fracs)
     print(f"{datetime.date.today()}  {machine()}  {load_note()}")

@@ -155,3 +155,16 @@ def test_unsupported_jobs_run_alone(extra: list[str]) -> None:
     assert "progress_measures" in alone[3][0]
     groups, alone = plan_groups(configs[:2], max_members=1, min_members=1)
     assert groups == [[0], [1]] and not alone
+
+
+def test_plugin_discovery_imports_nothing_new() -> None:
+    """Hydra imports every ``hydra_plugins`` module on every run: the launcher's must not pull in
+    ``project.ensemble`` (or torch) on the plain training path."""
+    import subprocess
+
+    code = (
+        "import sys; import hydra_plugins.project_ensemble_launcher.ensemble_launcher; "
+        "print(sorted(m for m in sys.modules if m.startswith(('project', 'torch'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -154,6 +154,9 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
     available for ``auto``)."""
     _check_group(members)
     from project.train.loggers import redact_secrets
+    from project.train.threads import limit_threads_per_job
+
+    limit_threads_per_job()  # TORCH_NUM_THREADS, as for single runs
 
     ms = [_Member(cfg, run_dir) for cfg, run_dir in members]
     for m in ms:
