@@ -66,14 +66,14 @@ def test_stacked_adamw_is_torch_adamw_bitwise() -> None:
         assert all(torch.equal(got[k], want[k]) for k in want), f"member {i}"
 
 
-def _ensemble_sweep(tmp_path: Path) -> Path:
+def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:
     from project.train import run as run_module
 
     sweep = tmp_path / "sweep"
     argv = sys.argv
     sys.argv = [
         "project.train.run", "-m", *COMMON, *TIED, "seed=0,1",
-        "model.optimizer.lr=0.01,0.003", "hydra/launcher=ensemble", f"hydra.sweep.dir={sweep}",
+        "model.optimizer.lr=0.01,0.003", *extra, "hydra/launcher=ensemble", f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     try:
         run_module.main()
@@ -85,12 +85,23 @@ def _ensemble_sweep(tmp_path: Path) -> Path:
 
 
 def test_members_equal_single_runs_and_work_with_run_tools(tmp_path: Path) -> None:
+    _check_members(tmp_path)
+
+
+@pytest.mark.slow
+def test_minibatch_members_equal_single_runs(tmp_path: Path) -> None:
+    """Minibatches of 100 (3 per epoch), each member shuffled by its own seed."""
+    _check_members(tmp_path, "data.batch_size=100")
+
+
+def _check_members(tmp_path: Path, *extra: str) -> None:
     from project.checkpoint import load_checkpoint
     from project.runs import collect_runs
     from project.runs.load import load_run
     from project.runs.sweep import phase_table, seed_stats
 
-    sweep = _ensemble_sweep(tmp_path)
+    steps_per_epoch = 3 if extra else 1
+    sweep = _ensemble_sweep(tmp_path, *extra)
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name))
     assert len(jobs) == 4
     table = collect_runs(sweep)
@@ -101,7 +112,7 @@ def test_members_equal_single_runs_and_work_with_run_tools(tmp_path: Path) -> No
     }
     for seed, lr in SINGLES:
         alone = train_in_process(
-            tmp_path, *COMMON, *TIED, f"seed={seed}", f"model.optimizer.lr={lr}"
+            tmp_path, *COMMON, *TIED, *extra, f"seed={seed}", f"model.optimizer.lr={lr}"
         )
         member = by_point[(seed, str(float(lr)))]
         assert load_run(member).config["data"]["split_seed"] == seed
@@ -111,7 +122,8 @@ def test_members_equal_single_runs_and_work_with_run_tools(tmp_path: Path) -> No
             w, g = want.state_dict(), got.state_dict()
             diff = max((w[k] - g[k]).abs().max().item() for k in w)
             assert diff <= 1e-6, f"{member.name} {name}: max |diff| {diff}"
-            assert hparams["global_step"] == int(name == "last.ckpt") * 2 + 2
+            epochs = 4 if name == "last.ckpt" else 2
+            assert hparams["global_step"] == epochs * steps_per_epoch
         a, b = load_run(alone), load_run(member)
         cols = ["epoch", "step", "train/acc", "val/acc"]
         assert a.metrics[cols].fillna(-1).equals(b.metrics[cols].fillna(-1))
