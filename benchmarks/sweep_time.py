@@ -98,6 +98,17 @@ def phase_cells(sweep_dir: Path) -> dict[tuple[float, float], str]:
     return out
 
 
+def ensemble_train_seconds(sweep_dir: Path) -> float:
+    """Seconds the ensemble groups spent training (``summary.json``: one value per group)."""
+    import json
+
+    per_group = {}
+    for path in sweep_dir.glob("*/summary.json"):
+        info = json.loads(path.read_text()).get("ensemble") or {}
+        per_group[(info.get("members"), info.get("train_seconds"))] = info.get("train_seconds", 0)
+    return float(sum(per_group.values()))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=200)
@@ -128,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         strong_after = strong_sweep(a.epochs, wds, fracs, seeds)
         walls["strong"] = (strong_before + strong_after) / 2
         print(f"strong loop: {strong_before:.1f} s before the sweeps, {strong_after:.1f} s after")
+        trained = ensemble_train_seconds(Path(tmp, "ensemble"))
+        print(f"ensemble: {trained:.1f} s of it training (the rest: start-up, building members)")
         rows = []
         for name in ("strong", "ensemble", "joblib"):
             if name in walls:
