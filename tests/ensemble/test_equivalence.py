@@ -165,6 +165,10 @@ def test_unsupported_jobs_run_alone(extra: list[str]) -> None:
     assert groups == [[0, 1]]
     assert "a group of 1" in alone[2][0]
     assert "progress_measures" in alone[3][0]
+    extra_callback = OmegaConf.create(base)
+    extra_callback.callbacks.stop_at = {"_target_": "lightning.pytorch.callbacks.EarlyStopping"}
+    _, alone = plan_groups([configs[0], extra_callback], max_members=64, min_members=1)
+    assert "callbacks.stop_at" in alone[1][0]
     groups, alone = plan_groups(configs[:2], max_members=1, min_members=1)
     assert groups == [[0], [1]] and not alone
 

@@ -33,6 +33,17 @@ RUN_KEYS: tuple[str, ...] = ("hydra", "run", "callbacks.last_checkpoint.dirpath"
 RUN_KEYS += ("callbacks.snapshots.dirpath", "callbacks.cloud_sync.run_dir")
 CSV_COLUMNS = ["epoch", "lr", "step", "train/acc", "train/loss", "val/acc", "val/loss"]
 _ADAMW_DEFAULTS = {"amsgrad": False, "maximize": False, "capturable": False}
+# the callbacks the ensemble reproduces (configs/callbacks/default.yaml, data=modular's measures);
+# any other callback would be silently skipped, so its job runs alone
+KNOWN_CALLBACKS = {
+    "last_checkpoint", "snapshots", "final_validation", "lr_monitor", "preemption", "run_summary",
+    "cloud_sync", "progress_bar", "progress_measures",
+}  # fmt: skip
+# Trainer arguments the ensemble loop does not implement, with their defaults
+_TRAINER_DEFAULTS: dict[str, Any] = {
+    "limit_train_batches": None, "limit_val_batches": None, "val_check_interval": None,
+    "fast_dev_run": False, "overfit_batches": 0.0, "min_epochs": None, "max_time": None,
+}  # fmt: skip
 
 
 def _drop(node: dict[Any, Any], dotted: str) -> None:
@@ -83,7 +94,16 @@ def unsupported(cfg: DictConfig) -> list[str]:
         why.append("more than one device")
     if trainer.get("max_steps", -1) not in (-1, None) or trainer.get("max_epochs") is None:
         why.append("trainer.max_steps is set (ensembles count epochs)")
+    if not isinstance(trainer.get("check_val_every_n_epoch", 1), int):
+        why.append("trainer.check_val_every_n_epoch is not an integer")
+    for key, default in _TRAINER_DEFAULTS.items():
+        allowed: tuple[Any, ...] = (default, 1.0) if key.startswith("limit") else (default,)
+        if trainer.get(key, default) not in allowed:
+            why.append(f"trainer.{key} is set")
     callbacks = _sel(cfg, "callbacks") or {}
+    for name, node in callbacks.items():
+        if node and name not in KNOWN_CALLBACKS:
+            why.append(f"callbacks.{name} is not one the ensemble reproduces")
     if (callbacks.get("progress_measures") or {}).get("every_n_epochs", 0):
         why.append("callbacks.progress_measures.every_n_epochs is not 0")
     snaps = callbacks.get("snapshots") or {}
