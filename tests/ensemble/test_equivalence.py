@@ -67,6 +67,7 @@ def test_stacked_adamw_is_torch_adamw_bitwise() -> None:
 
 
 def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:
+    """The sweep (2 seeds x 2 lrs, 4 members) through the CLI entrypoint; returns its dir."""
     from project.train import run as run_module
 
     sweep = tmp_path / "sweep"
@@ -78,7 +79,8 @@ def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:
     try:
         run_module.main()
     except SystemExit as exc:  # Hydra exits 0 after a multirun in some versions
-        assert not exc.code
+        if exc.code:
+            raise
     finally:
         sys.argv = argv
     return sweep
@@ -184,3 +186,51 @@ def test_plugin_discovery_imports_nothing_new() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_sigterm_then_rerun_resumes_members_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM mid-epoch: the epoch finishes, every member saves ``last.ckpt`` and a ``preempted``
+    summary, exit 143; the same command again resumes them and ends where an uninterrupted
+    ensemble ends (weights bitwise, same metric rows)."""
+    import os
+    import signal
+
+    from project.checkpoint import read_checkpoint
+    from project.ensemble import train as ensemble_train
+    from project.runs.load import load_run
+
+    whole = _ensemble_sweep(tmp_path / "whole")
+    calls = {"n": 0}
+    real = ensemble_train._loss_and_counts
+
+    def killed_on_fourth_call(*args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == 4:  # the third epoch's training step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ensemble_train, "_loss_and_counts", killed_on_fourth_call)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exc:
+            _ensemble_sweep(tmp_path / "cut")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    assert exc.value.code == 143
+    cut = tmp_path / "cut" / "sweep"
+    summary = (cut / "0" / "summary.json").read_text()
+    assert '"status": "preempted"' in summary and '"epochs": 3' in summary
+    monkeypatch.setattr(ensemble_train, "_loss_and_counts", real)
+    _ensemble_sweep(tmp_path / "cut")
+    for job in ("0", "1", "2", "3"):
+        a = read_checkpoint(whole / job / "checkpoints" / "last.ckpt")
+        b = read_checkpoint(cut / job / "checkpoints" / "last.ckpt")
+        assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (3, 4)
+        for key, value in a["state_dict"].items():
+            assert torch.equal(value, b["state_dict"][key]), f"job {job}: {key}"
+        ra, rb = load_run(whole / job), load_run(cut / job)
+        assert ra.metrics.fillna(-1).equals(rb.metrics.fillna(-1))
+        assert '"action": "resume"' in (cut / job / "attempts.jsonl").read_text()

@@ -10,8 +10,8 @@ a member (``members.unsupported``: e.g. progress measures on, Grokfast, another 
 group smaller than ``hydra.launcher.min_members`` runs through the normal path, one after the
 other, as the basic launcher runs it. Every job keeps its own numbered dir with Hydra's
 ``.hydra/`` files, ``attempts.jsonl`` and the sweeper's objective; a job finished before is
-skipped (``project.train.resume``). An interrupted member is trained again from the start
-(resuming an ensemble from its members' ``last.ckpt`` is not implemented).
+skipped (``project.train.resume``); an interrupted group resumes from its members' ``last.ckpt``
+when all have one at the same epoch (``ensemble.resume``), else it starts again.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def plan_groups(
     return groups, alone
 
 
-def _collector(pending: list[tuple[DictConfig, Path]], done: list[Path]) -> Any:
+def _collector(pending: list[tuple[DictConfig, Path, Path | None]], done: list[Path]) -> Any:
     """A task function that prepares a member inside Hydra's ``run_job`` (run dir, ``.hydra/``,
     logging) and records it in ``pending`` (to train) and ``done`` (every job, in order)."""
     from hydra.core.hydra_config import HydraConfig
@@ -75,11 +75,12 @@ def _collector(pending: list[tuple[DictConfig, Path]], done: list[Path]) -> Any:
         if errors:
             raise ValueError("; ".join(str(e) for e in errors))
         plan = decide(task_cfg, run_dir)
-        _record(run_dir, "skip" if plan.skip else "fresh")
+        _record(run_dir, plan.action)
         if not plan.skip:  # resolved now: ${hydra:runtime.output_dir} is this job's dir
             resolved = OmegaConf.create(OmegaConf.to_container(task_cfg, resolve=True))
             assert isinstance(resolved, DictConfig)
-            pending.append((resolved, run_dir))
+            ckpt = Path(plan.ckpt_path) if plan.action == "resume" and plan.ckpt_path else None
+            pending.append((resolved, run_dir, ckpt))
         done.append(run_dir)
 
     return collect
@@ -116,13 +117,13 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     for group in groups:
         nums = ", ".join(str(initial_job_idx + i) for i in group)
         print(f"ensemble: jobs {nums} train together ({len(group)} members)", flush=True)
-        pending: list[tuple[DictConfig, Path]] = []
+        pending: list[tuple[DictConfig, Path, Path | None]] = []
         done: list[Path] = []
         collect = _collector(pending, done)
         for i in group:
             returns[i] = run(i, collect)
         if pending:
-            train_ensemble(pending)
+            train_ensemble([(c, d) for c, d, _ in pending], resume_from=[p for *_, p in pending])
         for j, i in enumerate(group):
             max_epochs = OmegaConf.select(configs[i], "trainer.max_epochs")
             if returns[i].status.name == "COMPLETED":

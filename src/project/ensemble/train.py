@@ -37,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from project.data.base import IGNORE_INDEX, DeviceBatches
 from project.ensemble.members import MemberLog, group_key, unsupported, write_summary
+from project.ensemble.resume import net_state, read_resume, restore_log, restore_schedule
 from project.ensemble.stacked import StackedAdamW, StackedNets
 
 Member = tuple[DictConfig, Path]  # composed config, run dir
@@ -148,10 +149,16 @@ def _save(m: _Member, name: str, ckpt: dict[str, Any]) -> None:
     AtomicCheckpointIO().save_checkpoint(ckpt, dirpath / name)
 
 
-def train_ensemble(members: Sequence[Member], device: str | None = None) -> list[dict[str, Any]]:
-    """Train ``members`` together; returns each member's ``summary.json`` dict (``None`` for a
+def train_ensemble(
+    members: Sequence[Member],
+    device: str | None = None,
+    resume_from: Sequence[Path | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Train ``members`` together; returns each member's ``summary.json`` dict (empty for a
     member that diverged). ``device``: default the first config's trainer accelerator (cuda when
-    available for ``auto``)."""
+    available for ``auto``). ``resume_from``: each member's ``last.ckpt`` (``resume.read_resume``
+    decides whether the group resumes). SIGTERM: the epoch finishes, every member's ``last.ckpt``
+    and a ``preempted`` summary are written, then ``SystemExit(143)``."""
     _check_group(members)
     from project.train.loggers import redact_secrets
     from project.train.threads import limit_threads_per_job
@@ -159,6 +166,11 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
     limit_threads_per_job()  # TORCH_NUM_THREADS, as for single runs
 
     ms = [_Member(cfg, run_dir) for cfg, run_dir in members]
+    ckpts = read_resume(resume_from or [])
+    for m, ckpt in zip(ms, ckpts or [], strict=False):
+        m.module.net.load_state_dict(net_state(ckpt))
+        restore_schedule(m.optimizer, m.scheduler, ckpt)
+        restore_log(m.log, ckpt)
     for m in ms:
         m.run_dir.mkdir(parents=True, exist_ok=True)
         text = redact_secrets(OmegaConf.to_yaml(m.cfg, resolve=True))
@@ -171,6 +183,9 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
                                    torch.cuda.is_available() else "cpu"))  # fmt: skip
     nets = StackedNets([m.module.net.to(dev) for m in ms])
     opt = StackedAdamW(nets.parameters(), [m.weight_decay for m in ms], first.betas, first.eps)
+    for i, ckpt in enumerate(ckpts or []):
+        opt.load_member_state(i, ckpt["optimizer_states"][0])
+    start = int(ckpts[0]["epoch"]) + 1 if ckpts else 0
     names = list(nets.params)
     last_only = bool(getattr(first.task, "last_position_only", False))
     dtype = first.module.loss_dtype
@@ -181,7 +196,11 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
     epoch_box = [0]
     train_batches = [m.batches("train", lambda: epoch_box[0]) for m in ms]
     val_batches = [m.batches("val", lambda: 0) for m in ms]
-    n, step, started = len(ms), 0, time.perf_counter()
+    n, started = len(ms), time.perf_counter()
+    step = int(ckpts[0]["global_step"]) if ckpts else 0
+    if ckpts:
+        print(f"ensemble: {n} members resumed after epoch {start}", flush=True)
+    preempted = _catch_sigterm()
 
     def stacked(batches: list[DeviceBatches]) -> Any:
         for parts in zip(*batches, strict=True):
@@ -195,11 +214,12 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
             "callbacks": {"RunSummary": m.log.callback_state()},
         }
 
-    if snap_every and first.snap.get("save_initial", True):
+    if snap_every and first.snap.get("save_initial", True) and not start:
         for i, m in enumerate(ms):
             _save(m, "epoch=000000.ckpt", _checkpoint(m, i, nets, 0, 0, None))
     interval = str(OmegaConf.select(first.cfg, "model.scheduler_interval", default="step"))
-    for epoch in range(max_epochs):
+    epoch = start - 1
+    for epoch in range(start, max_epochs):
         epoch_box[0] = epoch
         lr_rows = [{"lr": m.lr, "step": step} for m in ms]
         sums = torch.zeros(3, n, dtype=torch.float64, device=dev)
@@ -245,8 +265,12 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
             m.log.track("train/acc", train[1][i], epoch + 1)
             if snap_every and (epoch + 1) % snap_every == 0:
                 _save(m, f"epoch={epoch + 1:06d}.ckpt", _checkpoint(m, i, nets, epoch, step, None))
-            if (last_every and (epoch + 1) % last_every == 0) or epoch == max_epochs - 1:
+            last = (last_every and (epoch + 1) % last_every == 0) or epoch == max_epochs - 1
+            if last or preempted:
                 _save(m, "last.ckpt", _checkpoint(m, i, nets, epoch, step, full_state(i, m)))
+                m.log.write_csv()
+        if preempted:
+            break
     seconds = time.perf_counter() - started
     results: list[dict[str, Any]] = []
     for m in ms:
@@ -257,5 +281,33 @@ def train_ensemble(members: Sequence[Member], device: str | None = None) -> list
             results.append({})
             continue
         extra = {"ensemble": {"members": n, "train_seconds": round(seconds, 3)}}
-        results.append(write_summary(m.log, "finished", max_epochs, step, extra))
+        status = "preempted" if preempted else "finished"
+        results.append(write_summary(m.log, status, epoch + 1, step, extra))
+    if preempted:
+        print(f"ensemble: SIGTERM: stopped after epoch {epoch + 1}, last.ckpt saved", flush=True)
+        raise SystemExit(143)
     return results
+
+
+class _Flag:
+    """Truthy once SIGTERM arrived (the handler only sets it; the loop stops at the epoch end)."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    def __bool__(self) -> bool:
+        return self.set
+
+
+def _catch_sigterm() -> _Flag:
+    import signal
+    import threading
+
+    flag = _Flag()
+    if threading.current_thread() is threading.main_thread():
+
+        def handler(signum: int, frame: Any) -> None:
+            flag.set = True
+
+        signal.signal(signal.SIGTERM, handler)
+    return flag
