@@ -218,7 +218,7 @@ def train_ensemble(
         for i, m in enumerate(ms):
             _save(m, "epoch=000000.ckpt", _checkpoint(m, i, nets, 0, 0, None))
     interval = str(OmegaConf.select(first.cfg, "model.scheduler_interval", default="step"))
-    epoch = start - 1
+    epoch, stop = start - 1, False
     for epoch in range(start, max_epochs):
         epoch_box[0] = epoch
         lr_rows = [{"lr": m.lr, "step": step} for m in ms]
@@ -248,6 +248,7 @@ def train_ensemble(
                     vsums += torch.stack([loss.double() * count, correct.double(), count.double()])
             count = vsums[2].clamp(min=1)
             val = (vsums[0] / count).tolist(), (vsums[1] / count).tolist()
+        stop = bool(preempted)  # read once: every member saves at the same epoch
         for i, m in enumerate(ms):
             if m.diverged:
                 continue
@@ -266,11 +267,12 @@ def train_ensemble(
             if snap_every and (epoch + 1) % snap_every == 0:
                 _save(m, f"epoch={epoch + 1:06d}.ckpt", _checkpoint(m, i, nets, epoch, step, None))
             last = (last_every and (epoch + 1) % last_every == 0) or epoch == max_epochs - 1
-            if last or preempted:
+            if last or stop:
                 _save(m, "last.ckpt", _checkpoint(m, i, nets, epoch, step, full_state(i, m)))
                 m.log.write_csv()
-        if preempted:
+        if stop:
             break
+    preempted.restore()
     seconds = time.perf_counter() - started
     results: list[dict[str, Any]] = []
     for m in ms:
@@ -281,9 +283,9 @@ def train_ensemble(
             results.append({})
             continue
         extra = {"ensemble": {"members": n, "train_seconds": round(seconds, 3)}}
-        status = "preempted" if preempted else "finished"
+        status = "preempted" if stop else "finished"
         results.append(write_summary(m.log, status, epoch + 1, step, extra))
-    if preempted:
+    if stop:
         print(f"ensemble: SIGTERM: stopped after epoch {epoch + 1}, last.ckpt saved", flush=True)
         raise SystemExit(143)
     return results
@@ -294,9 +296,17 @@ class _Flag:
 
     def __init__(self) -> None:
         self.set = False
+        self.previous: Any = None
 
     def __bool__(self) -> bool:
         return self.set
+
+    def restore(self) -> None:
+        """Put back the SIGTERM handler that was there before."""
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def _catch_sigterm() -> _Flag:
@@ -309,5 +319,5 @@ def _catch_sigterm() -> _Flag:
         def handler(signum: int, frame: Any) -> None:
             flag.set = True
 
-        signal.signal(signal.SIGTERM, handler)
+        flag.previous = signal.signal(signal.SIGTERM, handler)
     return flag
