@@ -234,3 +234,38 @@ def test_sigterm_then_rerun_resumes_members_exactly(
         ra, rb = load_run(whole / job), load_run(cut / job)
         assert ra.metrics.fillna(-1).equals(rb.metrics.fillna(-1))
         assert '"action": "resume"' in (cut / job / "attempts.jsonl").read_text()
+
+
+@pytest.mark.slow
+def test_mixed_sweep_packs_some_jobs_and_runs_the_rest_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Progress measures on for half the sweep: those jobs run through the normal path
+    (progress.jsonl written), the others as one ensemble; all four are finished run dirs."""
+    from project.runs import collect_runs
+
+    sweep = tmp_path / "sweep"
+    argv = sys.argv
+    sys.argv = [
+        "project.train.run", "-m", *COMMON, "seed=0,1",
+        "callbacks.progress_measures.every_n_epochs=0,2", "hydra/launcher=ensemble",
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    try:
+        from project.train import run as run_module
+
+        run_module.main()
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    finally:
+        sys.argv = argv
+    out = capsys.readouterr().out
+    assert "train together (2 members)" in out and out.count("runs alone") == 2
+    table = collect_runs(sweep)
+    assert len(table) == 4 and set(table["status"]) == {"finished"}
+    alone = table[table["callbacks.progress_measures.every_n_epochs"] == 2]
+    assert all((Path(d) / "progress.jsonl").is_file() for d in alone["run_dir"])
+    packed = table[table["callbacks.progress_measures.every_n_epochs"] == 0]
+    for run_dir in packed["run_dir"]:
+        assert '"members": 2' in (Path(run_dir) / "summary.json").read_text()
