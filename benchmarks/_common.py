@@ -55,11 +55,11 @@ def load_note() -> str:
 
 
 def default_data(
-    modulus: int = 113,
+    modulus: int = 113, frac_train: float = 0.3
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Full-batch ``train_tokens [n, 3], train_answers [n], val_tokens, val_answers`` of the
     default (Nanda) setup: the same split the template trains on (answers = last-position labels)."""
-    dm = ModularDataModule(modulus=modulus)
+    dm = ModularDataModule(modulus=modulus, frac_train=frac_train)
     tokens, answers = dm.tokens, dm.answers
     return tokens[dm.train_idx], answers[dm.train_idx], tokens[dm.val_idx], answers[dm.val_idx]
 

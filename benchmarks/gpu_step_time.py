@@ -12,6 +12,12 @@ loops use ``torch.autocast`` for the mixed precisions and ``torch.compile`` (sam
 template) for the compile rows. Tiny models are launch-bound on a GPU: compare the ``compile``
 rows, and ``--compile-mode reduce-overhead`` (CUDA graphs) for the fixed-shape full-batch step.
 Prints a table last.
+
+Then the ensemble (``project.ensemble``): ``--members`` (default 1, 8, 32) nets of the default
+config stacked under ``torch.func.vmap`` with ``StackedAdamW`` (fp32, not compiled), one full-batch
+step for all of them, against the strong loop stepping the same number of nets one after the other
+(same run): ms per member-step and the ratio. On a GPU a p=113 step is launch-bound, so this is
+where packing a sweep's members should pay most. Not yet run on a GPU (none lent so far).
 """
 
 from __future__ import annotations
@@ -128,6 +134,52 @@ def loop_ms(
     return statistics.median(clock.ms())
 
 
+def ensemble_ms(device: str, members: int, steps: int, warmup: int) -> tuple[float, float]:
+    """Median ms per member-step: ``members`` stacked nets in one vmapped step, and the strong
+    loop stepping ``members`` nets one after the other."""
+    from project.ensemble.stacked import StackedAdamW, StackedNets
+
+    tokens, labels, _, _ = (t.to(device) for t in default_data())
+    nets = StackedNets([plain_model(seed).to(device) for seed in range(members)])
+    opt = StackedAdamW(nets.parameters(), [1.0] * members, betas=(0.9, 0.98))
+    x, y = tokens.expand(members, -1, -1), labels.expand(members, -1)
+
+    def stacked_step() -> None:
+        logits = nets.logits(x, last_only=True)
+        loss = F.cross_entropy(logits.double().flatten(0, 1), y.flatten(), reduction="none")
+        opt.zero_grad()
+        loss.view(members, -1).mean(1).sum().backward()
+        opt.step([1e-3] * members)
+
+    loops = []
+    for seed in range(members):
+        loop = StrongLoop(seed=seed)
+        loop.model.to(device)
+        loop.opt = torch.optim.AdamW(
+            loop.model.parameters(), lr=1e-3, weight_decay=1.0, betas=(0.9, 0.98)
+        )
+        loops.append(loop)
+
+    def serial_step() -> None:
+        for loop in loops:
+            loss = F.cross_entropy(loop.logits(tokens).double(), labels)
+            loop.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loop.opt.step()
+
+    out = []
+    for step in (stacked_step, serial_step):
+        clock = Clock(device)
+        for _ in range(warmup):
+            step()
+        for _ in range(steps):
+            clock.mark()
+            step()
+        clock.mark()
+        out.append(statistics.median(clock.ms()) / members)
+    return out[0], out[1]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=200)
@@ -136,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
     parser.add_argument("--compile-mode", default="true", help="true | reduce-overhead | ...")
     parser.add_argument("--quick", action="store_true", help="3 steps, fp32 only, no compile")
+    parser.add_argument("--members", default="1,8,32", help="ensemble sizes (comma-separated)")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu_step_time: no CUDA device available; skipped.")
@@ -166,6 +219,16 @@ def main(argv: list[str] | None = None) -> None:
         + ("" if args.device == "cuda" else f"; {load_note()}"),
         rows,
         ("precision", "compile", "strong", "plain", "template", "tpl/strong", "tpl/plain"),
+    )
+    sizes = [int(m) for m in args.members.split(",")] if not args.quick else [1, 2]
+    rows = []
+    for members in sizes:
+        ens, serial = ensemble_ms(args.device, members, args.steps, args.warmup)
+        rows.append((members, f"{serial:.2f}", f"{ens:.2f}", f"{ens / serial:.3f}"))
+    print_table(
+        f"ensemble: median ms per member-step, p=113 default config, fp32, {name}",
+        rows,
+        ("members", "strong, serial", "ensemble", "ensemble/strong"),
     )
 
 

@@ -70,10 +70,21 @@ class Interleaved(L.Callback):
     """Runs ``block`` epochs of each reference loop every ``block`` template epochs after
     ``warmup``; records the template's block times without them, and its step / outside split."""
 
-    def __init__(self, warmup: int, block: int, blocks: int, batch_size: int | None = None) -> None:
+    def __init__(
+        self,
+        warmup: int,
+        block: int,
+        blocks: int,
+        batch_size: int | None = None,
+        modulus: int = 113,
+        frac_train: float = 0.3,
+    ) -> None:
         self.warmup, self.block, self.blocks, self.batch_size = warmup, block, blocks, batch_size
-        self.data = default_data()
-        self.loops = {"strong": StrongLoop(), "plain": PlainLoop(plain_model(), last_only=True)}
+        self.data = default_data(modulus, frac_train)
+        self.loops = {
+            "strong": StrongLoop(modulus=modulus),
+            "plain": PlainLoop(plain_model(modulus=modulus), last_only=True),
+        }
         self.block_start: float | None = None
         self.batch_start = 0.0
         self.epoch_start = 0.0
@@ -113,7 +124,13 @@ class Interleaved(L.Callback):
 
 
 def interleaved(
-    block: int, blocks: int, warmup: int, overrides: list[str], batch_size: int | None = None
+    block: int,
+    blocks: int,
+    warmup: int,
+    overrides: list[str],
+    batch_size: int | None = None,
+    modulus: int = 113,
+    frac_train: float = 0.3,
 ) -> dict[str, list]:
     """Seconds per block for ``template``, ``strong`` and ``plain``, and the template's per-step
     ``step`` / per-epoch ``outside`` times, from one CLI run."""
@@ -135,6 +152,10 @@ def interleaved(
             f"+callbacks.interleaved.block={block}",
             f"+callbacks.interleaved.blocks={blocks}",
             f"+callbacks.interleaved.batch_size={batch_size if batch_size else 'null'}",
+            f"data.modulus={modulus}",
+            f"data.frac_train={frac_train}",
+            f"+callbacks.interleaved.modulus={modulus}",
+            f"+callbacks.interleaved.frac_train={frac_train}",
             *overrides,
         )
     return dict(this._RESULT)
@@ -281,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="minibatches of this size (shuffled every epoch) for all three; default full batch",
     )
+    parser.add_argument("--modulus", type=int, default=113, help="p (31: the small-model case)")
+    parser.add_argument("--frac-train", type=float, default=0.3, help="train fraction")
     parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--quick", action="store_true", help="2 blocks of 10, no extras")
     parser.add_argument(
@@ -292,7 +315,10 @@ def main(argv: list[str] | None = None) -> None:
     extras = (not args.quick) if args.extras is None else args.extras
     print(f"machine: {machine()}; {load_note()}", flush=True)
 
-    res = interleaved(args.block, args.blocks, args.warmup, args.override, args.batch_size)
+    res = interleaved(
+        args.block, args.blocks, args.warmup, args.override, args.batch_size, args.modulus,
+        args.frac_train,
+    )  # fmt: skip
     epochs = args.block * args.blocks
     per_epoch = {k: sum(res[k]) / epochs for k in ("template", *LOOPS)}
     t_tpl, t_strong, t_plain = per_epoch["template"], per_epoch["strong"], per_epoch["plain"]
@@ -327,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += callback_costs(t_tpl)
     batches = f"minibatches of {args.batch_size}" if args.batch_size else "full-batch"
     print_table(
-        f"{batches}: ms per epoch (val every {VAL_EVERY}), default config p=113, "
+        f"{batches}: ms per epoch (val every {VAL_EVERY}), default config p={args.modulus} "
+        f"(train fraction {args.frac_train}), "
         f"{args.blocks} interleaved blocks of {args.block} epochs; {machine()}; {load_note()}",
         rows,
         ("what", "ms", "ratio"),

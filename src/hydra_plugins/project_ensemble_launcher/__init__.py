@@ -1,0 +1,2 @@
+"""Hydra launcher plugin ``hydra/launcher=ensemble`` (training-template): see
+``project.ensemble.launch``."""
