@@ -118,7 +118,7 @@ def _check_members(tmp_path: Path, *extra: str) -> None:
         )
         member = by_point[(seed, str(float(lr)))]
         assert load_run(member).config["data"]["split_seed"] == seed
-        for name in ("last.ckpt", "epoch=000002.ckpt"):
+        for name in ("last.ckpt", "epoch_000002.ckpt"):
             want, _ = load_checkpoint(alone / "checkpoints" / name)
             got, hparams = load_checkpoint(member / "checkpoints" / name)
             w, g = want.state_dict(), got.state_dict()

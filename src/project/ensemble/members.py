@@ -34,10 +34,11 @@ RUN_KEYS += ("callbacks.snapshots.dirpath", "callbacks.cloud_sync.run_dir")
 CSV_COLUMNS = ["epoch", "lr", "step", "train/acc", "train/loss", "val/acc", "val/loss"]
 _ADAMW_DEFAULTS = {"amsgrad": False, "maximize": False, "capturable": False}
 # the callbacks the ensemble reproduces (configs/callbacks/default.yaml, data=modular's measures);
-# any other callback would be silently skipped, so its job runs alone
+# any other callback would be silently skipped, so its job runs alone. epoch_log (per-epoch lines
+# in run.log) is the one default it does not write: members' metrics.csv carries the same numbers.
 KNOWN_CALLBACKS = {
     "last_checkpoint", "snapshots", "final_validation", "lr_monitor", "preemption", "run_summary",
-    "cloud_sync", "progress_bar", "progress_measures",
+    "cloud_sync", "progress_bar", "progress_measures", "epoch_log",
 }  # fmt: skip
 # Trainer arguments the ensemble loop does not implement, with their defaults
 _TRAINER_DEFAULTS: dict[str, Any] = {

@@ -15,7 +15,7 @@ weights against single runs.
 
 Per member, in its run dir: ``resolved_config.yaml``, ``csv_logs/metrics.csv`` (the CSV
 logger's rows: ``lr`` at each epoch start, ``train/*`` each epoch, ``val/*`` at the validation
-cadence and the last epoch), ``checkpoints/epoch=NNNNNN.ckpt`` snapshots and ``last.ckpt``
+cadence and the last epoch), ``checkpoints/epoch_NNNNNN.ckpt`` snapshots and ``last.ckpt``
 (``project.checkpoint.load_checkpoint`` loads them; written by ``AtomicCheckpointIO``, with the
 integrity hash) and ``summary.json`` in the single run's shape. A member whose train loss turns
 non-finite stops there like a single run (no summary, last good checkpoint kept) while the
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from project.checkpoint import snapshot_name
 from project.data.base import IGNORE_INDEX, DeviceBatches
 from project.ensemble.members import MemberLog, group_key, unsupported, write_summary
 from project.ensemble.resume import net_state, read_resume, restore_log, restore_schedule
@@ -216,7 +217,7 @@ def train_ensemble(
 
     if snap_every and first.snap.get("save_initial", True) and not start:
         for i, m in enumerate(ms):
-            _save(m, "epoch=000000.ckpt", _checkpoint(m, i, nets, 0, 0, None))
+            _save(m, snapshot_name(0), _checkpoint(m, i, nets, 0, 0, None))
     interval = str(OmegaConf.select(first.cfg, "model.scheduler_interval", default="step"))
     epoch, stop = start - 1, False
     for epoch in range(start, max_epochs):
@@ -265,7 +266,7 @@ def train_ensemble(
                        "train/loss": train[0][i]})  # fmt: skip
             m.log.track("train/acc", train[1][i], epoch + 1)
             if snap_every and (epoch + 1) % snap_every == 0:
-                _save(m, f"epoch={epoch + 1:06d}.ckpt", _checkpoint(m, i, nets, epoch, step, None))
+                _save(m, snapshot_name(epoch + 1), _checkpoint(m, i, nets, epoch, step, None))
             last = (last_every and (epoch + 1) % last_every == 0) or epoch == max_epochs - 1
             if last or stop:
                 _save(m, "last.ckpt", _checkpoint(m, i, nets, epoch, step, full_state(i, m)))
