@@ -13,7 +13,7 @@ import torch
 from tests.conftest import ROOT, cli_env, run_cli, run_dirs, train_in_process
 from tests.integrations.conftest import TINY, main_in_process
 
-DDP_SETTINGS = [*TINY, "trainer.max_epochs=12", "logger=csv"]
+DDP_SETTINGS = [*TINY, "trainer.max_epochs=12", "model.scheduler.warmup_steps=2", "logger=csv"]
 
 
 def test_data_shards_are_disjoint_and_complete() -> None:
