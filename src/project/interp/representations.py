@@ -281,6 +281,7 @@ def representation_measures(
     train_idx: torch.Tensor | None = None,
     val_idx: torch.Tensor | None = None,
     keys: list[str] | None = None,
+    per_key: bool = False,
 ) -> dict[str, Any]:
     """Every measure from one no-grad forward over the ``|G|^2`` grid (dataset = the full grid,
     g-major, as ``GroupCompositionDataModule``; ``train_idx`` / ``val_idx`` index it).
@@ -288,7 +289,8 @@ def representation_measures(
     Returns ``embed_share_<irrep>``, ``unembed_share_<irrep>``, ``logit_share_<irrep>``,
     ``logit_coef_<irrep>``, ``key_irreps`` (found from the logit shares unless ``keys`` given),
     ``key_irreps_found``, ``restricted_loss`` / ``_acc`` (all pairs), ``excluded_loss`` / ``_acc``
-    (train pairs), ``train_/val_loss`` / ``_acc``, ``logit_key_share``.
+    (train pairs), ``train_/val_loss`` / ``_acc``, ``logit_key_share``; with ``per_key``,
+    ``excluded_loss_<irrep>`` (train, only that key irrep removed) for each key.
     """
     n = table.shape[0]
     logits, _ = grid_forward(model, n)
@@ -316,4 +318,7 @@ def representation_measures(
     if train_idx is not None:
         excluded = excluded_logits(logits, irreps, table, chosen)
         out["excluded_loss"], out["excluded_acc"] = _loss_acc(excluded, labels, train_idx.cpu())
+        for k in chosen if per_key else []:
+            one = excluded_logits(logits, irreps, table, [k])
+            out[f"excluded_loss_{k}"] = _loss_acc(one, labels, train_idx.cpu())[0]
     return out

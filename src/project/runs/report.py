@@ -11,7 +11,10 @@ Sections for any task under the template contract: summary, training curves (lin
 log-y loss with a ln(classes) line), attention per head on an example, head and layer ablation
 effects; for induction tasks, head scores. For modular-arithmetic runs, the measures of Nanda et
 al. 2023 recomputed on the checkpoint snapshots with the final model's key frequencies, and the
-paper's figures. Epochs are completed epochs throughout.
+paper's figures. For group-composition runs (``project.data.groups``), the representation
+measures of Chughtai et al. 2023 (key irreps, restricted/excluded loss, shares per irrep) on the
+snapshots with the final model's key irreps (``project.runs.report_groups``). Epochs are completed
+epochs throughout.
 """
 
 from __future__ import annotations
@@ -142,6 +145,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
                             "memorised_epoch": t_mem, "curves": _frame(df)}  # fmt: skip
 
     traj, keys, acts, modular = pd.DataFrame(), [], None, run.is_modular and hasattr(dm, "modulus")
+    modular = modular and hasattr(model, "run_with_hooks")  # the Fourier tools need a hooked net
     if modular:
         p, op = dm.modulus, dm.operation
         _, acts = fo.grid_forward(model, p)
@@ -180,6 +184,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
     )]  # fmt: skip
     if modular:
         sections += rf.sections(model, dm, traj, keys, acts, shown, t_grok, xscale)
+    sections += _group_sections(run, model, dm, summary, data, max_snapshots, t_grok, xscale)
     sections += rg.attention_sections(model, dm)
     ablation, table = rg.ablation_section(model, dm)
     if ablation:
@@ -198,6 +203,25 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
     out.write_text(page(f"Run report: {run.run_dir.name}", verdict, summary, sections))
     (out.parent / "report.json").write_text(json.dumps(_jsonable(data), indent=1))
     return out
+
+
+def _group_sections(
+    run: Run, model: Any, dm: Any, summary: dict[str, Any], data: dict[str, Any],
+    max_snapshots: int, t_grok: int | None, xscale: str,
+) -> list[Section]:  # fmt: skip
+    """Representation sections for a group-composition run (adds to ``summary`` and ``data``)."""
+    from project.runs import report_groups as rgr
+
+    if not rgr.is_group_task(dm) or not hasattr(model, "run_with_hooks"):
+        return []
+    irreps = rgr.irreps_of(dm)
+    final = rgr.final_measures(model, dm, irreps)
+    traj = pd.DataFrame()
+    if run.snapshot_paths:
+        traj = rgr.trajectory(run.snapshot_paths, dm, irreps, final["key_irreps"], max_snapshots)
+    summary.update(rgr.summary_rows(final, irreps))
+    data["representations"] = {**rgr.to_json(final, irreps), "trajectory": _frame(traj)}
+    return rgr.sections(model, dm, traj, irreps, final, None, t_grok, xscale)
 
 
 def check_run_dir(run_dir: Path) -> str | None:
