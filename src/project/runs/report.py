@@ -124,8 +124,16 @@ def verdict_text(t_mem: int | None, t_grok: int | None, val_max: float | None) -
     return "No validation accuracy logged."
 
 
-def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "linear") -> Path:
-    """Write ``<run_dir>/report/index.html`` and ``report.json``; returns the page's path."""
+def build_report(
+    run_dir: str | Path, max_snapshots: int = 40, xscale: str = "linear", llc: bool = False,
+    llc_snapshots: int = 12,
+) -> Path:  # fmt: skip
+    """Write ``<run_dir>/report/index.html`` and ``report.json``; returns the page's path.
+
+    ``llc``: estimate the local learning coefficient of up to ``llc_snapshots`` snapshots with
+    devinterp (needs ``uv sync --extra llc``; cached in ``<run_dir>/llc.json``). Without it, LLC
+    values already cached (by the live callback or an earlier report) are still shown.
+    """
     from project.runs import report_fourier as rf
 
     run = load_run(run_dir)
@@ -185,6 +193,7 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
     if modular:
         sections += rf.sections(model, dm, traj, keys, acts, shown, t_grok, xscale)
     sections += _group_sections(run, model, dm, summary, data, max_snapshots, t_grok, xscale)
+    sections += _llc_sections(run, dm, df, summary, data, llc, llc_snapshots, xscale)
     sections += rg.attention_sections(model, dm)
     ablation, table = rg.ablation_section(model, dm)
     if ablation:
@@ -224,6 +233,28 @@ def _group_sections(
     return rgr.sections(model, dm, traj, irreps, final, None, t_grok, xscale)
 
 
+def _llc_sections(
+    run: Run, dm: Any, df: pd.DataFrame, summary: dict[str, Any], data: dict[str, Any],
+    compute: bool, max_snapshots: int, xscale: str,
+) -> list[Section]:  # fmt: skip
+    """The LLC curve (any task): computed with ``compute``, else only what is cached."""
+    from project.interp.llc import CACHE
+    from project.runs import report_llc as rl
+
+    if not compute and not (run.run_dir / CACHE).exists():
+        return []
+    config = rl.config_of(run.config)
+    curve = rl.llc_curve(run, dm, config, max_snapshots, compute=compute)
+    if curve.empty:
+        return []
+    data["llc"] = {"settings": config.key(), **_frame(curve)}
+    last = curve.iloc[-1]
+    summary["LLC (last snapshot, mean +- std over chains)"] = (
+        f"{last['llc_mean']:.3g} +- {last['llc_std']:.2g} at epoch {int(last['epoch'])}"
+    )
+    return [rl.section(curve, df, config, xscale)]
+
+
 def check_run_dir(run_dir: Path) -> str | None:
     if not run_dir.is_dir():
         return f"error: run_dir={str(run_dir)!r} is not a directory"
@@ -239,13 +270,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="analyse at most this many checkpoint snapshots (default 40)")  # fmt: skip
     parser.add_argument("--xscale", choices=("linear", "log"), default="linear",
                         help="epoch axis (default linear, as in the paper)")  # fmt: skip
+    parser.add_argument("--llc", action="store_true",
+                        help="estimate the local learning coefficient of the snapshots with "
+                        "devinterp (uv sync --extra llc); cached in <run>/llc.json")  # fmt: skip
+    parser.add_argument("--llc-snapshots", type=int, default=12,
+                        help="LLC of at most this many snapshots (default 12)")  # fmt: skip
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     error = check_run_dir(run_dir)
     if error:
         print(error, file=sys.stderr)
         return 2
-    out = build_report(run_dir, args.max_snapshots, args.xscale)
+    if args.llc:
+        from project.interp.llc import INSTALL_HINT, have_devinterp
+
+        if not have_devinterp():
+            print(f"error: --llc: {INSTALL_HINT}", file=sys.stderr)
+            return 2
+    out = build_report(run_dir, args.max_snapshots, args.xscale, args.llc, args.llc_snapshots)
     print(f"report: {out}")
     return 0
 
