@@ -143,3 +143,31 @@ def test_cli_run_logs_the_collapse_fractions(tmp_path) -> None:
         col = metrics[f"train/softmax_collapse_{dt}"].dropna()
         assert len(col) == 30 and col.between(0, 1).all()
     assert metrics["train/acc"].dropna().iloc[-1] > 0.5  # it trains with StableMax + ⊥AdamW
+
+
+SLOW = ["trainer=cpu", "logger=csv", "callbacks.progress_bar=null",
+        "callbacks.snapshots.every_n_epochs=0"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_softmax_collapse_preset_memorises_without_generalising(tmp_path) -> None:
+    """Prieto et al.'s stall: no weight decay, plain softmax: 100% train, ~0% val, and train
+    samples whose float32 softmax has collapsed appear as the loss keeps falling."""
+    run = train_in_process(tmp_path, "experiment=softmax_collapse", *SLOW, "trainer.max_epochs=1500")
+    m = pd.read_csv(run / "csv_logs" / "metrics.csv").groupby("epoch").first()
+    assert m["train/acc"].dropna().iloc[-1] == 1.0
+    assert m["val/acc"].dropna().max() < 0.05
+    collapse = m["train/softmax_collapse_f32"].dropna()
+    assert collapse.iloc[:100].max() == 0.0 and collapse.iloc[-1] > 0.0
+    assert m["train/loss"].dropna().iloc[-1] < 1e-5
+
+
+@pytest.mark.slow
+def test_orthograd_groks_without_weight_decay(tmp_path) -> None:
+    """⊥AdamW with weight decay 0 generalises on the same task and net within a few hundred epochs."""
+    run = train_in_process(
+        tmp_path, "experiment=stablemax", "model.loss=cross_entropy", "model.loss_dtype=float32",
+        *SLOW, "trainer.max_epochs=400",
+    )  # fmt: skip
+    m = pd.read_csv(run / "csv_logs" / "metrics.csv").groupby("epoch").first()
+    assert m["val/acc"].dropna().max() >= 0.95
