@@ -153,7 +153,9 @@ SLOW = ["trainer=cpu", "logger=csv", "callbacks.progress_bar=null",
 def test_softmax_collapse_preset_memorises_without_generalising(tmp_path) -> None:
     """Prieto et al.'s stall: no weight decay, plain softmax: 100% train, ~0% val, and train
     samples whose float32 softmax has collapsed appear as the loss keeps falling."""
-    run = train_in_process(tmp_path, "experiment=softmax_collapse", *SLOW, "trainer.max_epochs=1500")
+    run = train_in_process(
+        tmp_path, "experiment=softmax_collapse", *SLOW, "trainer.max_epochs=1500"
+    )
     m = pd.read_csv(run / "csv_logs" / "metrics.csv").groupby("epoch").first()
     assert m["train/acc"].dropna().iloc[-1] == 1.0
     assert m["val/acc"].dropna().max() < 0.05

@@ -123,3 +123,19 @@ def test_report_llc_section_is_computed_once_then_read_from_the_cache(tmp_path: 
     assert (run / CACHE).stat().st_mtime_ns == stamp  # nothing sampled again
     data = json.loads((run / "report" / "report.json").read_text())["llc"]
     assert all(c is True for c in data["cached"])
+
+
+@needs_devinterp
+def test_live_callback_logs_the_llc_and_fills_the_reports_cache(tmp_path: Path) -> None:
+    import pandas as pd
+
+    run = train_in_process(
+        tmp_path, "data.modulus=11", "data.frac_train=0.6", "trainer=cpu", "trainer.max_epochs=2",
+        "logger=csv", "callbacks.progress_measures.every_n_epochs=0",
+        "callbacks.llc.every_n_epochs=1", "callbacks.llc.num_chains=2",
+        "callbacks.llc.num_draws=10", "callbacks.llc.batch_size=32",
+    )  # fmt: skip
+    (entries,) = read_cache(run).values()
+    assert sorted(int(e) for e in entries) == [0, 1, 2]
+    metrics = pd.read_csv(run / "csv_logs" / "metrics.csv")
+    assert metrics["llc/mean"].notna().sum() == 3 and metrics["llc/std"].notna().sum() == 3
