@@ -142,3 +142,10 @@ def test_key_rule_on_spectra() -> None:
     assert rep.key_irreps_from_shares({"a": 0.6, "b": 0.3, "c": 0.01, "d": 0.0}) == ["a", "b"]
     assert rep.key_irreps_from_shares({"a": 0.9, "b": 0.05, "c": 0.01}) == ["a"]
     assert rep.key_irreps_from_shares({"a": 0.01, "b": 0.01}) == []
+
+
+def test_s6_and_a_missing_permutation_list_are_refused() -> None:
+    with pytest.raises(ValueError, match="S6 is not supported"):
+        rep.group_irreps(torch.arange(720).expand(720, 720), symmetric_group(6))  # non-abelian
+    with pytest.raises(ValueError, match="needs its elements as permutations"):
+        rep.group_irreps(group_table("S3"))

@@ -155,6 +155,10 @@ def group_irreps(table: torch.Tensor, perms: torch.Tensor | None = None) -> list
     if irreps is None:
         if perms is None:
             raise ValueError("a non-abelian group needs its elements as permutations (perms)")
+        if perms.shape[1] > 5:
+            raise ValueError(
+                f"S{perms.shape[1]} is not supported: the irreps built here cover S_n, n <= 5"
+            )
         irreps = _symmetric_irreps(perms.long(), table)
     check_irreps(irreps, table)
     return irreps
