@@ -12,11 +12,11 @@ examples are ``(tokens, labels)`` with ``-100`` = unsupervised, while devinterp 
 ``tokens ++ labels`` and the loss function returns the example's mean cross-entropy over its
 supervised positions, repeated along devinterp's token axis (so its means are the example means).
 
-Defaults (``LLCConfig``) follow devinterp's documented usage: ``lr`` (SGLD step size) 1e-3 as in
-its README examples is too hot for these small nets' sharp minima, so 1e-4; ``n_beta`` =
-``devinterp.utils.default_nbeta(batch_size)`` = ``b / ln b``; ``localization`` 100 (Lau et al.'s
-gamma); 4 chains x 200 draws, no burn-in. Check the loss traces (``loss_trace``) when changing
-them: a trace that climbs without levelling off means a step size too large.
+Defaults (``LLCConfig``): ``n_beta`` = ``devinterp.utils.default_nbeta(batch_size)`` = ``b / ln b``;
+``localization`` 100 (Lau et al.'s gamma); 4 chains x 200 draws, no burn-in; SGLD step size ``lr``
+1e-4, more cautious than the 1e-3 of devinterp's README examples (language models). Check the loss
+traces (``loss_trace``) when changing them: a trace that climbs without levelling off means a step
+size too large.
 """
 
 from __future__ import annotations
