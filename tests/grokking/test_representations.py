@@ -149,3 +149,31 @@ def test_s6_and_a_missing_permutation_list_are_refused() -> None:
         rep.group_irreps(torch.arange(720).expand(720, 720), symmetric_group(6))  # non-abelian
     with pytest.raises(ValueError, match="needs its elements as permutations"):
         rep.group_irreps(group_table("S3"))
+
+
+@pytest.mark.slow
+def test_s5_preset_composes_through_a_few_large_irreps(tmp_path) -> None:
+    """Chughtai et al.'s finding on S5: after grokking the net composes through the 4-dim standard
+    irrep and/or its sign twist: they hold most of W_E, are among the key irreps, keeping only the
+    key irreps keeps the answers, removing them destroys the train loss (measured, seed 0: W_E 45%
+    + 41%, keys sign, standard, sign_standard, restricted loss 0.0, excluded loss 12.4)."""
+    from project.runs.load import load_run
+    from project.runs.report_groups import final_measures, irreps_of
+    from tests.conftest import train_in_process
+
+    stop = "+callbacks.stop_at"
+    run_dir = train_in_process(
+        tmp_path, "experiment=s5", "trainer=cpu", "logger=none", "callbacks.progress_bar=null",
+        "callbacks.snapshots.every_n_epochs=0", f"{stop}._target_=lightning.pytorch.callbacks.EarlyStopping",
+        f"{stop}.monitor=val/acc", f"{stop}.mode=max", f"{stop}.stopping_threshold=0.99",
+        f"{stop}.patience=1000000", f"{stop}.check_on_train_epoch_end=false",
+    )  # fmt: skip
+    run = load_run(run_dir)
+    dm = run.datamodule()
+    irreps = irreps_of(dm)
+    m = final_measures(run.final_model(), dm, irreps)
+    four = {"standard", "sign_standard"}
+    assert m["val_acc"] >= 0.99
+    assert four & set(m["key_irreps"])
+    assert sum(m[f"embed_share_{k}"] for k in four) >= 0.6
+    assert m["restricted_loss"] < 0.1 and m["excluded_loss"] > 5.0
