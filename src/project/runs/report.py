@@ -223,7 +223,11 @@ def _group_sections(
 
     if not rgr.is_group_task(dm) or not hasattr(model, "run_with_hooks"):
         return []
-    irreps = rgr.irreps_of(dm)
+    try:
+        irreps = rgr.irreps_of(dm)
+    except ValueError as exc:  # e.g. S6: irreps not built here
+        summary["representations"] = f"not analysed: {exc}"
+        return []
     final = rgr.final_measures(model, dm, irreps)
     traj = pd.DataFrame()
     if run.snapshot_paths:
