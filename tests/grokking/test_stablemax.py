@@ -131,6 +131,30 @@ def test_lightning_module_loss_choice_and_orthograd_wrapper() -> None:
         LitCausalLM(net=NET, optimizer=OPT, loss="mse")
 
 
+@pytest.mark.parametrize(
+    ("preset", "loss", "dtype", "ortho"),
+    [
+        ("stablemax", "stablemax", "float64", True),
+        ("softmax_collapse", "cross_entropy", "float32", False),
+    ],
+)
+def test_presets_are_their_codes_defaults(preset: str, loss: str, dtype: str, ortho: bool) -> None:
+    from project.train.preflight import compose_config
+    from project.train.validate import validate_config
+
+    cfg = compose_config([f"experiment={preset}"])
+    assert (cfg.data.operation, cfg.data.modulus, cfg.data.frac_train) == ("add", 113, 0.3)
+    assert cfg.data.batch_size is None  # full batch
+    assert cfg.model.net._target_ == "project.models.mlp.OneHotMLP"
+    assert (list(cfg.model.net.hidden), cfg.model.net.bias) == ([200, 200], False)
+    opt = cfg.model.optimizer
+    assert (opt.lr, opt.weight_decay, list(opt.betas), opt.eps) == (1e-2, 0.0, [0.9, 0.99], 1e-25)
+    assert cfg.model.scheduler is None
+    assert (cfg.model.loss, cfg.model.loss_dtype, cfg.model.orthograd) == (loss, dtype, ortho)
+    assert cfg.model.softmax_collapse is True
+    assert validate_config(cfg) == []
+
+
 def test_cli_run_logs_the_collapse_fractions(tmp_path) -> None:
     run = train_in_process(
         tmp_path, "data.modulus=23", "data.frac_train=0.5", "trainer=cpu", "logger=csv",
