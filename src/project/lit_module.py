@@ -10,7 +10,11 @@ loss, less compute.
 
 Logged once per epoch: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (token-weighted
 means over the epoch, summed across DDP ranks before dividing); the learning rate comes from
-Lightning's ``LearningRateMonitor``. Checkpoints carry the net, optimiser and scheduler configs as
+Lightning's ``LearningRateMonitor``. ``loss="stablemax"`` trains (and validates) with StableMax
+cross-entropy instead of softmax's; ``orthograd=true`` wraps the optimiser in ⊥Grad
+(``project.optim.OrthoGrad``); ``softmax_collapse=true`` also logs ``train/softmax_collapse_f32``
+and ``train/softmax_collapse_f64``, the fraction of supervised train positions (of the epoch's
+training steps) whose softmax has collapsed in that dtype (Prieto et al. 2025; ``project.losses``). Checkpoints carry the net, optimiser and scheduler configs as
 plain dicts (``hyper_parameters``), so ``load_checkpoint`` rebuilds the right net.
 """
 
@@ -27,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from project.data.base import IGNORE_INDEX
-from project.optim import check_grokfast_args, make_grad_filter
+from project.losses import softmax_collapsed, stablemax_cross_entropy
+from project.optim import OrthoGrad, check_grokfast_args, make_grad_filter
 from project.utils.quiet import quiet_libraries
 
 quiet_libraries()  # every command that trains or evaluates imports this module: no library noise
@@ -35,6 +40,7 @@ quiet_libraries()  # every command that trains or evaluates imports this module:
 Batch = tuple[torch.Tensor, torch.Tensor]  # tokens [batch, pos], labels [batch, pos]
 LOSS_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+LOSSES = ("cross_entropy", "stablemax")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -71,8 +77,13 @@ class LitCausalLM(L.LightningModule):
         grokfast_window: int = 100,
         grokfast_filter_type: str = "mean",
         compile: bool | str = False,
+        loss: str = "cross_entropy",
+        orthograd: bool = False,
+        softmax_collapse: bool = False,
     ) -> None:
         super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss={loss!r} is invalid: allowed {', '.join(LOSSES)}")
         if loss_dtype not in LOSS_DTYPES:
             raise ValueError(f"loss_dtype={loss_dtype!r} is invalid: allowed float32, float64")
         if compile not in (True, False, *COMPILE_MODES):
@@ -100,8 +111,13 @@ class LitCausalLM(L.LightningModule):
                 "grokfast_window": grokfast_window,
                 "grokfast_filter_type": grokfast_filter_type,
                 "compile": compile,
+                "loss": loss,
+                "orthograd": orthograd,
+                "softmax_collapse": softmax_collapse,
             }
         )
+        self.loss_kind, self.orthograd = loss, bool(orthograd)
+        self.softmax_collapse = bool(softmax_collapse)
         self.net: nn.Module = net if isinstance(net, nn.Module) else build(net)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
@@ -122,6 +138,7 @@ class LitCausalLM(L.LightningModule):
         # cost 2.7 ms a step on 2 cores (self.log ~1 ms a call, in Lightning's bookkeeping), and
         # p=113 minibatch steps of 384 took 24-26 ms with it, 21-22 ms with this one add.
         self._sums: dict[str, torch.Tensor] = {}
+        self._collapse = torch.zeros(2)  # the last train step's collapsed counts [f32, f64]
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
@@ -147,16 +164,30 @@ class LitCausalLM(L.LightningModule):
         logits, labels = self.logits_and_labels(batch)
         supervised = labels != IGNORE_INDEX
         count = supervised.sum()
-        loss = F.cross_entropy(
-            logits.to(self.loss_dtype), labels, ignore_index=IGNORE_INDEX, reduction="sum"
-        ) / count.clamp(min=1)
+        loss = self.loss_fn(logits, labels)
         correct = ((logits.argmax(-1) == labels) & supervised).sum()
+        if self.softmax_collapse and self.training:
+            self._collapse = torch.stack(
+                [(softmax_collapsed(logits, dt) & supervised).sum() for dt in LOSS_DTYPES.values()]
+            )
         return loss, correct, count
+
+    def loss_fn(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean loss (cross-entropy or StableMax's, in ``loss_dtype``) of ``logits [n, c]`` over
+        the supervised ``labels [n]``."""
+        if self.loss_kind == "stablemax":
+            return stablemax_cross_entropy(logits, labels, self.loss_dtype)
+        supervised = (labels != IGNORE_INDEX).sum()
+        return F.cross_entropy(
+            logits.to(self.loss_dtype), labels, ignore_index=IGNORE_INDEX, reduction="sum"
+        ) / supervised.clamp(min=1)
 
     def _accumulate(
         self, split: str, loss: torch.Tensor, correct: torch.Tensor, count: torch.Tensor
     ) -> None:
         sums = torch.stack([loss.detach().double() * count, correct.double(), count.double()])
+        if split == "train" and self.softmax_collapse:
+            sums = torch.cat([sums, self._collapse.double()])
         previous = self._sums.get(split)
         self._sums[split] = sums if previous is None else previous + sums
 
@@ -167,12 +198,16 @@ class LitCausalLM(L.LightningModule):
         """
         sums = self._sums.pop(split, None)
         if sums is None:  # no batch on this rank
-            sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+            size = 5 if split == "train" and self.softmax_collapse else 3
+            sums = torch.zeros(size, dtype=torch.float64, device=self.device)
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
         count = sums[2].clamp(min=1)
         loss, acc = sums[0] / count, sums[1] / count
         self.log(f"{split}/loss", loss, prog_bar=True)
         self.log(f"{split}/acc", acc, prog_bar=True)
+        if len(sums) == 5:
+            self.log(f"{split}/softmax_collapse_f32", sums[3] / count)
+            self.log(f"{split}/softmax_collapse_f64", sums[4] / count)
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
@@ -207,6 +242,8 @@ class LitCausalLM(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = build(self.optimizer_factory, params=self.parameters())
+        if self.orthograd:
+            optimizer = OrthoGrad(optimizer)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = build(self.scheduler_factory, optimizer=optimizer)

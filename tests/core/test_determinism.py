@@ -37,7 +37,8 @@ def test_backward_is_bit_stable_for_every_built_in_net(model: str) -> None:
         grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
         if reference is None:
             reference = grads
-            assert "embed.W_E" in grads  # the op that was not bit-stable (advanced indexing)
+            if hasattr(net, "embed"):  # the op that was not bit-stable (advanced indexing)
+                assert "embed.W_E" in grads
             continue
         for name, grad in grads.items():
             assert torch.equal(grad, reference[name]), f"{model}: {name} differs between calls"

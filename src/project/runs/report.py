@@ -11,7 +11,10 @@ Sections for any task under the template contract: summary, training curves (lin
 log-y loss with a ln(classes) line), attention per head on an example, head and layer ablation
 effects; for induction tasks, head scores. For modular-arithmetic runs, the measures of Nanda et
 al. 2023 recomputed on the checkpoint snapshots with the final model's key frequencies, and the
-paper's figures. Epochs are completed epochs throughout.
+paper's figures. For group-composition runs (``project.data.groups``), the representation
+measures of Chughtai et al. 2023 (key irreps, restricted/excluded loss, shares per irrep) on the
+snapshots with the final model's key irreps (``project.runs.report_groups``). Epochs are completed
+epochs throughout.
 """
 
 from __future__ import annotations
@@ -143,8 +146,16 @@ def verdict_text(t_mem: int | None, t_grok: int | None, val_max: float | None) -
     return "No validation accuracy logged."
 
 
-def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "linear") -> Path:
-    """Write ``<run_dir>/report/index.html`` and ``report.json``; returns the page's path."""
+def build_report(
+    run_dir: str | Path, max_snapshots: int = 40, xscale: str = "linear", llc: bool = False,
+    llc_snapshots: int = 12,
+) -> Path:  # fmt: skip
+    """Write ``<run_dir>/report/index.html`` and ``report.json``; returns the page's path.
+
+    ``llc``: estimate the local learning coefficient of up to ``llc_snapshots`` snapshots with
+    devinterp (needs ``uv sync --extra llc``; cached in ``<run_dir>/llc.json``). Without it, LLC
+    values already cached (by the live callback or an earlier report) are still shown.
+    """
     from project.runs import report_fourier as rf
 
     run = load_run(run_dir)
@@ -165,6 +176,10 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
                             "memorised_epoch": t_mem, "curves": _frame(df)}  # fmt: skip
 
     traj, keys, acts, modular = pd.DataFrame(), [], None, run.is_modular and hasattr(dm, "modulus")
+    if weights:
+        modular = modular and hasattr(
+            model, "run_with_hooks"
+        )  # the Fourier tools need a hooked net
     if not weights:
         summary["weights"] = "none in this run dir: " + "; ".join(NEEDS_WEIGHTS)
         data["not_computed_needs_weights"] = NEEDS_WEIGHTS
@@ -227,6 +242,8 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
         sections += rf.trajectory_sections(traj, dm.modulus, shown, t_grok, xscale)
     elif modular:
         sections += rf.sections(model, dm, traj, keys, acts, shown, t_grok, xscale)
+    sections += _group_sections(run, model, dm, summary, data, max_snapshots, t_grok, xscale)
+    sections += _llc_sections(run, dm, df, summary, data, llc, llc_snapshots, xscale)
     if model is not None:
         sections += rg.attention_sections(model, dm)
         ablation, table = rg.ablation_section(model, dm)
@@ -234,7 +251,10 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
             sections.append(ablation)
         if table is not None:
             data["ablation"] = _frame(table.drop(columns=[c for c in ("neuron",) if c in table]))
-    if model is not None and "induction" in str(run.config.get("data", {}).get("_target_", "")):
+    if (
+        model is not None
+        and "induction" in str(run.config.get("data", {}).get("_target_", "")).lower()
+    ):
         induction, scores, causal = rg.induction_section(model, dm)
         if induction:
             sections.append(induction)
@@ -247,6 +267,51 @@ def build_report(run_dir: str | Path, max_snapshots: int = 40, xscale: str = "li
     out.write_text(page(f"Run report: {run.run_dir.name}", verdict, summary, sections))
     (out.parent / "report.json").write_text(json.dumps(_jsonable(data), indent=1))
     return out
+
+
+def _group_sections(
+    run: Run, model: Any, dm: Any, summary: dict[str, Any], data: dict[str, Any],
+    max_snapshots: int, t_grok: int | None, xscale: str,
+) -> list[Section]:  # fmt: skip
+    """Representation sections for a group-composition run (adds to ``summary`` and ``data``)."""
+    from project.runs import report_groups as rgr
+
+    if not rgr.is_group_task(dm) or not hasattr(model, "run_with_hooks"):
+        return []
+    try:
+        irreps = rgr.irreps_of(dm)
+    except ValueError as exc:  # e.g. S6: irreps not built here
+        summary["representations"] = f"not analysed: {exc}"
+        return []
+    final = rgr.final_measures(model, dm, irreps)
+    traj = pd.DataFrame()
+    if run.snapshot_paths:
+        traj = rgr.trajectory(run.snapshot_paths, dm, irreps, final["key_irreps"], max_snapshots)
+    summary.update(rgr.summary_rows(final, irreps))
+    data["representations"] = {**rgr.to_json(final, irreps), "trajectory": _frame(traj)}
+    return rgr.sections(model, dm, traj, irreps, final, None, t_grok, xscale)
+
+
+def _llc_sections(
+    run: Run, dm: Any, df: pd.DataFrame, summary: dict[str, Any], data: dict[str, Any],
+    compute: bool, max_snapshots: int, xscale: str,
+) -> list[Section]:  # fmt: skip
+    """The LLC curve (any task): computed with ``compute``, else only what is cached."""
+    from project.interp.llc import CACHE
+    from project.runs import report_llc as rl
+
+    if not compute and not (run.run_dir / CACHE).exists():
+        return []
+    config = rl.config_of(run.config)
+    curve = rl.llc_curve(run, dm, config, max_snapshots, compute=compute)
+    if curve.empty:
+        return []
+    data["llc"] = {"settings": config.key(), **_frame(curve)}
+    last = curve.iloc[-1]
+    summary["LLC (last snapshot, mean +- std over chains)"] = (
+        f"{last['llc_mean']:.3g} +- {last['llc_std']:.2g} at epoch {int(last['epoch'])}"
+    )
+    return [rl.section(curve, df, config, xscale)]
 
 
 def check_run_dir(run_dir: Path) -> str | None:
@@ -271,17 +336,28 @@ def main(argv: list[str] | None = None) -> int:
                         help="analyse at most this many checkpoint snapshots (default 40)")  # fmt: skip
     parser.add_argument("--xscale", choices=("linear", "log"), default="linear",
                         help="epoch axis (default linear, as in the paper)")  # fmt: skip
+    parser.add_argument("--llc", action="store_true",
+                        help="estimate the local learning coefficient of the snapshots with "
+                        "devinterp (uv sync --extra llc); cached in <run>/llc.json")  # fmt: skip
+    parser.add_argument("--llc-snapshots", type=int, default=12,
+                        help="LLC of at most this many snapshots (default 12)")  # fmt: skip
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     error = check_run_dir(run_dir)
     if error:
         print(error, file=sys.stderr)
         return 2
+    if args.llc:
+        from project.interp.llc import INSTALL_HINT, have_devinterp
+
+        if not have_devinterp():
+            print(f"error: --llc: {INSTALL_HINT}", file=sys.stderr)
+            return 2
     from project.checkpoint import CheckpointError
     from project.trust import UntrustedTargetError
 
     try:
-        out = build_report(run_dir, args.max_snapshots, args.xscale)
+        out = build_report(run_dir, args.max_snapshots, args.xscale, args.llc, args.llc_snapshots)
     except (CheckpointError, UntrustedTargetError) as exc:  # a corrupt or crafted run dir
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -138,6 +138,11 @@ class ProgressMeasures(Callback):
             return
         start = time.perf_counter()
         model = getattr(pl_module, "net", pl_module)
+        if not hasattr(model, "run_with_hooks"):  # e.g. model=onehot_mlp: no W_E, no hooks
+            if not self._warned:
+                log.warning("ProgressMeasures: the net has no TransformerLens hooks; skipped")
+                self._warned = True
+            return
         device = next(model.parameters()).device
         record: dict[str, Any] = {"epoch": epoch, "step": trainer.global_step, "time": time.time()}
         record.update(
