@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -124,6 +125,11 @@ def loop_ms(
         scaler.step(loop.opt)
         scaler.update()
 
+    return median_ms(device, step, warmup, steps)
+
+
+def median_ms(device: str, step: Any, warmup: int, steps: int) -> float:
+    """Median wall time of ``step()`` in ms, after ``warmup`` untimed calls."""
     clock = Clock(device)
     for _ in range(warmup):
         step()
@@ -167,16 +173,7 @@ def ensemble_ms(device: str, members: int, steps: int, warmup: int) -> tuple[flo
             loss.backward()
             loop.opt.step()
 
-    out = []
-    for step in (stacked_step, serial_step):
-        clock = Clock(device)
-        for _ in range(warmup):
-            step()
-        for _ in range(steps):
-            clock.mark()
-            step()
-        clock.mark()
-        out.append(statistics.median(clock.ms()) / members)
+    out = [median_ms(device, step, warmup, steps) / members for step in (stacked_step, serial_step)]
     return out[0], out[1]
 
 
