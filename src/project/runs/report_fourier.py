@@ -90,11 +90,7 @@ def fig_losses(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str) 
              marker=".")  # fmt: skip
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Accuracy: full, restricted (all pairs), excluded (train)")
-    for ax in axes:
-        rp.shade(ax, phases, grok)
-        rp.x_axis(ax, xscale, float(x.max()))
-    rp.phase_legend(fig, phases, grok)
-    return rp.png(fig)
+    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
 
 
 def fig_structure(traj: pd.DataFrame, phases: Any, grok: Any, xscale: str) -> str:
@@ -113,11 +109,7 @@ def fig_structure(traj: pd.DataFrame, phases: Any, grok: Any, xscale: str) -> st
     rp.lines(axes[3], x, {c.replace("_", " "): traj[c] for c in
                           ("embed_key_frac", "neuron_key_frac", "logit_key_frac") if c in traj})  # fmt: skip
     axes[3].set_title("Share of variance in the key frequencies")
-    for ax in axes:
-        rp.shade(ax, phases, grok)
-        rp.x_axis(ax, xscale, float(x.max()))
-    rp.phase_legend(fig, phases, grok)
-    return rp.png(fig)
+    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
 
 
 def fig_per_key(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str) -> str:
@@ -133,11 +125,7 @@ def fig_per_key(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str)
     rp.lines(axes[1], x, {f"k={c[7:]}": traj[c] for c in _cols(traj, "alpha_k")}, marker=".")
     axes[1].axhline(0, color="gray", lw=0.6)
     axes[1].set_title("Logit coefficient of cos(w_k(a+b-c))")
-    for ax in axes:
-        rp.shade(ax, phases, grok)
-        rp.x_axis(ax, xscale, float(x.max()))
-    rp.phase_legend(fig, phases, grok)
-    return rp.png(fig)
+    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
 
 
 def _bars_cos_sin(ax: Any, comp: torch.Tensor, keys: list[int], ylabel: str) -> None:

@@ -76,11 +76,7 @@ def fig_losses(traj: pd.DataFrame, order: int, phases: Any, grok: Any, xscale: s
              marker=".")  # fmt: skip
     axes[1].set_ylim(-0.02, 1.02)
     axes[1].set_title("Accuracy: full, restricted (all pairs), excluded (train)")
-    for ax in axes:
-        rp.shade(ax, phases, grok)
-        rp.x_axis(ax, xscale, float(x.max()))
-    rp.phase_legend(fig, phases, grok)
-    return rp.png(fig)
+    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
 
 
 def fig_shares(traj: pd.DataFrame, irreps: list[rep.Irrep], phases: Any, grok: Any,

@@ -116,3 +116,16 @@ def positive_log_y(ax: Axes) -> None:
     ys = [y[np.isfinite(y)] for y in ys if len(y)]
     if ys and all(len(y) and (y > 0).all() for y in ys):
         ax.set_yscale("log")
+
+
+def over_training(
+    fig: Figure, axes: Any, phases: dict[str, list[int] | None] | None, grok: Any, xscale: str,
+    xmax: float,
+) -> str:  # fmt: skip
+    """Finish a figure whose panels share the epoch axis: phase shading and the grok line on every
+    panel, the x axis, the phase legend; returns the PNG data URI."""
+    for ax in axes:
+        shade(ax, phases, grok)
+        x_axis(ax, xscale, xmax)
+    phase_legend(fig, phases, grok)
+    return png(fig)
