@@ -1,0 +1,137 @@
+"""The run record: ``<run_dir>/summary.json``, one typed record written at the end of every run.
+
+    from project.summary import read_summary
+    record = read_summary("outputs/2025-01-01/12-00-00")   # None when the run wrote none
+    record.reached_epoch        # first completed epoch at which `monitor` reached `threshold`
+    record.reached_line()       # "val/acc >= 0.99 at epoch 220"
+
+Every reader goes through this module: the sweep objective, sweep resume, ``project.runs``,
+``load_run`` and the report. The monitored metric, its mode and threshold come from the run's
+config (``callbacks.run_summary``). A task may give the two threshold epochs its own words
+(``callbacks.run_summary.reached_as``: the modular-arithmetic task calls them ``grok_epoch`` and
+``memorise_epoch``); they are written as extra keys next to the generic ones and listed in
+``names``.
+
+Version 1 records (no ``version`` key; written before the record was typed) are read too: their
+``grok_epoch`` / ``memorise_epoch`` were the ``val/acc >= 0.99`` epochs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SUMMARY_FILE = "summary.json"
+VERSION = 2
+
+
+def train_twin(monitor: str) -> str | None:
+    """``val/acc`` -> ``train/acc``; None when the name has no ``val/`` prefix."""
+    return "train/" + monitor.removeprefix("val/") if monitor.startswith("val/") else None
+
+
+@dataclass
+class RunRecord:
+    """What ``summary.json`` holds. Epochs are completed epochs (as in snapshot names)."""
+
+    run_dir: str
+    status: str = "finished"  # finished | preempted | interrupted | diverged | failed: <why>
+    epochs: int = 0
+    steps: int = 0
+    final: dict[str, float] = field(default_factory=dict)  # last logged value of each metric
+    monitor: str | None = None  # callbacks.run_summary.monitor, e.g. val/acc
+    mode: str = "max"
+    threshold: float | None = None
+    best: float | None = None  # best value of `monitor` and its epoch
+    best_epoch: int | None = None
+    reached_epoch: int | None = None  # first epoch with monitor >= threshold (<= for mode=min)
+    train_best: float | None = None  # the same for the train twin (train/acc for val/acc)
+    train_best_epoch: int | None = None
+    train_reached_epoch: int | None = None
+    names: dict[str, str] = field(default_factory=dict)  # a task's words: reached_epoch -> ...
+    checkpoints: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
+    wandb: str | None = None
+    sync: dict[str, Any] | None = None
+    version: int = VERSION
+
+    @property
+    def op(self) -> str:
+        return ">=" if self.mode == "max" else "<="
+
+    @property
+    def train_monitor(self) -> str | None:
+        return train_twin(self.monitor) if self.monitor else None
+
+    def reached_line(self, train: bool = False) -> str:
+        """``val/acc >= 0.99 at epoch 220`` (``never`` when not reached)."""
+        metric = self.train_monitor if train else self.monitor
+        epoch = self.train_reached_epoch if train else self.reached_epoch
+        when = f"at epoch {epoch}" if epoch is not None else "never"
+        return f"{metric} {self.op} {self.threshold} {when}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: the fields, plus each task word as a key of its own (``grok_epoch``)."""
+        out = asdict(self)
+        for generic, word in self.names.items():
+            out[word] = out.get(generic)
+        return out
+
+    def write(self, run_dir: str | Path | None = None) -> Path:
+        path = Path(run_dir or self.run_dir) / SUMMARY_FILE
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        data = dict(data)
+        if "version" not in data:  # version 1: the grokking words were the only ones
+            data.setdefault("reached_epoch", data.get("grok_epoch"))
+            data.setdefault("train_reached_epoch", data.get("memorise_epoch"))
+            data.setdefault("best", data.get("best_val_acc"))
+            if "grok_epoch" in data or "best_val_acc" in data:
+                data.setdefault("monitor", "val/acc")
+                data.setdefault("threshold", 0.99)
+                data["names"] = {"reached_epoch": "grok_epoch", "train_reached_epoch": "memorise_epoch"}
+            data["version"] = 1
+        known = {f for f in cls.__dataclass_fields__}
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        record.final = {str(k): float(v) for k, v in (record.final or {}).items()}
+        return record
+
+
+def read_summary(run_dir: str | Path) -> RunRecord | None:
+    """The run's record; None when it wrote none (crashed, still running) or it is unreadable."""
+    path = Path(run_dir) / SUMMARY_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    data.setdefault("run_dir", str(Path(run_dir)))
+    return RunRecord.from_dict(data)
+
+
+def penalty(max_epochs: int | None, best: float | None) -> float:
+    """Objective of a run that never reached the threshold: ``max_epochs * (2 - best)`` with
+    ``best`` clipped to [0, 1] (0 when never validated): worse than any run that got there, and
+    closer runs rank better (a slope for the sampler on a flat region)."""
+    closeness = 0.0 if best is None or math.isnan(best) else min(max(float(best), 0.0), 1.0)
+    return float(max(max_epochs or 0, 1)) * (2.0 - closeness)
+
+
+def objective(record: RunRecord | None, max_epochs: int | None) -> float:
+    """The value a run returns to Hydra's sweeper (Optuna minimises it): epochs until the
+    monitored metric reached its threshold, else the penalty."""
+    if record is None:
+        return penalty(max_epochs, None)
+    if record.reached_epoch is not None:
+        return float(record.reached_epoch)
+    best = record.best if record.mode == "max" else None  # a min metric has no [0, 1] scale
+    if max_epochs is None or max_epochs <= 0:  # no epoch limit: the epochs it ran instead
+        max_epochs = int(record.epochs or 0)
+    return penalty(max_epochs, best)
