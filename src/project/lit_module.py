@@ -32,7 +32,7 @@ from torch import nn
 
 from project.data.base import IGNORE_INDEX
 from project.losses import softmax_collapsed, stablemax_cross_entropy
-from project.optim import OrthoGrad, check_grokfast_args, make_grad_filter
+from project.optim import OrthoGrad
 from project.utils.quiet import quiet_libraries
 
 quiet_libraries()  # every command that trains or evaluates imports this module: no library noise
@@ -71,11 +71,6 @@ class LitCausalLM(L.LightningModule):
         scheduler: Callable[..., Any] | Mapping[str, Any] | None = None,
         scheduler_interval: str = "step",
         loss_dtype: str = "float64",
-        grokfast: str | None = None,
-        grokfast_alpha: float = 0.98,
-        grokfast_lamb: float | None = None,
-        grokfast_window: int = 100,
-        grokfast_filter_type: str = "mean",
         compile: bool | str = False,
         loss: str = "cross_entropy",
         orthograd: bool = False,
@@ -91,7 +86,6 @@ class LitCausalLM(L.LightningModule):
                 f"compile={compile!r} is invalid: allowed true, false or a torch.compile mode "
                 f"({', '.join(COMPILE_MODES)})"
             )
-        check_grokfast_args(grokfast_alpha, grokfast_lamb, grokfast_window)
         if scheduler_interval not in ("step", "epoch"):
             raise ValueError(
                 f"scheduler_interval={scheduler_interval!r} is invalid: allowed step, epoch"
@@ -105,11 +99,6 @@ class LitCausalLM(L.LightningModule):
                 "scheduler": scheduler if isinstance(scheduler, dict) else None,
                 "scheduler_interval": scheduler_interval,
                 "loss_dtype": loss_dtype,
-                "grokfast": grokfast,
-                "grokfast_alpha": grokfast_alpha,
-                "grokfast_lamb": grokfast_lamb,
-                "grokfast_window": grokfast_window,
-                "grokfast_filter_type": grokfast_filter_type,
                 "compile": compile,
                 "loss": loss,
                 "orthograd": orthograd,
@@ -122,9 +111,6 @@ class LitCausalLM(L.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.scheduler_interval = scheduler_interval
         self.loss_dtype = LOSS_DTYPES[loss_dtype]
-        self.grad_filter = make_grad_filter(
-            grokfast, grokfast_alpha, grokfast_lamb, grokfast_window, grokfast_filter_type
-        )
         self.net_takes_last_only = "last_only" in inspect.signature(self.net.forward).parameters
         self.last_position_only = False  # set from the task in setup()
         # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
@@ -236,10 +222,6 @@ class LitCausalLM(L.LightningModule):
                 f"non-finite train loss ({loss.item()}) in epoch {self.current_epoch + 1}"
             )
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        if self.grad_filter is not None:
-            self.grad_filter.apply(self.net)
-
     def configure_optimizers(self) -> Any:
         optimizer = build(self.optimizer_factory, params=self.parameters())
         if self.orthograd:
@@ -255,11 +237,3 @@ class LitCausalLM(L.LightningModule):
                 "name": "lr",  # LearningRateMonitor logs it as `lr`
             },
         }
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.grad_filter is not None:
-            checkpoint["grad_filter"] = self.grad_filter.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.grad_filter is not None and "grad_filter" in checkpoint:
-            self.grad_filter.load_state_dict(checkpoint["grad_filter"])

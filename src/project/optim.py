@@ -1,14 +1,5 @@
-"""Optimiser pieces: linear warm-up, the Grokfast gradient filters (Lee et al. 2024) and the
-⊥Grad wrapper ``OrthoGrad`` (Prieto et al. 2025).
-
-Grokfast amplifies the slow component of the gradient before each optimiser step:
-EMA: ``ema = alpha * ema + (1 - alpha) * grad; grad += lamb * ema`` (official default lamb 2.0);
-MA:  ``grad += lamb * mean(last `window` grads)`` (``filter_type="sum"``: the sum; official default
-lamb 5.0), applied once the window is full.
-Both follow ``gradfilter_ema`` / ``gradfilter_ma`` of the official code (github.com/ironjr/grokfast,
-``grokfast.py``); ``tests/grokking/test_grokfast.py`` checks them against that algorithm on a fixed
-gradient sequence. The filters keep their state as plain tensors so it can be checkpointed and
-resumed exactly.
+"""Optimiser pieces: linear warm-up and the ⊥Grad wrapper ``OrthoGrad`` (Prieto et al. 2025).
+(The Grokfast gradient filters are a callback of the grokking plugin: ``project.grokking.grokfast``.)
 
 The warm-up is the official schedules' ``min(step / warmup_steps, 1)`` (Nanda et al.'s
 ``lambda step: min(step/10, 1)``; Grokfast's ``1 if update > 10 else update / 10`` is the same
@@ -17,13 +8,10 @@ for 10 steps): the first step runs at lr 0.
 
 from __future__ import annotations
 
-import math
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
-from torch import nn
 
 
 class LinearWarmup:
@@ -37,78 +25,6 @@ class LinearWarmup:
         if self.warmup_steps <= 0:
             return 1.0
         return min(1.0, step / self.warmup_steps)
-
-
-class GrokfastEMA:
-    """EMA filter: per parameter ``ema = alpha*ema + (1-alpha)*grad`` (ema starts at the first
-    grad), then ``grad += lamb*ema``. Call ``apply(model)`` between ``backward()`` and ``step()``."""
-
-    def __init__(self, alpha: float = 0.98, lamb: float = 2.0) -> None:
-        self.alpha, self.lamb = alpha, lamb
-        self.ema: dict[str, torch.Tensor] = {}
-
-    @torch.no_grad()
-    def apply(self, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            if param.grad is None:
-                continue
-            ema = self.ema.get(name)
-            if ema is None:
-                ema = self.ema[name] = param.grad.detach().clone()
-            else:
-                if ema.device != param.grad.device or ema.dtype != param.grad.dtype:
-                    ema = self.ema[name] = ema.to(param.grad)  # resumed on another device
-                ema.mul_(self.alpha).add_(param.grad, alpha=1 - self.alpha)
-            param.grad.add_(ema, alpha=self.lamb)
-
-    def state_dict(self) -> dict:
-        return {"ema": self.ema}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.ema = dict(state["ema"])
-
-
-FILTER_TYPES = ("mean", "sum")
-DEFAULT_LAMB = {"ema": 2.0, "ma": 5.0}  # the official defaults of gradfilter_ema / gradfilter_ma
-
-
-class GrokfastMA:
-    """MA filter: ``grad += lamb * mean(last window grads)`` (``filter_type="sum"``: their sum);
-    with ``warmup`` it waits until the window is full (as the official ``gradfilter_ma``). The
-    window holds the raw (unfiltered) gradients, as the official deque does."""
-
-    def __init__(
-        self, window: int = 100, lamb: float = 5.0, warmup: bool = True, filter_type: str = "mean"
-    ) -> None:
-        if filter_type not in FILTER_TYPES:
-            raise ValueError(f"filter_type={filter_type!r} is invalid: allowed mean, sum")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window={window!r} is invalid: allowed an integer >= 1")
-        self.window, self.lamb, self.warmup = window, lamb, warmup
-        self.filter_type = filter_type
-        self.history: dict[str, deque[torch.Tensor]] = {}
-
-    @torch.no_grad()
-    def apply(self, model: nn.Module) -> None:
-        for name, param in model.named_parameters():
-            if param.grad is None:
-                continue
-            queue = self.history.setdefault(name, deque(maxlen=self.window))
-            if queue and queue[0].device != param.grad.device:  # resumed on another device
-                queue = self.history[name] = deque(
-                    (g.to(param.grad) for g in queue), maxlen=self.window
-                )
-            queue.append(param.grad.detach().clone())
-            if not self.warmup or len(queue) == self.window:
-                stacked = torch.stack(tuple(queue))
-                slow = stacked.mean(0) if self.filter_type == "mean" else stacked.sum(0)
-                param.grad.add_(slow, alpha=self.lamb)
-
-    def state_dict(self) -> dict:
-        return {"history": {k: list(v) for k, v in self.history.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.history = {k: deque(v, maxlen=self.window) for k, v in state["history"].items()}
 
 
 ORTHO_EPS = 1e-30  # as in the official orthograd.py
@@ -166,39 +82,6 @@ class OrthoGrad(torch.optim.Optimizer):
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base.zero_grad(set_to_none=set_to_none)
-
-
-def make_grad_filter(
-    kind: str | None,
-    alpha: float,
-    lamb: float | None,
-    window: int,
-    filter_type: str = "mean",
-) -> GrokfastEMA | GrokfastMA | None:
-    """``none``/None -> no filter; ``ema`` -> ``GrokfastEMA``; ``ma`` -> ``GrokfastMA``.
-
-    ``lamb=None`` takes the official default of the chosen filter (EMA 2.0, MA 5.0)."""
-    if kind in (None, "none"):
-        return None
-    if kind not in DEFAULT_LAMB:
-        raise ValueError(f"grokfast={kind!r} is invalid: allowed none, ema, ma")
-    lamb_ = DEFAULT_LAMB[kind] if lamb is None else lamb
-    if kind == "ema":
-        return GrokfastEMA(alpha=alpha, lamb=lamb_)
-    return GrokfastMA(window=window, lamb=lamb_, filter_type=filter_type)
-
-
-def check_grokfast_args(alpha: float, lamb: float | None, window: int) -> None:
-    """Range checks of the Grokfast arguments (whether or not a filter is on: a value set but
-    unused is still a mistake to report)."""
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or not 0 <= alpha < 1:
-        raise ValueError(f"grokfast_alpha={alpha!r} is invalid: allowed a number in [0, 1)")
-    if lamb is not None and (
-        isinstance(lamb, bool) or not isinstance(lamb, int | float) or not math.isfinite(lamb)
-    ):
-        raise ValueError(f"grokfast_lamb={lamb!r} is invalid: allowed a finite number or null")
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise ValueError(f"grokfast_window={window!r} is invalid: allowed an integer >= 1")
 
 
 def linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> Any:

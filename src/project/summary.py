@@ -56,6 +56,7 @@ class RunRecord:
     logs: list[str] = field(default_factory=list)
     wandb: str | None = None
     sync: dict[str, Any] | None = None
+    ensemble: dict[str, Any] | None = None  # a member of an ensemble: its size, train seconds
     version: int = VERSION
 
     @property
@@ -95,7 +96,10 @@ class RunRecord:
             if "grok_epoch" in data or "best_val_acc" in data:
                 data.setdefault("monitor", "val/acc")
                 data.setdefault("threshold", 0.99)
-                data["names"] = {"reached_epoch": "grok_epoch", "train_reached_epoch": "memorise_epoch"}
+                data["names"] = {
+                    "reached_epoch": "grok_epoch",
+                    "train_reached_epoch": "memorise_epoch",
+                }
             data["version"] = 1
         known = {f for f in cls.__dataclass_fields__}
         record = cls(**{k: v for k, v in data.items() if k in known})
@@ -135,3 +139,14 @@ def objective(record: RunRecord | None, max_epochs: int | None) -> float:
     if max_epochs is None or max_epochs <= 0:  # no epoch limit: the epochs it ran instead
         max_epochs = int(record.epochs or 0)
     return penalty(max_epochs, best)
+
+
+def run_objective(run_dir: str | Path, max_epochs: int | None, metric: str | None = None) -> float:
+    """What a finished run returns to Hydra's sweeper (config ``optimized_metric``, as in
+    lightning-hydra-template): null -> ``objective`` (epochs to the threshold); a metric name ->
+    its final value in the record (NaN when the run did not log it: Optuna marks the trial failed).
+    """
+    record = read_summary(run_dir)
+    if metric:
+        return float(record.final.get(metric, math.nan)) if record else math.nan
+    return objective(record, max_epochs)

@@ -146,7 +146,6 @@ def test_unsupported_jobs_run_alone(extra: list[str]) -> None:
         "model": {
             "_target_": "project.lit_module.LitCausalLM",
             "optimizer": {"_target_": "torch.optim.AdamW", "lr": 0.01, "weight_decay": 1.0},
-            "grokfast": "none",
         },
         "trainer": {"max_epochs": 3},
         "callbacks": {"progress_measures": {"every_n_epochs": 0}},

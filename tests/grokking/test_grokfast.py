@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from project.grokking.grokfast import Grokfast, GrokfastEMA, GrokfastMA
 from project.lit_module import LitCausalLM
-from project.optim import GrokfastEMA, GrokfastMA, LinearWarmup, make_grad_filter
+from project.optim import LinearWarmup
 
 
 def with_grad(model: nn.Module, *values: float) -> None:
@@ -57,7 +58,7 @@ def test_params_without_grad_are_skipped() -> None:
 @pytest.mark.parametrize("kind", ["ema", "ma"])
 def test_state_round_trips_through_a_weights_only_checkpoint(kind: str) -> None:
     def fresh() -> GrokfastEMA | GrokfastMA:
-        return make_grad_filter(kind, alpha=0.8, lamb=1.5, window=2)
+        return Grokfast(kind, alpha=0.8, lamb=1.5, window=2).filter
 
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
@@ -78,15 +79,6 @@ def test_state_round_trips_through_a_weights_only_checkpoint(kind: str) -> None:
             filt.apply(model)
             outs.append(model.weight.grad.clone())
         torch.testing.assert_close(outs[0], outs[1])
-
-
-def test_make_grad_filter_choices_and_error() -> None:
-    assert make_grad_filter(None, 0.98, 2.0, 100) is None
-    assert make_grad_filter("none", 0.98, 2.0, 100) is None
-    assert isinstance(make_grad_filter("ema", 0.98, 2.0, 100), GrokfastEMA)
-    assert isinstance(make_grad_filter("ma", 0.98, 2.0, 100), GrokfastMA)
-    with pytest.raises(ValueError, match="grokfast='sgd' is invalid: allowed none, ema, ma"):
-        make_grad_filter("sgd", 0.98, 2.0, 100)
 
 
 def test_linear_warmup_is_the_official_schedule() -> None:
@@ -140,40 +132,35 @@ def test_ma_matches_the_official_algorithm_on_a_fixed_gradient_sequence(
 
 
 def test_official_default_lamb_per_filter_and_filter_type_checked() -> None:
-    ema = make_grad_filter("ema", 0.98, None, 100)
-    ma = make_grad_filter("ma", 0.98, None, 100, "sum")
+    ema, ma = Grokfast("ema").filter, Grokfast("ma", filter_type="sum").filter
     assert isinstance(ema, GrokfastEMA) and ema.lamb == 2.0
     assert isinstance(ma, GrokfastMA) and (ma.lamb, ma.filter_type) == (5.0, "sum")
-    assert make_grad_filter("ma", 0.98, 1.5, 100).lamb == 1.5
+    assert Grokfast("ma", lamb=1.5).filter.lamb == 1.5
     with pytest.raises(ValueError, match="filter_type='median' is invalid: allowed mean, sum"):
-        make_grad_filter("ma", 0.98, None, 100, "median")
-    module = LitCausalLM(
-        net={"_target_": "project.models.tiny_transformer.TinyTransformer", "d_vocab": 5,
-             "n_ctx": 3, "d_model": 8, "n_heads": 2, "d_mlp": 8},
-        optimizer={"_target_": "torch.optim.Adam", "_partial_": True}, grokfast="ma",
-    )  # fmt: skip
-    assert module.grad_filter.lamb == 5.0
+        Grokfast("ma", filter_type="median")
+    with pytest.raises(ValueError, match="filter='sgd' is invalid: allowed ema, ma"):
+        Grokfast("sgd")
+    with pytest.raises(ValueError, match="alpha=1.5 is invalid"):
+        Grokfast("ema", alpha=1.5)
 
 
-def test_lightning_module_applies_the_filter_and_checkpoints_its_state() -> None:
+def test_callback_filters_the_module_gradients_and_checkpoints_its_state() -> None:
     net = dict(d_vocab=8, n_ctx=3, d_vocab_out=7, d_model=8, n_heads=2, d_mlp=16)
     net["_target_"] = "project.models.tiny_transformer.TinyTransformer"
     opt = {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3}
-    kw = dict(net=net, optimizer=opt)
-    module = LitCausalLM(**kw, grokfast="ema", grokfast_alpha=0.5, grokfast_lamb=1.0)
+    module = LitCausalLM(net=net, optimizer=opt)
+    callback = Grokfast("ema", alpha=0.5, lamb=1.0)
     tokens = torch.randint(0, 7, (10, 3))
     labels = torch.randint(0, 7, (10, 3))
     loss, _, _ = module.loss_and_correct((tokens, labels))
     loss.backward()
-    raw = {n: p.grad.clone() for n, p in module.net.named_parameters()}
-    module.on_before_optimizer_step(None)
-    for name, param in module.net.named_parameters():  # first step: grad + lamb * grad
+    raw = {n: p.grad.clone() for n, p in module.named_parameters()}
+    callback.on_before_optimizer_step(None, module, None)
+    for name, param in module.named_parameters():  # first step: grad + lamb * grad
         torch.testing.assert_close(param.grad, 2 * raw[name])
-    ckpt: dict = {}
-    module.on_save_checkpoint(ckpt)
-    assert set(ckpt["grad_filter"]["ema"]) == set(raw)
-    other = LitCausalLM(**kw, grokfast="ema", grokfast_alpha=0.5, grokfast_lamb=1.0)
-    other.on_load_checkpoint(ckpt)
+    state = callback.state_dict()  # Lightning stores it under checkpoint["callbacks"]["Grokfast"]
+    assert set(state["ema"]) == set(raw)
+    other = Grokfast("ema", alpha=0.5, lamb=1.0)
+    other.load_state_dict(state)
     for name in raw:
-        torch.testing.assert_close(other.grad_filter.ema[name], raw[name])
-    assert LitCausalLM(**kw).grad_filter is None  # off by default
+        torch.testing.assert_close(other.filter.ema[name], raw[name])

@@ -49,13 +49,13 @@ def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
         None,
     )
     opt = m.optimizer
-    assert (opt.lr, opt.weight_decay, m.scheduler.warmup_steps, m.loss_dtype, m.grokfast) == (
+    assert (opt.lr, opt.weight_decay, m.scheduler.warmup_steps, m.loss_dtype) == (
         1e-3,
         1.0,
         10,
         "float64",
-        "none",
     )
+    assert not cfg.callbacks.get("grokfast")
     assert (m.net.n_layers, m.net.d_model, m.net.d_mlp, m.net.layernorm) == (1, 128, 512, False)
     assert cfg.trainer.max_epochs == 40000 and validate_config(cfg) == []
 
@@ -64,9 +64,9 @@ def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
 def test_grokfast_mul97_is_the_official_setup(kind: str, wd: float, lamb: float) -> None:
     """x*y mod 97, 50%, batch 512, Adam, 2-layer LayerNorm GELU net; the official commands'
     weight decay and filter defaults (lamb null -> 2.0 for EMA, 5.0 for MA)."""
-    from project.lit_module import LitCausalLM
+    from hydra.utils import instantiate
 
-    extra = [] if kind == "ema" else ["model.grokfast=ma", "model.optimizer.weight_decay=0.01"]
+    extra = [] if kind == "ema" else ["grokfast=ma", "model.optimizer.weight_decay=0.01"]
     cfg = compose_config(["experiment=grokfast_mul97", *extra])
     d, m = cfg.data, cfg.model
     assert (d.operation, d.modulus, d.frac_train, d.batch_size) == ("mul", 97, 0.5, 512)
@@ -76,22 +76,16 @@ def test_grokfast_mul97_is_the_official_setup(kind: str, wd: float, lamb: float)
     net = m.net
     assert (net.n_layers, net.d_model, net.n_heads, net.d_mlp, net.act) == (2, 128, 4, 512, "gelu")
     assert net.layernorm is True and net.attn_bias is True and m.loss_dtype == "float32"
-    assert m.grokfast == kind and m.grokfast_lamb is None and validate_config(cfg) == []
-    module = LitCausalLM(
-        net={**dict(net), "d_vocab": 98, "n_ctx": 3, "d_vocab_out": 97},
-        optimizer=dict(m.optimizer), grokfast=m.grokfast, grokfast_lamb=m.grokfast_lamb,
-    )  # fmt: skip
-    assert module.grad_filter.lamb == lamb
+    grokfast = cfg.callbacks.grokfast
+    assert grokfast.filter == kind and grokfast.lamb is None and validate_config(cfg) == []
+    assert instantiate(grokfast).filter.lamb == lamb
 
 
 def test_fast_grok_recipe() -> None:
     cfg = compose_config(["experiment=fast_grok"])
     assert (cfg.data.modulus, cfg.data.frac_train, cfg.data.batch_size) == (113, 0.3, None)
-    assert (cfg.model.optimizer.lr, cfg.model.optimizer.weight_decay, cfg.model.grokfast) == (
-        1e-2,
-        3.0,
-        "none",
-    )
+    assert (cfg.model.optimizer.lr, cfg.model.optimizer.weight_decay) == (1e-2, 3.0)
+    assert not cfg.callbacks.get("grokfast")
     assert cfg.trainer.max_epochs <= 600
     assert cfg.callbacks.progress_measures.every_n_epochs == 25
     assert validate_config(cfg) == []

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from project.grokking.progress import ProgressMeasures
 from project.runs.load import load_run
 from project.runs.report import build_report, main
-from project.train.callbacks.progress import ProgressMeasures
 from tests.conftest import SMALL, train_in_process
 
 EPOCHS, EVERY = 30, 10

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from pathlib import Path
 
 import pytest
 import yaml
 
-from project.train.objective import objective, objective_from_summary, penalty
+from project.summary import RunRecord, objective, penalty, run_objective
 from project.train.preflight import PreflightError, check, expand_jobs
 from tests.conftest import run_cli
 from tests.sweeps.conftest import SWEEP
@@ -23,15 +24,22 @@ needs_optuna = pytest.mark.skipif(not HAVE_OPTUNA, reason="uv sync --extra optun
 
 
 def test_objective_is_epochs_to_threshold_else_a_penalty(tmp_path: Path) -> None:
-    assert objective_from_summary({"reached_epoch": 230, "best": 0.999}, 500) == 230
-    never = objective_from_summary({"reached_epoch": None, "best": 0.25}, 500)
+    def record(**kw: object) -> RunRecord:
+        return RunRecord(run_dir=str(tmp_path), monitor="val/acc", threshold=0.99, **kw)  # type: ignore[arg-type]
+
+    assert objective(record(reached_epoch=230, best=0.999), 500) == 230
+    never = objective(record(best=0.25), 500)
     assert never == penalty(500, 0.25) == 500 * 1.75
     assert never > 500  # worse than any run that grokked
-    closer = objective_from_summary({"reached_epoch": None, "best": 0.9}, 500)
+    closer = objective(record(best=0.9), 500)
     assert closer < never
-    assert objective(tmp_path, 500) == 1000.0  # no summary.json: the full penalty
+    assert run_objective(tmp_path, 500) == 1000.0  # no summary.json: the full penalty
+    # a version-1 summary.json (before the typed record) still reads
     (tmp_path / "summary.json").write_text(json.dumps({"grok_epoch": 40, "best_val_acc": 1.0}))
-    assert objective(tmp_path, 500) == 40
+    assert run_objective(tmp_path, 500) == 40
+    record(final={"val/loss": 0.25}, reached_epoch=40).write()
+    assert run_objective(tmp_path, 500, "val/loss") == 0.25  # optimized_metric=val/loss
+    assert math.isnan(run_objective(tmp_path, 500, "val/nothing"))
 
 
 @needs_optuna

@@ -91,7 +91,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     from hydra.core.utils import configure_log, run_job, setup_globals
 
     from project.ensemble.train import train_ensemble
-    from project.train.objective import objective
+    from project.summary import run_objective
 
     setup_globals()
     config, context = launcher.config, launcher.hydra_context
@@ -127,7 +127,8 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         for j, i in enumerate(group):
             max_epochs = OmegaConf.select(configs[i], "trainer.max_epochs")
             if returns[i].status.name == "COMPLETED":
-                returns[i].return_value = objective(done[j], max_epochs)
+                metric = OmegaConf.select(configs[i], "optimized_metric")
+                returns[i].return_value = run_objective(done[j], max_epochs, metric)
     for i, why in sorted(alone.items()):
         print(f"ensemble: job {initial_job_idx + i} runs alone ({'; '.join(why)})", flush=True)
         returns[i] = run(i, launcher.task_function)

@@ -80,8 +80,8 @@ def unsupported(cfg: DictConfig) -> list[str]:
     for key, default in _ADAMW_DEFAULTS.items():
         if optimizer.get(key, default) != default:
             why.append(f"model.optimizer.{key} is set")
-    if _sel(cfg, "model.grokfast") not in (None, "none"):
-        why.append("model.grokfast is on")
+    if _sel(cfg, "callbacks.grokfast"):
+        why.append("callbacks.grokfast is on")
     if _sel(cfg, "model.compile"):
         why.append("model.compile is on")
     trainer = _sel(cfg, "trainer") or {}
@@ -126,6 +126,7 @@ class MemberLog:
 
     run_dir: Path
     threshold: float = 0.99
+    names: dict[str, str] = field(default_factory=dict)  # RunSummary's reached_as words
     rows: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, float] = field(default_factory=dict)
     best: dict[str, tuple[float, int, int | None]] = field(default_factory=dict)
@@ -166,9 +167,7 @@ class MemberLog:
         return {
             "monitor": "val/acc", "mode": "max", "threshold": self.threshold, "best": best,
             "best_epoch": best_epoch, "reached_epoch": first, "train_best": t_best,
-            "train_best_epoch": t_epoch, "train_reached_epoch": t_first, "best_val_acc": best,
-            "best_val_epoch": best_epoch, "grok_epoch": first, "best_train_acc": t_best,
-            "memorise_epoch": t_first,
+            "train_best_epoch": t_epoch, "train_reached_epoch": t_first, "names": self.names,
         }  # fmt: skip
 
     def callback_state(self) -> dict[str, float]:
@@ -184,23 +183,23 @@ def write_summary(
     log: MemberLog, status: str, epochs: int, steps: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
     """``summary.json`` in the single run's shape; the one-screen lines appended to ``run.log``."""
-    from project.train.finish import SUMMARY_FILE, summary_lines
+    from project.summary import RunRecord
+    from project.train.finish import summary_lines
 
     run_dir = log.run_dir
     ckpt_dir = run_dir / "checkpoints"
-    summary = {
-        "run_dir": str(run_dir),
-        "status": status,
-        "epochs": epochs,
-        "steps": steps,
-        "final": {k: float(v) for k, v in sorted(log.final.items())},
+    summary = RunRecord(
+        run_dir=str(run_dir),
+        status=status,
+        epochs=epochs,
+        steps=steps,
+        final={k: float(v) for k, v in sorted(log.final.items())},
         **log.summary_fields(),
-        "checkpoints": sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else [],
-        "logs": ["run.log", "csv_logs"],
-        "wandb": None,
+        checkpoints=sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else [],
+        logs=["run.log", "csv_logs"],
         **extra,
-    }
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    )
+    summary.write(run_dir)
     with (run_dir / "run.log").open("a") as f:
         f.write("\n".join(summary_lines(summary)) + "\n")
-    return summary
+    return summary.to_dict()

@@ -71,7 +71,16 @@ class _Member:
         self.weight_decay = float(group["weight_decay"])
         callbacks = cfg.get("callbacks") or {}
         threshold = OmegaConf.select(cfg, "callbacks.run_summary.threshold", default=0.99)
-        self.log = MemberLog(self.run_dir, float(threshold))
+        words = OmegaConf.select(cfg, "callbacks.run_summary", default=None) or {}
+        names = {
+            generic: str(words[key])
+            for generic, key in (
+                ("reached_epoch", "reached_as"),
+                ("train_reached_epoch", "train_reached_as"),
+            )
+            if words.get(key)
+        }
+        self.log = MemberLog(self.run_dir, float(threshold), names)
         self.snap = callbacks.get("snapshots") or {}
         self.last = callbacks.get("last_checkpoint") or {}
         self.diverged: str | None = None

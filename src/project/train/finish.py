@@ -1,9 +1,9 @@
 """After ``trainer.fit()`` (rank zero only): close loggers, write ``summary.json``, final cloud
 sync, and print a one-screen summary (also appended to ``run.log``).
 
-``summary.json`` holds: run dir, epochs/steps, final metrics, best val/train accuracy and their
-epochs, ``grok_epoch`` (first validated epoch with val acc >= 0.99) and ``memorise_epoch``,
-checkpoint files, logger dirs, W&B line and the sync result. ``project.runs`` reads it.
+``summary.json`` is one ``project.summary.RunRecord``: run dir, status, epochs/steps, final
+metrics, the monitored metric's best value and the epoch it first reached its threshold (and the
+same for its train twin), checkpoint files, logger dirs, W&B line and the sync result.
 
 A failed sync never fails the run: the summary shows ``sync: FAILED (rclone exit N) ...`` with
 rclone's error, a warning goes to stderr, the local run dir stays complete, and the process exits 0.
@@ -11,16 +11,15 @@ rclone's error, a warning goes to stderr, the local run dir stays complete, and 
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+from project.summary import RunRecord
 from project.train.loggers import finish_wandb
 
 log = logging.getLogger(__name__)
-SUMMARY_FILE = "summary.json"
 
 
 def _find(trainer: Any, cls: type) -> Any:
@@ -51,8 +50,8 @@ def _rel(path: Path, run_dir: Path) -> str:
     return str(path.relative_to(run_dir)) if path.is_relative_to(run_dir) else str(path)
 
 
-def build_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
-    """Everything ``summary.json`` holds except the sync and W&B results."""
+def build_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> RunRecord:
+    """The run record, but for the sync and W&B results."""
     from project.train.callbacks.run_summary import RunSummary
 
     tracker = _find(trainer, RunSummary)
@@ -60,58 +59,44 @@ def build_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dic
     ckpts = sorted(p.name for p in ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     logs = [p.name for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name.endswith("_logs")]
     logs += ["wandb"] if (run_dir / "wandb").is_dir() else []
-    return {
-        "run_dir": str(run_dir),
-        "status": _status(trainer),
-        "epochs": int(trainer.current_epoch),
-        "steps": int(trainer.global_step),
-        "final": {k: float(v) for k, v in sorted(metrics.items())},
+    return RunRecord(
+        run_dir=str(run_dir),
+        status=_status(trainer),
+        epochs=int(trainer.current_epoch),
+        steps=int(trainer.global_step),
+        final={k: float(v) for k, v in sorted(metrics.items())},
         **(tracker.summary() if tracker is not None else {}),
-        "checkpoints": ckpts,
-        "logs": ["run.log", *logs],
-    }
+        checkpoints=ckpts,
+        logs=["run.log", *logs],
+    )
 
 
-def _write(run_dir: Path, summary: dict[str, Any]) -> None:
-    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _monitor_lines(summary: dict[str, Any]) -> list[str]:
+def _monitor_lines(record: RunRecord) -> list[str]:
     """``best:`` and ``threshold:`` lines for the monitored metric (and its train twin)."""
-    from project.train.callbacks.run_summary import train_twin
-
-    monitor, threshold = summary["monitor"], summary["threshold"]
-    op = ">=" if summary.get("mode", "max") == "max" else "<="
-    twin = train_twin(monitor)
-    if summary.get("best") is None:
+    monitor, twin = record.monitor, record.train_monitor
+    if record.best is None:
         best = f"best:        nothing was validated ({monitor} never logged)"
     else:
-        best = f"best:        {monitor}={_fmt(summary['best'])} (epoch {summary['best_epoch']})"
-        if twin and summary.get("train_best") is not None:
-            best += f"  {twin}={_fmt(summary['train_best'])}"
-    reached = []
-    if twin:
-        epoch = summary.get("train_reached_epoch")
-        reached.append(f"{twin} {op} {threshold} " + (f"at epoch {epoch}" if epoch else "never"))
-    epoch = summary.get("reached_epoch")
-    reached.append(f"{monitor} {op} {threshold} " + (f"at epoch {epoch}" if epoch else "never"))
-    return [best, "threshold:   " + "; ".join(reached)]
+        best = f"best:        {monitor}={_fmt(record.best)} (epoch {record.best_epoch})"
+        if twin and record.train_best is not None:
+            best += f"  {twin}={_fmt(record.train_best)}"
+    reached = [record.reached_line(train=True)] if twin else []
+    return [best, "threshold:   " + "; ".join([*reached, record.reached_line()])]
 
 
-def summary_lines(summary: dict[str, Any]) -> list[str]:
+def summary_lines(record: RunRecord) -> list[str]:
     """The one-screen summary as plain lines."""
-    run_dir = Path(summary["run_dir"])
-    final = summary.get("final", {})
-    shown = "  ".join(f"{k}={v:.4f}" for k, v in final.items() if "/" in k)
+    run_dir = Path(record.run_dir)
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in record.final.items() if "/" in k)
     lines = [
         f"run dir:     {run_dir}",
-        f"status:      {summary['status']} after {_count(summary['epochs'], 'epoch')}, "
-        f"{_count(summary['steps'], 'step')}",
+        f"status:      {record.status} after {_count(record.epochs, 'epoch')}, "
+        f"{_count(record.steps, 'step')}",
         f"final:       {shown or '-'}",
     ]
-    if "monitor" in summary:
-        lines += _monitor_lines(summary)
-    ckpts = summary.get("checkpoints", [])
+    if record.monitor:
+        lines += _monitor_lines(record)
+    ckpts = record.checkpoints
     if ckpts:
         shown_ckpts = ", ".join(ckpts[:3]) + (
             f", ... ({len(ckpts)} files)" if len(ckpts) > 3 else ""
@@ -119,11 +104,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"checkpoints: {run_dir / 'checkpoints'}/  {shown_ckpts}")
     else:
         lines.append("checkpoints: none")
-    lines.append(f"logs:        {', '.join(summary.get('logs', []))}  (in the run dir)")
-    if summary.get("wandb"):
-        lines.append(summary["wandb"])
-    sync = summary.get("sync")
-    lines.append(sync["line"] if sync else "sync:        off (set RCLONE_DEST to copy runs)")
+    lines.append(f"logs:        {', '.join(record.logs)}  (in the run dir)")
+    if record.wandb:
+        lines.append(record.wandb)
+    lines.append(
+        record.sync["line"] if record.sync else "sync:        off (set RCLONE_DEST to copy runs)"
+    )
     return lines
 
 
@@ -140,29 +126,28 @@ def _print(lines: list[str], failed: bool) -> None:
         print("\n" + "\n".join(lines))
 
 
-def finish_run(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dict[str, Any]:
+def finish_run(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> RunRecord:
     """Close W&B, write ``summary.json``, run the final sync, print the summary; returns it."""
     run_dir = Path(run_dir)
-    summary = build_summary(run_dir, trainer, metrics)
-    summary["wandb"] = finish_wandb(list(getattr(trainer, "loggers", []) or []))
-    _write(run_dir, summary)  # before the sync, so the copy carries it
+    record = build_summary(run_dir, trainer, metrics)
+    record.wandb = finish_wandb(list(getattr(trainer, "loggers", []) or []))
+    record.write(run_dir)  # before the sync, so the copy carries it
 
     from project.train.callbacks.cloud_sync import CloudSync
 
     sync_cb = _find(trainer, CloudSync)
-    result = None
     if sync_cb is None:
         sync_cb = CloudSync(str(run_dir))  # RCLONE_DEST without the callback config entry
     result = sync_cb.final_sync()
     if result is not None:
-        summary["sync"] = {
+        record.sync = {
             "ok": result.ok,
             "dest": result.dest,
             "returncode": result.returncode,
             "error": result.error,
             "line": result.line(),
         }
-        _write(run_dir, summary)
+        record.write(run_dir)
         if result.ok:  # carry the final summary.json too (only that file changed)
             sync_cb.final_sync()
         else:
@@ -171,8 +156,8 @@ def finish_run(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> dict[s
                 f"{result.line()}",
                 file=sys.stderr,
             )
-    lines = summary_lines(summary)
+    lines = summary_lines(record)
     for line in lines:
         log.info(line)
     _print(lines, failed=result is not None and not result.ok)
-    return summary
+    return record

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,13 +92,15 @@ def finished_run(overrides: list[str]) -> str | None:
     run_dir = find_run_dir(ckpt) if ckpt and ckpt != "null" else None
     if run_dir is None or Path(str(ckpt)).name != "last.ckpt":
         return None
+    from project.summary import read_summary
+
+    record = read_summary(run_dir)
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
         saved = yaml.safe_load((run_dir / "resolved_config.yaml").read_text())
         saved_epochs = saved["trainer"]["max_epochs"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if summary.get("status") != "finished":
+    if record is None or record.status != "finished":
         return None
     flags = [o for o in overrides if not o.startswith("hydra.run.dir=")]
     try:
@@ -108,7 +109,7 @@ def finished_run(overrides: list[str]) -> str | None:
     except Exception:  # not composable here: let the run report it
         return None
     return (
-        f"run {run_dir} is finished ({summary.get('epochs')} epochs; summary.json): nothing to do, "
+        f"run {run_dir} is finished ({record.epochs} epochs; summary.json): nothing to do, "
         "the run is left as it is (raise trainer.max_epochs to train on)"
     )
 
@@ -276,8 +277,14 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
+        bad = (
+            *bad,
+            *(".".join(e.key.split(".")[:2]) for e in errors if e.key.startswith("callbacks.")),
+        )
         checked.append((cfg, bad))
     lines += [line for line in _build_errors(checked, reference) if line not in lines]
+    for cfg, bad in checked:
+        lines += [line for line in _callback_errors(cfg, reference, bad) if line not in lines]
     if lines:
         raise PreflightError(lines)
 
@@ -314,6 +321,31 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
             f"it takes {takes}"
         )
     return [line for line in lines if line]
+
+
+def _callback_errors(cfg: DictConfig, reference: DictConfig, bad: tuple[str, ...]) -> list[str]:
+    """Build each callback whose node differs from the default config's, so its constructor's own
+    checks (``callbacks.grokfast.alpha=1.5``) run before anything is created. A node that needs
+    the run dir (``${hydra:runtime.output_dir}``) is built in the run instead."""
+    from hydra.utils import instantiate
+
+    from project.train.assemble import error_line
+
+    lines = []
+    callbacks, defaults = cfg.get("callbacks") or {}, reference.get("callbacks") or {}
+    for name, node in callbacks.items():
+        if not isinstance(node, DictConfig) or "_target_" not in node or node == defaults.get(name):
+            continue
+        if f"callbacks.{name}" in bad:  # its keys are already reported
+            continue
+        if "${hydra:" in str(OmegaConf.to_container(node, resolve=False)):
+            continue
+        try:
+            instantiate(node)
+        except Exception as exc:
+            raw = OmegaConf.to_container(node, resolve=False)
+            lines.append(error_line(f"callbacks.{name}", exc, raw))
+    return lines
 
 
 def _replayed_untrusted(cfg: DictConfig) -> str | None:

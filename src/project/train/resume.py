@@ -27,6 +27,8 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
+from project.summary import read_summary
+
 ATTEMPTS_FILE = "attempts.jsonl"
 _IGNORED_KEYS = ("run.ckpt_path",)
 
@@ -89,12 +91,9 @@ def decide(cfg: DictConfig, job_dir: Path) -> JobPlan:
             file=sys.stderr,
         )
         raise SystemExit(2)
-    summary_path = job_dir / "summary.json"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        if summary.get("status") == "finished":
-            final = {k: float(v) for k, v in (summary.get("final") or {}).items()}
-            return JobPlan("skip", from_epoch=summary.get("epochs"), metrics=final)
+    record = read_summary(job_dir)
+    if record is not None and record.status == "finished":
+        return JobPlan("skip", from_epoch=record.epochs, metrics=record.final)
     last = job_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         try:

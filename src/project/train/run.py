@@ -20,10 +20,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from project.summary import run_objective
 from project.train.assemble import error_line, fill_net_sizes, instantiate_task
 from project.train.finish import finish_run
 from project.train.loggers import build_loggers, redact_secrets
-from project.train.objective import objective
 from project.train.preflight import CONFIG_DIR, run_preflight
 from project.train.resume import plan_job
 from project.train.rundir import discard_run_dir, register_resolvers
@@ -189,8 +189,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
-    train(cfg)  # the sweeper's objective (Optuna minimises it): epochs to the threshold
-    return objective(HydraConfig.get().runtime.output_dir, cfg.trainer.get("max_epochs"))
+    train(cfg)  # the sweeper's objective: `optimized_metric`, else epochs to the threshold
+    run_dir = HydraConfig.get().runtime.output_dir
+    return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import random
 import shutil
@@ -392,14 +391,14 @@ WRITE_FAILED_EXIT_CODE = 4
 def write_failed_exit(run_dir: Path, trainer: L.Trainer, exc: BaseException) -> int:
     """A checkpoint write failed (disk full): one line, ``summary.json`` with status
     ``failed: <reason>`` if it still fits on the disk; returns the exit code (4)."""
-    from project.train.finish import SUMMARY_FILE, build_summary
+    from project.train.finish import build_summary
 
     print(f"error: {exc}", file=sys.stderr)
     if trainer.is_global_zero:
         with contextlib.suppress(Exception):  # the disk is full: the summary may not fit either
-            summary = build_summary(Path(run_dir), trainer, {})
-            summary["status"] = f"failed: {exc}"
-            (Path(run_dir) / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            record = build_summary(Path(run_dir), trainer, {})
+            record.status = f"failed: {exc}"
+            record.write(run_dir)
     return WRITE_FAILED_EXIT_CODE
 
 

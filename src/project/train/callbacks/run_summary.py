@@ -3,8 +3,8 @@
 ``monitor`` is any logged metric (default ``val/acc``); its train twin (``train/...``) is tracked
 too. For each: the best value and its epoch, and the first epoch that reached ``threshold``
 (``>=`` for ``mode=max``, ``<=`` for ``mode=min``). Epochs are *completed* epochs (as in
-snapshot names). For the grokking presets (``val/acc``, 0.99) the two first epochs are the
-memorisation and generalisation epochs (``memorise_epoch``, ``grok_epoch`` in ``summary.json``).
+snapshot names). ``reached_as`` / ``train_reached_as`` give the two epochs a task's own words in
+``summary.json`` (a task's config sets them; ``project.summary.RunRecord.names``).
 
 Values stay tensors on the training device and are updated with tensor ops (no host sync per
 epoch). The state is saved in checkpoints, so a resumed run keeps its history.
@@ -18,12 +18,9 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from project.summary import train_twin
+
 _NONE = -1.0
-
-
-def train_twin(monitor: str) -> str | None:
-    """``val/acc`` -> ``train/acc``; None when the name has no ``val/`` prefix."""
-    return "train/" + monitor.removeprefix("val/") if monitor.startswith("val/") else None
 
 
 class MonitorNotLoggedError(ValueError):
@@ -32,7 +29,12 @@ class MonitorNotLoggedError(ValueError):
 
 class RunSummary(Callback):
     def __init__(
-        self, monitor: str = "val/acc", mode: str = "max", threshold: float = 0.99
+        self,
+        monitor: str = "val/acc",
+        mode: str = "max",
+        threshold: float = 0.99,
+        reached_as: str | None = None,
+        train_reached_as: str | None = None,
     ) -> None:
         if mode not in ("max", "min"):
             raise ValueError(f"mode={mode!r} is invalid: allowed max, min")
@@ -41,6 +43,14 @@ class RunSummary(Callback):
         if isinstance(threshold, bool) or not math.isfinite(float(threshold)):
             raise ValueError(f"threshold={threshold!r} is invalid: allowed a finite number")
         self.monitor, self.mode, self.threshold = str(monitor), mode, float(threshold)
+        self.names = {
+            generic: str(word)
+            for generic, word in (
+                ("reached_epoch", reached_as),
+                ("train_reached_epoch", train_reached_as),
+            )
+            if word
+        }
         self._state: dict[str, torch.Tensor] = {}
         self._loaded: dict[str, float] = {}
 
@@ -89,7 +99,8 @@ class RunSummary(Callback):
             self._update(trainer, twin, trainer.current_epoch)
 
     def summary(self) -> dict[str, Any]:
-        """Plain numbers (one host sync); None where never logged / never reached."""
+        """The ``RunRecord`` fields this callback knows, as plain numbers (one host sync); None
+        where never logged / never reached."""
         values = {**self._loaded, **{k: float(v) for k, v in self._state.items()}}
 
         def read(key: str) -> tuple[float | None, int | None, int | None]:
@@ -115,14 +126,7 @@ class RunSummary(Callback):
         if twin:
             t_best, t_epoch, t_first = read(twin)
             out.update(train_best=t_best, train_best_epoch=t_epoch, train_reached_epoch=t_first)
-        if self.monitor == "val/acc" and self.mode == "max":  # the grokking vocabulary
-            out.update(
-                best_val_acc=best,
-                best_val_epoch=best_epoch,
-                grok_epoch=first,
-                best_train_acc=out.get("train_best"),
-                memorise_epoch=out.get("train_reached_epoch"),
-            )
+        out["names"] = dict(self.names)
         return out
 
     def state_dict(self) -> dict[str, Any]:
