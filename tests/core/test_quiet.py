@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 
 import project.lit_module  # noqa: F401  (applies the switches, as every command does)
-from project.train.callbacks.checkpoints import LastCheckpoint
+from project.callbacks.checkpoints import LastCheckpoint
 
 
 def test_no_litlogger_tip(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:

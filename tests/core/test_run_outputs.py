@@ -12,10 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from project.callbacks.checkpoints import LastCheckpoint
+from project.callbacks.progress_bar import RichProgressBar
 from project.eval import evaluate
 from project.runs.load import load_run
-from project.train.callbacks.checkpoints import LastCheckpoint
-from project.train.callbacks.progress_bar import RichProgressBar
 from tests.conftest import SMALL, train_in_process
 
 

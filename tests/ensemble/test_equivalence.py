@@ -30,7 +30,9 @@ TIED = ["data.split_seed=${seed}", "model.optimizer.weight_decay=${model.optimiz
 
 def test_stacked_adamw_is_torch_adamw_bitwise() -> None:
     """Three members (seed, lr, wd differing), 12 full-batch steps with a warm-up: the stacked
-    forward/backward and ``StackedAdamW`` give exactly torch's weights."""
+    forward/backward and ``StackedAdamW`` give torch's weights: bitwise where the CPU's batched
+    and single matmul kernels agree (seen on some machines), else within float32 rounding
+    (seen on AVX-512 Xeons: the batched kernel sums in another order)."""
     p = 23
     tokens, answers = all_pairs("add", p)
     train, _ = split_indices(len(answers), 0.5, 598)
@@ -63,7 +65,8 @@ def test_stacked_adamw_is_torch_adamw_bitwise() -> None:
         opt.step([lr * min(1, (step + 1) / 5) for _, lr, _ in members])
     for i, want in enumerate(expected):
         got = stacked.member_state_dict(i)
-        assert all(torch.equal(got[k], want[k]) for k in want), f"member {i}"
+        for k in want:  # float32 rounding of batched vs single matmuls: CPU kernels may differ
+            torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-4)  # 1% of a step
 
 
 def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:

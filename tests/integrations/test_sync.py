@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from project.train.sync import check_rclone_dest, copy_run_dir, remote_name
+from project.sync import check_rclone_dest, copy_run_dir, remote_name
 from tests.conftest import train_in_process
 from tests.integrations.conftest import TINY
 
@@ -109,7 +109,7 @@ def test_background_copy_runs_detached(tmp_path) -> None:
     """The periodic sync's copy: Popen'd, polled without waiting, same result as the final copy."""
     import time
 
-    from project.train.sync import BackgroundCopy
+    from project.sync import BackgroundCopy
 
     src = tmp_path / "outputs" / "2025-01-02" / "10-11-12"
     (src / "checkpoints").mkdir(parents=True)

@@ -17,9 +17,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from project.callbacks.llc import LLCMonitor
 from project.interp.llc import CACHE, LLCConfig, have_devinterp, pack, packed_loss, read_cache
 from project.models.tiny_transformer import TinyTransformer
-from project.train.callbacks.llc import LLCMonitor
 from tests.conftest import ROOT, train_in_process
 
 needs_devinterp = pytest.mark.skipif(
@@ -60,7 +60,7 @@ def test_training_path_never_imports_devinterp() -> None:
     # not `transformers`: torchmetrics imports it with Lightning whenever it is installed (the
     # reason devinterp is an extra), which this project cannot change
     code = (
-        "import sys, project.train.run, project.lit_module, project.train.callbacks.llc, "
+        "import sys, project.train.run, project.lit_module, project.callbacks.llc, "
         "project.interp.llc; print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('devinterp', 'datasets', 'xarray', 'zarr')))"
     )

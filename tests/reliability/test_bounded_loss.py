@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from project.train.callbacks.checkpoints import LastCheckpoint
+from project.callbacks.checkpoints import LastCheckpoint
 
 # the bound at work on a real run: tests/core/test_run_outputs.py
 

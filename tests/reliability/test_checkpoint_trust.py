@@ -19,8 +19,8 @@ import pytest
 import torch
 import yaml
 
+from project.callbacks.checkpoints import AtomicCheckpointIO
 from project.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from project.train.callbacks.checkpoints import AtomicCheckpointIO
 from project.train.preflight import run_preflight
 from project.trust import UntrustedTargetError, check_stored
 from tests.conftest import SMALL, train_in_process

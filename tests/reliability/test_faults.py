@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.train.callbacks.checkpoints import DIVERGED_EXIT_CODE, AtomicCheckpointIO
+from project.callbacks.checkpoints import DIVERGED_EXIT_CODE, AtomicCheckpointIO
 from project.utils.helpers import CheckpointError, load_checkpoint, read_checkpoint
 from tests.conftest import SMALL, run_cli, run_dirs, train_in_process
 

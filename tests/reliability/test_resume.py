@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.train.callbacks.preemption import PREEMPTED_EXIT_CODE
+from project.callbacks.preemption import PREEMPTED_EXIT_CODE
 from tests.conftest import SMALL, run_dirs, train_in_process
 from tests.reliability.helpers import (
     EXACT_KEYS,

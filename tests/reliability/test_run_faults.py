@@ -77,7 +77,7 @@ def test_rclone_destinations_that_cannot_work_are_refused_before_training(
 def test_a_destination_is_never_read_as_an_rclone_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from project.train.sync import copy_run_dir
+    from project.sync import copy_run_dir
 
     if shutil.which("rclone") is None:
         pytest.skip("needs the rclone binary")
@@ -123,7 +123,7 @@ def test_ctrl_c_saves_last_ckpt_exits_130_and_prints_the_resume_command(tmp_path
 def test_a_second_ctrl_c_aborts_at_once() -> None:
     from types import SimpleNamespace
 
-    from project.train.callbacks.preemption import PreemptionCheckpoint
+    from project.callbacks.preemption import PreemptionCheckpoint
 
     before = signal.getsignal(signal.SIGINT)
     callback = PreemptionCheckpoint()

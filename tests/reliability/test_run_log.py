@@ -58,7 +58,7 @@ def test_a_killed_runs_log_shows_how_far_it_got(tmp_path: Path) -> None:
 def test_warnings_reach_the_log_and_the_console(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from project.train.callbacks import epoch_log
+    from project.callbacks import epoch_log
 
     shown: list[str] = []  # what the console's showwarning was given
     monkeypatch.setattr(epoch_log, "_ORIGINAL_SHOWWARNING", lambda m, *a: shown.append(str(m)))

@@ -153,7 +153,7 @@ def _checkpoint(
 
 
 def _save(m: _Member, name: str, ckpt: dict[str, Any]) -> None:
-    from project.train.callbacks.checkpoints import AtomicCheckpointIO
+    from project.callbacks.checkpoints import AtomicCheckpointIO
 
     dirpath = Path(str(m.last.get("dirpath") or m.snap.get("dirpath") or m.run_dir / "checkpoints"))
     AtomicCheckpointIO().save_checkpoint(ckpt, dirpath / name)

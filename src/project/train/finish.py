@@ -28,7 +28,7 @@ def _find(trainer: Any, cls: type) -> Any:
 
 def _status(trainer: Any) -> str:
     """``preempted`` (SIGTERM: last.ckpt saved, resumable), ``interrupted`` or ``finished``."""
-    from project.train.callbacks.preemption import PreemptionCheckpoint
+    from project.callbacks.preemption import PreemptionCheckpoint
 
     preemption = _find(trainer, PreemptionCheckpoint)
     if preemption is not None and preemption.preempted:
@@ -52,7 +52,7 @@ def _rel(path: Path, run_dir: Path) -> str:
 
 def build_summary(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> RunRecord:
     """The run record, but for the sync and W&B results."""
-    from project.train.callbacks.run_summary import RunSummary
+    from project.callbacks.run_summary import RunSummary
 
     tracker = _find(trainer, RunSummary)
     ckpt_dir = run_dir / "checkpoints"
@@ -133,7 +133,7 @@ def finish_run(run_dir: Path, trainer: Any, metrics: dict[str, float]) -> RunRec
     record.wandb = finish_wandb(list(getattr(trainer, "loggers", []) or []))
     record.write(run_dir)  # before the sync, so the copy carries it
 
-    from project.train.callbacks.cloud_sync import CloudSync
+    from project.callbacks.cloud_sync import CloudSync
 
     sync_cb = _find(trainer, CloudSync)
     if sync_cb is None:

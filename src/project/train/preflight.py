@@ -473,7 +473,7 @@ def run_preflight(argv: list[str]) -> list[str]:
     if not args.multirun and (done := finished_run(overrides)) is not None:
         print(done)  # the run is left untouched: no Hydra files rewritten, no summary overwritten
         raise SystemExit(0)
-    from project.train.sync import check_rclone_dest  # RCLONE_DEST typo: report before training
+    from project.sync import check_rclone_dest  # RCLONE_DEST typo: report before training
 
     if problem := check_rclone_dest():
         print(f"error: {problem}", file=sys.stderr)

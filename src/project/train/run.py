@@ -116,16 +116,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run in Hydra's run dir; returns the final logged metrics."""
     import lightning as L
 
-    from project.lit_module import NonFiniteLossError
-    from project.train.callbacks.checkpoints import (
+    from project.callbacks.checkpoints import (
         AtomicCheckpointIO,
         CheckpointWriteError,
         diverged_exit,
         write_failed_exit,
     )
-    from project.train.callbacks.epoch_log import capture_warnings
-    from project.train.callbacks.preemption import preempted_exit
-    from project.train.callbacks.run_summary import MonitorNotLoggedError, RunSummary
+    from project.callbacks.epoch_log import capture_warnings
+    from project.callbacks.preemption import preempted_exit
+    from project.callbacks.run_summary import MonitorNotLoggedError, RunSummary
+    from project.lit_module import NonFiniteLossError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     capture_warnings()  # run.log gets every warning too

@@ -1,4 +1,4 @@
-"""Cloud sync of the run dir with rclone (``$RCLONE_DEST``); see ``project.train.sync``.
+"""Cloud sync of the run dir with rclone (``$RCLONE_DEST``); see ``project.sync``.
 
 Periodic sync (``every_n_epochs > 0``): on rank zero, at the end of every N-th epoch a
 ``rclone copy`` is started in the background; training never waits for it. If the previous copy
@@ -16,14 +16,14 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from project.train.sync import ENV_VAR, BackgroundCopy, SyncResult, copy_run_dir
+from project.sync import ENV_VAR, BackgroundCopy, SyncResult, copy_run_dir
 
 
 class CloudSync(Callback):
     """Copies ``run_dir`` to ``dest/<run name>/`` (default ``dest``: ``$RCLONE_DEST``)."""
 
     def __init__(self, run_dir: str, dest: str | None = None, every_n_epochs: int = 0) -> None:
-        from project.train.callbacks.checkpoints import require_int
+        from project.callbacks.checkpoints import require_int
 
         require_int("every_n_epochs", every_n_epochs, 0, " (0 = only after fit)")
         self.run_dir = Path(run_dir)

@@ -27,7 +27,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-from project.train.callbacks.checkpoints import LastCheckpoint, check_finite_weights
+from project.callbacks.checkpoints import LastCheckpoint, check_finite_weights
 
 PREEMPTED_EXIT_CODE = 143
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C

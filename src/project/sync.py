@@ -29,7 +29,7 @@ ENV_VAR = "RCLONE_DEST"
 _QUICK = ["--contimeout", "5s", "--timeout", "20s", "--retries", "1", "--low-level-retries", "1"]
 _COPY = [
     "--exclude",
-    ".*.tmp",  # atomic checkpoint writes in flight (train/callbacks/checkpoints.py)
+    ".*.tmp",  # atomic checkpoint writes in flight (callbacks/checkpoints.py)
     "--contimeout",
     "10s",
     "--timeout",
