@@ -44,25 +44,13 @@ def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> 
     """``{split: {"loss", "acc"}}`` plus ``checkpoint`` and ``epoch`` (completed epochs) for a run
     dir or checkpoint."""
     import lightning as L
-    from hydra.utils import instantiate
-    from omegaconf import DictConfig, OmegaConf
 
+    from project.build import build_stored
     from project.checkpoint import completed_epochs, read_checkpoint
-    from project.train.assemble import fill_net_sizes, instantiate_task
-    from project.trust import check_stored, searchpath_dirs
 
     ckpt_path, run_dir = resolve(target)
-    cfg = OmegaConf.load(run_dir / "resolved_config.yaml")
-    assert isinstance(cfg, DictConfig)
     ckpt = read_checkpoint(ckpt_path)
-    stored = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(stored, dict)
-    for key in ("data", "model"):  # data, never code: only classes your configs name
-        source = str(run_dir / "resolved_config.yaml")
-        check_stored(stored.get(key), key, source, searchpath_dirs(run_dir))
-    datamodule = instantiate_task(cfg)
-    fill_net_sizes(cfg, datamodule)
-    module = instantiate(cfg.model)
+    datamodule, module = build_stored(run_dir)
     module.load_state_dict(ckpt["state_dict"])
     trainer = L.Trainer(
         accelerator="cpu",

@@ -11,7 +11,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from project.train.assemble import fill_net_sizes, task_sizes
+from project.build import fill_net_sizes, task_sizes
 from project.train.preflight import CONFIG_DIR, check, compose_config
 from project.train.run import build_callbacks
 from project.train.validate import validate_config

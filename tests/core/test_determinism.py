@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from project.train.assemble import fill_net_sizes
+from project.build import fill_net_sizes
 from project.train.preflight import CONFIG_DIR, compose_config
 from tests.conftest import SMALL, train_in_process
 

@@ -78,3 +78,23 @@ def test_the_progress_bars_last_numbers_are_the_final_epochs(
     last = run[2][-1]
     for key in ("train/acc", "train/loss", "val/acc", "val/loss"):
         assert float(last[key]) == pytest.approx(final[key], rel=1e-4), key
+
+
+def test_eval_of_a_run_written_by_an_older_version(
+    run: tuple[Path, list[int], list], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A key the module no longer takes (older runs stored ``model.grokfast``, now a callback) is
+    dropped with a note: the run still evaluates to the same numbers."""
+    import shutil
+
+    import yaml
+
+    old = tmp_path / "old_run"
+    shutil.copytree(run[0], old)
+    config = yaml.safe_load((old / "resolved_config.yaml").read_text())
+    config["model"]["grokfast"] = "none"
+    (old / "resolved_config.yaml").write_text(yaml.safe_dump(config))
+    assert evaluate(old, splits=("val",))["val"] == evaluate(run[0], splits=("val",))["val"]
+    assert "ignoring grokfast (no longer taken by project.lit_module.LitCausalLM)" in (
+        capsys.readouterr().out
+    )

@@ -50,8 +50,8 @@ class _Member:
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         import lightning as L
 
+        from project.build import fill_net_sizes, instantiate_task
         from project.lit_module import build
-        from project.train.assemble import fill_net_sizes, instantiate_task
 
         self.cfg, self.run_dir = cfg, Path(run_dir)
         L.seed_everything(int(cfg.seed), workers=False, verbose=False)

@@ -329,7 +329,7 @@ def _callback_errors(cfg: DictConfig, reference: DictConfig, bad: tuple[str, ...
     the run dir (``${hydra:runtime.output_dir}``) is built in the run instead."""
     from hydra.utils import instantiate
 
-    from project.train.assemble import error_line
+    from project.build import error_line
 
     lines = []
     callbacks, defaults = cfg.get("callbacks") or {}, reference.get("callbacks") or {}
@@ -393,7 +393,7 @@ def _build_errors(
                 checkpoint = read_checkpoint(ckpt)
             except CheckpointError:
                 checkpoint = None  # already reported by validate_config
-        from project.train.assemble import check_buildable, optimizer_errors
+        from project.build import check_buildable, optimizer_errors
 
         if checkpoint is None and _only_optimizer_changed(cfg, reference):
             # the task and the net are the default's (known to build): the optimiser and scheduler

@@ -20,8 +20,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from project.build import error_line, fill_net_sizes, instantiate_task
 from project.summary import run_objective
-from project.train.assemble import error_line, fill_net_sizes, instantiate_task
 from project.train.finish import finish_run
 from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, run_preflight

@@ -1,7 +1,10 @@
 """Build a run's parts from its config: the task, the net's sizes from the task, the module.
 
-Shared by the preflight (which builds everything once on the meta device, before any run dir
-exists, so a constructor's ``ValueError`` becomes one line and exit 2) and by ``run.train``.
+The one builder: the training entrypoint (``project.train.run``), its preflight (which builds
+everything once on the meta device, before any run dir exists, so a constructor's ``ValueError``
+becomes one line and exit 2), ``project.eval`` and the ensemble all build through it;
+``build_stored`` rebuilds a finished run from its ``resolved_config.yaml`` (checked by
+``project.trust`` first).
 """
 
 from __future__ import annotations
@@ -91,6 +94,42 @@ def instantiate_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
     return instantiate(cfg.data)
+
+
+def _drop_retired_keys(node: DictConfig, where: str) -> None:
+    """Keys a run written by an older version stored that its class no longer takes (a setting
+    that moved elsewhere): dropped, with a note, so the run still rebuilds."""
+    from project.trust import locate
+
+    params = inspect.signature(locate(str(node._target_))).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    retired = [str(k) for k in node if not str(k).startswith("_") and str(k) not in params]
+    if retired:
+        print(f"note: {where}: ignoring {', '.join(retired)} (no longer taken by {node._target_})")
+        with open_dict(node):
+            for key in retired:
+                del node[key]
+
+
+def build_stored(run_dir: Path) -> tuple[Any, Any]:
+    """``(task, module)`` of a finished run, from its ``resolved_config.yaml``: every stored
+    ``_target_`` must pass ``project.trust`` before anything is imported or called."""
+    from hydra.utils import instantiate
+
+    from project.trust import check_stored, searchpath_dirs
+
+    source = run_dir / "resolved_config.yaml"
+    cfg = OmegaConf.load(source)
+    assert isinstance(cfg, DictConfig)
+    stored = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(stored, dict)
+    for key in ("data", "model"):  # data, never code: only classes your configs name
+        check_stored(stored.get(key), key, str(source), searchpath_dirs(run_dir))
+    _drop_retired_keys(cfg.model, str(source))
+    datamodule = instantiate_task(cfg)
+    fill_net_sizes(cfg, datamodule)
+    return datamodule, instantiate(cfg.model)
 
 
 def check_buildable(
