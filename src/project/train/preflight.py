@@ -16,7 +16,9 @@ into "resume that run in its own dir, with its own overrides" (later overrides s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import io
 import sys
 from pathlib import Path
 from typing import Any
@@ -325,7 +327,7 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
 
 def _callback_errors(cfg: DictConfig, reference: DictConfig, bad: tuple[str, ...]) -> list[str]:
     """Build each callback whose node differs from the default config's, so its constructor's own
-    checks (``callbacks.grokfast.alpha=1.5``) run before anything is created. A node that needs
+    checks (``callbacks.run_summary.threshold=nan``) run before anything is created. A node that needs
     the run dir (``${hydra:runtime.output_dir}``) is built in the run instead."""
     from hydra.utils import instantiate
 
@@ -432,33 +434,23 @@ def _pair_key(cfg: DictConfig) -> str:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    """Hydra's command-line flags (``-m``, ``--cfg``, ``--help``, ...) and the overrides."""
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--help", "-h", action="store_true")
-    parser.add_argument("--hydra-help", action="store_true")
-    parser.add_argument("--version", action="store_true")
-    parser.add_argument("--cfg", "-c")
-    parser.add_argument("--resolve", action="store_true")
-    parser.add_argument("--package", "-p")
-    parser.add_argument("--run", "-r", action="store_true")
-    parser.add_argument("--multirun", "-m", action="store_true")
-    parser.add_argument("--shell-completion", "-sc", action="store_true")
-    parser.add_argument("--config-path", "-cp")
-    parser.add_argument("--config-name", "-cn")
-    parser.add_argument("--config-dir", "-cd")
-    parser.add_argument("--experimental-rerun")
-    parser.add_argument("--info", "-i", nargs="?", const="all")
-    return parser.parse_intermixed_args(argv)
+    """Hydra's own command-line flags (``-m``, ``--cfg``, ...) and the overrides, intermixed (a
+    flag may follow the overrides, as Hydra allows). A parse error is left to Hydra to report."""
+    from hydra._internal.utils import get_args_parser
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        return get_args_parser().parse_intermixed_args(argv)
 
 
 def run_preflight(argv: list[str]) -> list[str]:
     """Validate the command line; returns the (possibly resume-expanded) argv, or exits 2."""
+    if "--version" in argv:
+        return argv
     try:
         args = parse_args(argv)
     except SystemExit:
         return argv
-    if args.help or args.hydra_help or args.version or args.cfg or args.info:
+    if args.help or args.hydra_help or args.cfg or args.info:
         return argv
     if args.shell_completion or args.experimental_rerun or args.config_path or args.config_dir:
         return argv
