@@ -132,13 +132,16 @@ def test_lightning_module_loss_choice_and_orthograd_wrapper() -> None:
 
 
 @pytest.mark.parametrize(
-    ("preset", "loss", "dtype", "ortho"),
+    ("preset", "loss", "dtype", "ortho", "beta2", "eps"),
     [
-        ("stablemax", "stablemax", "float64", True),
-        ("softmax_collapse", "cross_entropy", "float32", False),
+        # their --orthogonal_gradients path steps an AdamW built with torch's defaults
+        ("stablemax", "stablemax", "float64", True, 0.999, 1e-8),
+        ("softmax_collapse", "cross_entropy", "float32", False, 0.99, 1e-25),
     ],
 )
-def test_presets_are_their_codes_defaults(preset: str, loss: str, dtype: str, ortho: bool) -> None:
+def test_presets_are_their_codes_defaults(
+    preset: str, loss: str, dtype: str, ortho: bool, beta2: float, eps: float
+) -> None:
     from project.train.preflight import compose_config
     from project.train.validate import validate_config
 
@@ -147,12 +150,45 @@ def test_presets_are_their_codes_defaults(preset: str, loss: str, dtype: str, or
     assert cfg.data.batch_size is None  # full batch
     assert cfg.model.net._target_ == "project.models.mlp.OneHotMLP"
     assert (list(cfg.model.net.hidden), cfg.model.net.bias) == ([200, 200], False)
+    assert cfg.model.net.operand_vocab == 113  # their input: 2 x 113 one-hot slots
     opt = cfg.model.optimizer
-    assert (opt.lr, opt.weight_decay, list(opt.betas), opt.eps) == (1e-2, 0.0, [0.9, 0.99], 1e-25)
+    assert (opt.lr, opt.weight_decay, list(opt.betas), opt.eps) == (1e-2, 0.0, [0.9, beta2], eps)
     assert cfg.model.scheduler is None
     assert (cfg.model.loss, cfg.model.loss_dtype, cfg.model.orthograd) == (loss, dtype, ortho)
     assert cfg.model.softmax_collapse is True
     assert validate_config(cfg) == []
+
+
+def test_onehot_mlp_operand_vocab_drops_the_unused_slot_that_orthograd_would_move() -> None:
+    from project.models.mlp import OneHotMLP
+
+    torch.manual_seed(0)
+    tokens = torch.tensor([[a, b, 7] for a in range(7) for b in range(7)])  # '=' is token 7
+    labels = (tokens[:, 0] + tokens[:, 1]) % 7
+    theirs = OneHotMLP(8, 3, 7, hidden=[16], operand_vocab=7)
+    w0, w1 = (theirs.get_parameter(f"layers.{i}.weight") for i in (0, 1))
+    assert w0.shape == (16, 14)  # one-hot(a) ++ one-hot(b), 7 slots each
+    x = torch.cat([nn.functional.one_hot(tokens[:, i], 7) for i in (0, 1)], 1).float()
+    torch.testing.assert_close(theirs(tokens)[:, -1], torch.relu(x @ w0.T) @ w1.T)
+    for bad in (0, 9, True, 2.0):
+        with pytest.raises(ValueError, match="operand_vocab=.* is invalid"):
+            OneHotMLP(8, 3, 7, operand_vocab=bad)  # type: ignore[arg-type]
+
+    # the default (d_vocab slots) has an input column per operand that no sample uses (token 7):
+    # AdamW alone leaves it, ⊥Grad + AdamW moves it (the projection is over the whole matrix)
+    for ortho, moves in ((False, False), (True, True)):
+        torch.manual_seed(0)
+        net = OneHotMLP(8, 3, 7, hidden=[16])
+        w = net.get_parameter("layers.0.weight")
+        unused = w[:, [7, 15]].detach().clone()
+        opt: torch.optim.Optimizer = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=0)
+        if ortho:
+            opt = OrthoGrad(opt)
+        for _ in range(3):
+            opt.zero_grad()
+            stablemax_cross_entropy(net(tokens)[:, -1], labels).backward()
+            opt.step()
+        assert (not torch.equal(w[:, [7, 15]], unused)) is moves
 
 
 def test_cli_run_logs_the_collapse_fractions(tmp_path) -> None:
