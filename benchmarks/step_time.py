@@ -87,7 +87,9 @@ class Interleaved(L.Callback):
         }
         self.block_start: float | None = None
         self.batch_start = 0.0
+        self.batch_first_step = 0
         self.epoch_start = 0.0
+        self.epoch_first_step = 0  # global_step at the Lightning epoch's start
         self.epoch_steps = 0.0  # seconds in training steps during the current epoch
 
     def run_loops(self, epochs: int, first_epoch: int) -> dict[str, float]:
@@ -100,7 +102,9 @@ class Interleaved(L.Callback):
         now = time.perf_counter()
         epoch = trainer.current_epoch
         if self.block_start is not None and self.warmup < epoch:  # the previous epoch, whole
-            _RESULT["outside"].append(now - self.epoch_start - self.epoch_steps)
+            # per real epoch: a Lightning epoch is steps_per_batch of them (full batch)
+            epochs = max(trainer.global_step - self.epoch_first_step, 1)
+            _RESULT["outside"].append((now - self.epoch_start - self.epoch_steps) / epochs)
         if epoch >= self.warmup and (epoch - self.warmup) % self.block == 0:
             if self.block_start is None:
                 self.run_loops(3, 0)  # the loops' own first-step warm-up
@@ -112,15 +116,17 @@ class Interleaved(L.Callback):
             now = time.perf_counter()
             self.block_start = now
         self.epoch_start, self.epoch_steps = now, 0.0
+        self.epoch_first_step = trainer.global_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.batch_start = time.perf_counter()
+        self.batch_first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = time.perf_counter() - self.batch_start
         self.epoch_steps += step
-        if self.block_start is not None:
-            _RESULT["step"].append(step)
+        if self.block_start is not None:  # per optimiser step (steps_per_batch of them a batch)
+            _RESULT["step"].append(step / max(trainer.global_step - self.batch_first_step, 1))
 
 
 def interleaved(
@@ -131,6 +137,7 @@ def interleaved(
     batch_size: int | None = None,
     modulus: int = 113,
     frac_train: float = 0.3,
+    steps_per_batch: int = 1,
 ) -> dict[str, list]:
     """Seconds per block for ``template``, ``strong`` and ``plain``, and the template's per-step
     ``step`` / per-epoch ``outside`` times, from one CLI run."""
@@ -138,6 +145,8 @@ def interleaved(
 
     if block % VAL_EVERY:
         raise SystemExit(f"--block must be a multiple of {VAL_EVERY} (same validations per block)")
+    if steps_per_batch > 1 and (block % steps_per_batch or warmup % steps_per_batch):
+        raise SystemExit("--steps-per-batch must divide --block and --warmup (blocks start then)")
     this._RESULT.clear()
     this._RESULT.update({k: [] for k in ("template", *LOOPS, "step", "outside")})
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,6 +165,7 @@ def interleaved(
             f"data.frac_train={frac_train}",
             f"+callbacks.interleaved.modulus={modulus}",
             f"+callbacks.interleaved.frac_train={frac_train}",
+            f"model.steps_per_batch={steps_per_batch}",
             *overrides,
         )
     return dict(this._RESULT)
@@ -304,6 +314,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--modulus", type=int, default=113, help="p (31: the small-model case)")
     parser.add_argument("--frac-train", type=float, default=0.3, help="train fraction")
+    parser.add_argument(
+        "--steps-per-batch",
+        type=int,
+        default=1,
+        help="the template's model.steps_per_batch (K full-batch optimiser steps per Lightning "
+        "step; same weights); must divide --block and --warmup",
+    )
     parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--quick", action="store_true", help="2 blocks of 10, no extras")
     parser.add_argument(
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> None:
 
     res = interleaved(
         args.block, args.blocks, args.warmup, args.override, args.batch_size, args.modulus,
-        args.frac_train,
+        args.frac_train, args.steps_per_batch,
     )  # fmt: skip
     epochs = args.block * args.blocks
     per_epoch = {k: sum(res[k]) / epochs for k in ("template", *LOOPS)}
@@ -340,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"{ratios[0]:.3f} {statistics.median(ratios):.3f} {ratios[-1]:.3f}",
         ),
-        ("template: one training step, median", f"{step * 1e3:.1f}", ""),
+        ("template: one optimiser step, median", f"{step * 1e3:.1f}", ""),
         (
             "template: outside the step per epoch, median / mean (val, ckpt incl.)",
             f"{outside * 1e3:.2f} / {mean_outside * 1e3:.2f}",
@@ -352,6 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += hook_costs(repeats=max(10, args.steps))
         rows += callback_costs(t_tpl)
     batches = f"minibatches of {args.batch_size}" if args.batch_size else "full-batch"
+    if args.steps_per_batch > 1:
+        batches += f", model.steps_per_batch={args.steps_per_batch}"
     print_table(
         f"{batches}: ms per epoch (val every {VAL_EVERY}), default config p={args.modulus} "
         f"(train fraction {args.frac_train}), "
