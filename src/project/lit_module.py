@@ -251,6 +251,7 @@ class LitCausalLM(L.LightningModule):
         """Lightning's counters one epoch on, inside the batch (K > 1): ``current_epoch`` and the
         loggers' step axis (``_batches_that_stepped``) count real epochs and steps."""
         loop = self.trainer.fit_loop
+        tracker: Any
         for tracker in (loop.epoch_progress.current, loop.epoch_progress.total):
             tracker.ready += 1
             tracker.started += 1
