@@ -2,6 +2,8 @@
 
     uv run python benchmarks/step_time.py [--blocks 30] [--block 10]   # the measurement
     uv run python benchmarks/step_time.py --quick                       # smoke test (~a minute)
+    TORCH_NUM_THREADS=1 OMP_NUM_THREADS=1 uv run python benchmarks/step_time.py --modulus 31 \
+        --frac-train 0.5 --no-extras --steps-per-batch 10                # the small-model case
 
 One real CLI run (``project.train.run`` in this process: Hydra config, LightningModule, Trainer,
 TensorBoard logging, the default callbacks and progress bar, default config) of
@@ -28,6 +30,11 @@ where they cancelled. ``last.ckpt`` every 50 epochs stays on.
 From the callback's stamps the template's epoch also splits into the training step
 (``on_train_batch_start`` -> ``on_train_batch_end``) and everything outside it, a split that is
 immune to the machine's drift.
+
+``--steps-per-batch K`` (full batch) runs the template with ``model.steps_per_batch=K``: K
+optimiser steps (K epochs) per Lightning step, the same weights and real epoch counts; a
+Lightning epoch is then K real epochs, and the step / outside split is reported per optimiser step
+and per real epoch. K must divide ``--block``, ``--warmup`` and the validation cadence (10).
 
 Extras (``--extras``, on unless ``--quick``): per-step medians of the loops (full vs last-position
 forward, fused AdamW), HookPoints unused vs absent, ``run_with_cache``, TransformerLens, and the
