@@ -152,3 +152,18 @@ def test_steps_per_batch_is_checked() -> None:
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="steps_per_batch"):
             LitCausalLM(net=torch.nn.Identity(), optimizer=torch.optim.SGD, steps_per_batch=bad)
+
+
+def test_per_step_hooks_run_at_every_step(tmp_path: Path) -> None:
+    """Grokfast filters gradients in ``on_before_optimizer_step``: K=5 still matches K=1."""
+    runs = [
+        train_in_process(
+            tmp_path / f"k{k}",
+            *RUN,
+            "grokfast=ema",
+            "trainer.max_epochs=10",
+            f"model.steps_per_batch={k}",
+        )
+        for k in (1, 5)
+    ]
+    assert same_weights(last(runs[0]), last(runs[1]))
