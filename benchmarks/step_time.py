@@ -2,6 +2,8 @@
 
     uv run python benchmarks/step_time.py [--blocks 30] [--block 10]   # the issue's measurement
     uv run python benchmarks/step_time.py --quick                       # smoke test (~a minute)
+    TORCH_NUM_THREADS=1 OMP_NUM_THREADS=1 uv run python benchmarks/step_time.py --modulus 31 \
+        --frac-train 0.5 --no-extras --steps-per-batch 10                # the small-model case
 
 One real CLI run (``project.train.run`` in this process: Hydra config, LightningModule, Trainer,
 TensorBoard logging, the default callbacks and progress bar, default config) of
@@ -28,6 +30,11 @@ where they cancelled. ``last.ckpt`` every 50 epochs stays on.
 From the callback's stamps the template's epoch also splits into the training step
 (``on_train_batch_start`` -> ``on_train_batch_end``) and everything outside it, a split that is
 immune to the machine's drift.
+
+``--steps-per-batch K`` (full batch) runs the template with ``model.steps_per_batch=K``: K
+optimiser steps (K epochs) per Lightning step, the same weights and real epoch counts; a
+Lightning epoch is then K real epochs, and the step / outside split is reported per optimiser step
+and per real epoch. K must divide ``--block``, ``--warmup`` and the validation cadence (10).
 
 Extras (``--extras``, on unless ``--quick``): per-step medians of the loops (full vs last-position
 forward, fused AdamW), HookPoints unused vs absent, ``run_with_cache``, TransformerLens, and the
@@ -87,7 +94,9 @@ class Interleaved(L.Callback):
         }
         self.block_start: float | None = None
         self.batch_start = 0.0
+        self.batch_first_step = 0
         self.epoch_start = 0.0
+        self.epoch_first_step = 0  # global_step at the Lightning epoch's start
         self.epoch_steps = 0.0  # seconds in training steps during the current epoch
 
     def run_loops(self, epochs: int, first_epoch: int) -> dict[str, float]:
@@ -100,7 +109,9 @@ class Interleaved(L.Callback):
         now = time.perf_counter()
         epoch = trainer.current_epoch
         if self.block_start is not None and self.warmup < epoch:  # the previous epoch, whole
-            _RESULT["outside"].append(now - self.epoch_start - self.epoch_steps)
+            # per real epoch: a Lightning epoch is steps_per_batch of them (full batch)
+            epochs = max(trainer.global_step - self.epoch_first_step, 1)
+            _RESULT["outside"].append((now - self.epoch_start - self.epoch_steps) / epochs)
         if epoch >= self.warmup and (epoch - self.warmup) % self.block == 0:
             if self.block_start is None:
                 self.run_loops(3, 0)  # the loops' own first-step warm-up
@@ -112,15 +123,17 @@ class Interleaved(L.Callback):
             now = time.perf_counter()
             self.block_start = now
         self.epoch_start, self.epoch_steps = now, 0.0
+        self.epoch_first_step = trainer.global_step
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.batch_start = time.perf_counter()
+        self.batch_first_step = trainer.global_step
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = time.perf_counter() - self.batch_start
         self.epoch_steps += step
-        if self.block_start is not None:
-            _RESULT["step"].append(step)
+        if self.block_start is not None:  # per optimiser step (steps_per_batch of them a batch)
+            _RESULT["step"].append(step / max(trainer.global_step - self.batch_first_step, 1))
 
 
 def interleaved(
@@ -131,6 +144,7 @@ def interleaved(
     batch_size: int | None = None,
     modulus: int = 113,
     frac_train: float = 0.3,
+    steps_per_batch: int = 1,
 ) -> dict[str, list]:
     """Seconds per block for ``template``, ``strong`` and ``plain``, and the template's per-step
     ``step`` / per-epoch ``outside`` times, from one CLI run."""
@@ -138,6 +152,8 @@ def interleaved(
 
     if block % VAL_EVERY:
         raise SystemExit(f"--block must be a multiple of {VAL_EVERY} (same validations per block)")
+    if steps_per_batch > 1 and (block % steps_per_batch or warmup % steps_per_batch):
+        raise SystemExit("--steps-per-batch must divide --block and --warmup (blocks start then)")
     this._RESULT.clear()
     this._RESULT.update({k: [] for k in ("template", *LOOPS, "step", "outside")})
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,6 +172,7 @@ def interleaved(
             f"data.frac_train={frac_train}",
             f"+callbacks.interleaved.modulus={modulus}",
             f"+callbacks.interleaved.frac_train={frac_train}",
+            f"model.steps_per_batch={steps_per_batch}",
             *overrides,
         )
     return dict(this._RESULT)
@@ -304,6 +321,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--modulus", type=int, default=113, help="p (31: the small-model case)")
     parser.add_argument("--frac-train", type=float, default=0.3, help="train fraction")
+    parser.add_argument(
+        "--steps-per-batch",
+        type=int,
+        default=1,
+        help="the template's model.steps_per_batch (K full-batch optimiser steps per Lightning "
+        "step; same weights); must divide --block and --warmup",
+    )
     parser.add_argument("--extras", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--quick", action="store_true", help="2 blocks of 10, no extras")
     parser.add_argument(
@@ -317,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
 
     res = interleaved(
         args.block, args.blocks, args.warmup, args.override, args.batch_size, args.modulus,
-        args.frac_train,
+        args.frac_train, args.steps_per_batch,
     )  # fmt: skip
     epochs = args.block * args.blocks
     per_epoch = {k: sum(res[k]) / epochs for k in ("template", *LOOPS)}
@@ -340,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"{ratios[0]:.3f} {statistics.median(ratios):.3f} {ratios[-1]:.3f}",
         ),
-        ("template: one training step, median", f"{step * 1e3:.1f}", ""),
+        ("template: one optimiser step, median", f"{step * 1e3:.1f}", ""),
         (
             "template: outside the step per epoch, median / mean (val, ckpt incl.)",
             f"{outside * 1e3:.2f} / {mean_outside * 1e3:.2f}",
@@ -352,6 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         rows += hook_costs(repeats=max(10, args.steps))
         rows += callback_costs(t_tpl)
     batches = f"minibatches of {args.batch_size}" if args.batch_size else "full-batch"
+    if args.steps_per_batch > 1:
+        batches += f", model.steps_per_batch={args.steps_per_batch}"
     print_table(
         f"{batches}: ms per epoch (val every {VAL_EVERY}), default config p={args.modulus} "
         f"(train fraction {args.frac_train}), "

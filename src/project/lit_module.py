@@ -16,6 +16,22 @@ cross-entropy instead of softmax's; ``orthograd=true`` wraps the optimiser in âŠ
 and ``train/softmax_collapse_f64``, the fraction of supervised train positions (of the epoch's
 training steps) whose softmax has collapsed in that dtype (Prieto et al. 2025; ``project.losses``). Checkpoints carry the net, optimiser and scheduler configs as
 plain dicts (``hyper_parameters``), so ``load_checkpoint`` rebuilds the right net.
+
+``steps_per_batch=K`` (full-batch training only) runs up to K optimiser steps, each one epoch,
+inside one Lightning training step, and moves Lightning's epoch and step counters on by one after
+each: ``current_epoch``, ``global_step``, ``max_epochs``, checkpoint and validation cadences,
+checkpoint names and the loggers' step axis all stay in real epochs and optimiser steps, and the
+weights equal a K=1 run's. It removes Lightning's per-step and per-epoch work (a few ms each) from
+K-1 of every K epochs: for small models, where that work is a large share of an epoch. What a
+block of K epochs gives up: epoch-level hooks (callbacks' ``on_train_epoch_*``, validation,
+checkpoints, ``train/*`` logging, ``on_train_batch_*``) run once per block, at its last epoch, so
+every epoch cadence must be a multiple of K (checked at the start of training), train metrics and
+the learning rate are logged every K epochs, and a train-metric threshold epoch is resolved to K
+epochs; gradient clipping and accumulation (``trainer.gradient_clip_val``,
+``accumulate_grad_batches``) are Lightning's automatic optimisation only. The per-step hooks
+(``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``: Grokfast) and
+precision plugins still run at every step. Blocks end at multiples of K, and the last epoch of a
+run is a block of its own (``FinalValidation`` sees it coming).
 """
 
 from __future__ import annotations
@@ -75,8 +91,18 @@ class LitCausalLM(L.LightningModule):
         loss: str = "cross_entropy",
         orthograd: bool = False,
         softmax_collapse: bool = False,
+        steps_per_batch: int = 1,
     ) -> None:
         super().__init__()
+        if (
+            isinstance(steps_per_batch, bool)
+            or not isinstance(steps_per_batch, int)
+            or steps_per_batch < 1
+        ):
+            raise ValueError(
+                f"steps_per_batch={steps_per_batch!r} is invalid: allowed an integer >= 1 "
+                "(K > 1: K full-batch optimiser steps per Lightning step)"
+            )
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is invalid: allowed {', '.join(LOSSES)}")
         if loss_dtype not in LOSS_DTYPES:
@@ -103,8 +129,12 @@ class LitCausalLM(L.LightningModule):
                 "loss": loss,
                 "orthograd": orthograd,
                 "softmax_collapse": softmax_collapse,
+                "steps_per_batch": steps_per_batch,
             }
         )
+        self.steps_per_batch = steps_per_batch
+        # K > 1: the module steps the optimiser itself (manual optimisation), K times a batch
+        self.automatic_optimization = steps_per_batch == 1
         self.loss_kind, self.orthograd = loss, bool(orthograd)
         self.softmax_collapse = bool(softmax_collapse)
         self.net: nn.Module = net if isinstance(net, nn.Module) else build(net)
@@ -197,9 +227,60 @@ class LitCausalLM(L.LightningModule):
         return loss
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        if self.steps_per_batch > 1:
+            return self._block_step(batch)
         loss, correct, count = self.loss_and_correct(batch)
         self._accumulate("train", loss, correct, count)
         return loss
+
+    def block_steps(self) -> int:
+        """Optimiser steps (= epochs) in the block that starts at the current epoch: up to the
+        next multiple of ``steps_per_batch``, never past ``max_epochs - 1`` (the last epoch is a
+        block of its own) or ``max_steps``."""
+        trainer, k = self.trainer, self.steps_per_batch
+        epoch = trainer.current_epoch
+        n = k - epoch % k
+        last = trainer.max_epochs
+        if last is not None and last >= 0:
+            n = min(n, last - 1 - epoch) if epoch < last - 1 else 1
+        if trainer.max_steps is not None and trainer.max_steps >= 0:
+            n = min(n, trainer.max_steps - trainer.global_step)
+        return max(n, 1)
+
+    def _next_epoch(self) -> None:
+        """Lightning's counters one epoch on, inside the batch (K > 1): ``current_epoch`` and the
+        loggers' step axis (``_batches_that_stepped``) count real epochs and steps."""
+        loop = self.trainer.fit_loop
+        tracker: Any
+        for tracker in (loop.epoch_progress.current, loop.epoch_progress.total):
+            tracker.ready += 1
+            tracker.started += 1
+            tracker.processed += 1
+            tracker.completed += 1
+        loop.epoch_loop._batches_that_stepped += 1
+
+    def _block_step(self, batch: Batch) -> torch.Tensor:
+        """``block_steps()`` full-batch optimiser steps, one epoch each, through Lightning's
+        optimiser wrapper (precision plugin, per-step hooks, ``global_step``)."""
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        n = self.block_steps()
+        for i in range(n):
+            if i:
+                self._next_epoch()
+            loss, correct, count = self.loss_and_correct(batch)
+            optimizer.zero_grad()  # type: ignore[union-attr]
+            self.manual_backward(loss)
+            optimizer.step()  # type: ignore[union-attr]
+            if scheduler is not None:
+                scheduler.step()  # type: ignore[union-attr]
+        # the epoch-end metrics are the block's last epoch's, as a K=1 run logs them
+        self._accumulate("train", loss, correct, count)
+        return loss.detach()
+
+    def on_train_start(self) -> None:
+        if self.steps_per_batch > 1:
+            check_block_cadences(self.trainer, self.steps_per_batch)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, correct, count = self.loss_and_correct(batch)
@@ -237,3 +318,33 @@ class LitCausalLM(L.LightningModule):
                 "name": "lr",  # LearningRateMonitor logs it as `lr`
             },
         }
+
+
+def check_block_cadences(trainer: Any, k: int) -> None:
+    """``steps_per_batch=k`` needs one batch an epoch and every epoch cadence a multiple of k
+    (hooks run at block ends only): ``check_val_every_n_epoch`` and any callback's
+    ``every_n_epochs`` / ``_every_n_epochs`` / ``dense_every_n_epochs``; no log-spaced
+    snapshots. Raises ``ValueError`` naming the first offender."""
+    what = f"steps_per_batch={k}"
+    if trainer.num_training_batches != 1:
+        raise ValueError(
+            f"{what} is invalid here: allowed with full-batch training only (data.batch_size=null;"
+            f" this run has {trainer.num_training_batches} batches an epoch)"
+        )
+    cadences = [("trainer.check_val_every_n_epoch", trainer.check_val_every_n_epoch)]
+    for cb in trainer.callbacks:
+        for attr in ("every_n_epochs", "_every_n_epochs", "dense_every_n_epochs"):
+            cadences.append((f"{type(cb).__name__}.{attr.lstrip('_')}", getattr(cb, attr, 0)))
+        if getattr(cb, "log_spaced", 0):
+            raise ValueError(
+                f"{what} is invalid with {type(cb).__name__}.log_spaced={cb.log_spaced}: "
+                "log-spaced snapshots need every epoch's end (use steps_per_batch=1)"
+            )
+    for name, every in cadences:
+        if isinstance(every, int) and not isinstance(every, bool) and every > 0 and every % k:
+            raise ValueError(
+                f"{what} is invalid with {name}={every}: allowed when every epoch cadence is a "
+                f"multiple of {k} (epoch hooks run once per block of {k} epochs)"
+            )
+        if name == "trainer.check_val_every_n_epoch" and every is None:
+            raise ValueError(f"{what} is invalid with {name}=null: validate every N epochs")

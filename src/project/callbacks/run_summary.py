@@ -53,6 +53,7 @@ class RunSummary(Callback):
         }
         self._state: dict[str, torch.Tensor] = {}
         self._loaded: dict[str, float] = {}
+        self._train_logged_at = 0
 
     def _update(self, trainer: Any, key: str, epoch: int) -> None:
         value = trainer.callback_metrics.get(key)
@@ -88,11 +89,16 @@ class RunSummary(Callback):
             )
         self._update(trainer, self.monitor, trainer.current_epoch + 1)  # fresh after validation
 
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        # the epochs completed when the train metrics now in callback_metrics were logged: the
+        # previous epoch's end (model.steps_per_batch=K: the previous block's, K epochs back)
+        self._train_logged_at = trainer.current_epoch
+
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         twin = train_twin(self.monitor)
         # train metrics are computed after the epoch-end hooks: read last epoch's here
-        if twin and trainer.current_epoch > 0:
-            self._update(trainer, twin, trainer.current_epoch)
+        if twin and self._train_logged_at > 0:
+            self._update(trainer, twin, self._train_logged_at)
 
     def on_train_end(self, trainer: Any, pl_module: Any) -> None:
         if twin := train_twin(self.monitor):
