@@ -95,7 +95,10 @@ class RunRecord:
             if "grok_epoch" in data or "best_val_acc" in data:
                 data.setdefault("monitor", "val/acc")
                 data.setdefault("threshold", 0.99)
-                data["names"] = {"reached_epoch": "grok_epoch", "train_reached_epoch": "memorise_epoch"}
+                data["names"] = {
+                    "reached_epoch": "grok_epoch",
+                    "train_reached_epoch": "memorise_epoch",
+                }
             data["version"] = 1
         known = {f for f in cls.__dataclass_fields__}
         record = cls(**{k: v for k, v in data.items() if k in known})
