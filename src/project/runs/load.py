@@ -235,6 +235,12 @@ class Reached:
         epoch = self.train_epoch if train else self.epoch
         return f"{self.rule(train)} " + (f"at epoch {epoch}" if epoch is not None else "never")
 
+    def epochs(self) -> dict[str, int | None]:
+        """``reached_epoch``, ``train_reached_epoch`` and each task word for them -> the epoch."""
+        out = {"reached_epoch": self.epoch, "train_reached_epoch": self.train_epoch}
+        out.update({word: out.get(generic) for generic, word in self.names.items()})
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the settings, the generic fields and each task word as a key of its own."""
         out: dict[str, Any] = {

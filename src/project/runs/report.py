@@ -133,7 +133,7 @@ def build_report(
         summary["weights"] = "none in this run dir"  # the list is filled in below
     data = ctx.data
     data.update(run_dir=str(run.run_dir), task=run.task, reached=reached.to_dict())
-    data.update({k: v for k, v in reached.to_dict().items() if k.endswith("_epoch")})
+    data.update(reached.epochs())
     data["curves"] = rg.frame_json(df)
     if len(run.progress):
         data["progress"] = rg.frame_json(run.progress)

@@ -85,7 +85,7 @@ def build_comparison(run_dirs: list[str | Path], out_dir: str | Path | None = No
         ctx.data["runs"].append({
             "run_dir": str(run.run_dir), "label": name, "task": run.task,
             "reached": reached.to_dict(), "curves": {c: df[c].tolist() for c in df.columns},
-            **{k: v for k, v in reached.to_dict().items() if k.endswith("_epoch")},
+            **reached.epochs(),
         })  # fmt: skip
     axes[0].set_title("Loss (dashed train, solid val)")
     rp.positive_log_y(axes[0])

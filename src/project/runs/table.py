@@ -169,13 +169,12 @@ def collect_runs(*roots: str | Path) -> pd.DataFrame:
     for col in COLUMNS:
         if col not in df:
             df[col] = None
-    defined = kinds["train_reached"] + kinds["reached"]
+    defined = kinds["train_reached"] + kinds["reached"]  # kept: "never reached" is news
     ordered = COLUMNS + kinds["best"] + defined + TAIL
-    extra = [c for c in df.columns if c not in ordered]
-    df = df[[c for c in COLUMNS + extra + ordered[len(COLUMNS) :] if c in df.columns]]
-    empty = [c for c in df.columns if c not in defined and c not in COLUMNS[:3]
-             and df[c].isna().all()]  # fmt: skip
-    df = df.drop(columns=empty)
+    extra = [c for c in df.columns if c not in ordered]  # the override keys
+    df = df[[c for c in ordered if c in df.columns] + extra]
+    droppable = COLUMNS[3:] + kinds["best"] + TAIL
+    df = df.drop(columns=[c for c in droppable if c in df and df[c].isna().all()])
     df.attrs["columns"] = {k: [c for c in v if c in df.columns] for k, v in kinds.items()}
     return df
 
