@@ -92,9 +92,9 @@ def phase_cells(sweep_dir: Path) -> dict[tuple[float, float], str]:
     cells = phase_table(collect_runs(sweep_dir), x, y)
     out = {}
     for _, row in cells.iterrows():
-        mean = row["grok_mean"]
-        shown = f"{mean:.0f}" if mean == mean else f"acc {row['best_val_acc']:.2f}"
-        out[(float(row[x]), float(row[y]))] = f"{shown} ({int(row['grokked'])}/{int(row['n'])})"
+        mean = row["reached_mean"]
+        shown = f"{mean:.0f}" if mean == mean else f"acc {row['best']:.2f}"
+        out[(float(row[x]), float(row[y]))] = f"{shown} ({int(row['reached'])}/{int(row['n'])})"
     return out
 
 

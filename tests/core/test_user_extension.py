@@ -112,6 +112,12 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
     assert report.returncode == 0, report.stderr[-3000:]
     html = (run / "report" / "index.html").read_text()
     assert "Training curves" in html and "my_project.ReverseTask" in html
+    # a net of torch.nn parts (no HookPoints) and a task that declares no report sections: the
+    # page says why those sections are absent
+    absent = json.loads((run / "report" / "report.json").read_text())["not_shown"]
+    assert "my_project.ReverseTask declares none" in absent["Task sections"]
+    assert "HookPoints" in absent["Attention per head"]
+    assert "Fourier" not in html and "phase" not in html
 
     # a sweep of the user's experiment (the README's "outside the clone" recipe, last step)
     sweep = _run(

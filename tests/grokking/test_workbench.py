@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from project.grokking.progress import ProgressMeasures
+from project.grokking.report_fourier import modulus, operation
 from project.runs.load import load_run
 from project.runs.report import build_report, main
 from tests.conftest import SMALL, train_in_process
@@ -84,7 +85,7 @@ def test_callback_writes_progress_file_and_logs_to_tensorboard(tb_run: Path) -> 
 
 def test_load_run_gives_config_history_and_lazy_snapshots(tb_run: Path) -> None:
     run = load_run(tb_run)
-    assert run.config["data"]["modulus"] == 23 and run.modulus == 23 and run.operation == "add"
+    assert run.config["data"]["modulus"] == 23 and modulus(run) == 23 and operation(run) == "add"
     assert run.metrics_source == "tensorboard"
     assert len(run.history("train/loss")) == EPOCHS
     assert len(run.history("val/acc")) == EPOCHS  # SMALL validates every epoch
@@ -138,12 +139,14 @@ def test_report_without_checkpoints_recomputes_from_the_recorded_trajectory(
     shutil.copytree(tb_run, recorded, ignore=shutil.ignore_patterns("checkpoints", "report"))
     assert main([str(recorded)]) == 0
     data = json.loads((recorded / "report" / "report.json").read_text())
-    from project.runs import report_generic as rg
-    from project.runs.report import thresholds
+    from project.runs.load import first_epoch_at
 
-    memorised, grok = thresholds(rg.curves(load_run(tb_run)))  # as the checkpointed report
+    reached = load_run(tb_run).reached  # the run's record, as the checkpointed report reads it
+    memorised, grok = reached.train_epoch, reached.epoch
+    history = load_run(tb_run).history("val/acc")  # the record agrees with the metric history
+    assert grok == first_epoch_at(history["epoch"], history["val/acc"], 0.99)
     assert data["phases"] is not None and data["grok_epoch"] == grok
-    assert data["memorised_epoch"] == memorised
+    assert data["memorise_epoch"] == memorised
     assert "Fourier spectra of W_E and W_L" in data["not_computed_needs_weights"]
     assert (
         data["final"]["key_freqs"]
@@ -218,7 +221,7 @@ def test_report_renders_in_headless_chromium(tb_run: Path, tmp_path: Path) -> No
         "Neurons in the 2-D Fourier basis",
     ):
         assert heading in text
-    assert "memorised (train acc &gt;= 99%)" in text
+    assert "train/acc &gt;= 0.99 (memorise_epoch)" in text
     assert (page.parent / "report.json").is_file()
     render_and_check(page, tmp_path)
     for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', text):
@@ -230,14 +233,14 @@ def test_report_renders_in_headless_chromium(tb_run: Path, tmp_path: Path) -> No
 def test_report_on_a_run_that_has_not_grokked(bare_run: Path, tmp_path: Path) -> None:
     page = build_report(bare_run)
     text = page.read_text()
-    assert "never reached 99%" in text and "progress.jsonl" in text
+    assert "never reached 0.99" in text and "progress.jsonl" in text
     render_and_check(page, tmp_path)
 
 
 def test_record_writes_a_trajectory_the_report_reads_without_checkpoints(
     tb_run: Path, tmp_path: Path
 ) -> None:
-    from project.runs.record import main as record_main
+    from project.grokking.report_record import main as record_main
 
     out = tmp_path / "recorded"
     assert record_main([str(tb_run), str(out)]) == 0

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
+from project.grokking.report_phases import PHASES, detect_phases
 from project.interp.fourier import key_frequencies_from_norms
-from project.runs.report_phases import PHASES, detect_phases
 
 E1, E2, E3, END = 1400, 9400, 13400, 20000
 MEMORISED = 300  # train acc >= 99% long before excluded loss bottoms out (as in the faithful run)

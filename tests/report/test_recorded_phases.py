@@ -1,5 +1,5 @@
 """Phases on recorded trajectories committed under docs/results (no checkpoints, no training):
-the paper's pattern on a real fast_grok run (``python -m project.runs.record`` of
+the paper's pattern on a real fast_grok run (``python -m project.grokking.report_record`` of
 ``experiment=fast_grok trainer.max_epochs=400 logger=csv
 callbacks.progress_measures.every_n_epochs=5``, seed 0), and boundaries that stay put when the
 snapshot cadence is halved or doubled."""
@@ -11,11 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from project.grokking.report_phases import PHASES, at, detect_phases, phase_measures
+from project.grokking.report_record import read_trajectory
 from project.runs import report_generic as rg
 from project.runs.load import Run, load_run
-from project.runs.record import read_trajectory
-from project.runs.report import phase_measures, thresholds
-from project.runs.report_phases import PHASES, at, detect_phases
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 FAST_GROK = RESULTS / "fast_grok_seed0"
@@ -23,8 +22,8 @@ FAST_GROK = RESULTS / "fast_grok_seed0"
 
 def phases_of(run: Run, traj: pd.DataFrame) -> dict:
     df = rg.curves(run)
-    memorised, grok = thresholds(df)
-    measures, _ = phase_measures(run, traj, df)
+    memorised, grok = run.reached.train_epoch, run.reached.epoch  # its record (summary.json)
+    measures, _ = phase_measures(run.progress, traj, df)
     out = detect_phases(measures, grok, memorised)
     return {**out, "measures": measures, "memorised": memorised, "grok": grok}
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from project.checkpoint import load_checkpoint, read_checkpoint
+from project.grokking.report_phases import PHASES
 from project.report import main as report_main
 from project.runs.report import build_report
-from project.runs.report_phases import PHASES
 from tests.conftest import SMALL, train_in_process
 
 
@@ -65,7 +65,7 @@ def test_report_json_schema(modular_runs: list[Path]) -> None:
     assert set(data["phases"]) == set(PHASES)
     for span in data["phases"].values():
         assert span is None or (len(span) == 2 and span[0] <= span[1])
-    assert "grok_epoch" in data and "memorised_epoch" in data
+    assert "grok_epoch" in data and "memorise_epoch" in data
     for key in ("curves", "trajectory", "progress", "final", "phase_evidence", "ablation"):
         assert key in data, key
     traj = data["trajectory"]

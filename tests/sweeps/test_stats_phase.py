@@ -45,7 +45,7 @@ def test_seed_stats_mean_std_n(grid: Path) -> None:
 def test_phase_table_png_and_cli(grid: Path, tmp_path: Path, capsys) -> None:
     cells = phase_table(collect_runs(grid), WD, FRAC)
     cell = cells[(cells[WD] == 3) & (cells[FRAC] == 0.3)].iloc[0]
-    assert cell["n"] == 3 and cell["grokked"] == 2 and cell["grok_mean"] == 220
+    assert cell["n"] == 3 and cell["reached"] == 2 and cell["reached_mean"] == 220
     text = format_phase_table(cells, WD, FRAC)
     assert "220 (2/3)" in text and "acc 0.30 (0/3)" in text and "105" not in text
 

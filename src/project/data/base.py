@@ -15,6 +15,12 @@ for a split of its own. ``batch_size`` is the *global* batch (``None`` or ``-1``
 under DDP each of N ranks takes a disjoint 1/N shard of it, so ``trainer.devices`` does not change
 the optimisation. Shuffling depends only on ``(shuffle_seed, epoch)``: a resumed run sees the same
 order.
+
+A task may declare the run report's sections for its runs: ``report_sections``, dotted paths
+``"package.module:function"`` of functions taking the report's context
+(``project.runs.report_generic.ReportContext``) and returning sections; ``compare_sections``
+likewise for the comparison page (``CompareContext``). The report finds them on the class named by
+a run's ``data._target_``, so old run dirs get them too.
 """
 
 from __future__ import annotations
@@ -28,6 +34,10 @@ import torch
 from project.data.arithmetic import split_indices
 
 IGNORE_INDEX = -100
+# tasks renamed since older runs were written: their run dirs still load (``load_run``)
+RENAMED_TASKS = {
+    "project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule",
+}
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -104,6 +114,8 @@ class TokenTask(L.LightningDataModule):
     vocab_size: int
     seq_len: int
     last_position_only: bool = False
+    report_sections: tuple[str, ...] = ()  # "module:function" entries (the module docstring)
+    compare_sections: tuple[str, ...] = ()
     eval_batch_size: int | None = None  # validation batch; None = the whole split at once
 
     def __init__(

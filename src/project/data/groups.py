@@ -57,6 +57,7 @@ class GroupCompositionDataModule(TokenTask):
 
     last_position_only = True
     seq_len = 3
+    report_sections = ("project.runs.report_groups:report_sections",)  # irreps, Chughtai et al.
 
     def __init__(
         self,

@@ -60,6 +60,8 @@ def repeated_sequences(
 class InductionDataModule(TokenTask):
     """Repeated random spans; train gaps ``0..max_gap`` minus ``val_gaps``, val on ``val_gaps``."""
 
+    report_sections = ("project.runs.report_induction:report_sections",)  # head scores
+
     def __init__(
         self,
         vocab_size: int = 64,

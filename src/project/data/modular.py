@@ -21,6 +21,9 @@ class ModularDataModule(TokenTask):
 
     last_position_only = True
     seq_len = 3
+    # the run report's sections for this task: the grokking plugin (Fourier measures, phases)
+    report_sections = ("project.grokking.report_fourier:report_sections",)
+    compare_sections = ("project.grokking.report_compare:compare_sections",)
 
     def __init__(
         self,

@@ -3,18 +3,16 @@
 
 Writes ``<run_dir>/report/index.html``, one self-contained page (figures are embedded PNG data
 URIs, >= 1000 px wide, one-line caption each), and ``<run_dir>/report/report.json`` with every
-number behind it: the phases measured from the progress measures (``phases``: memorisation,
-circuit_formation, cleanup as ``[start, end]`` epochs; see ``project.runs.report_phases``),
-``grok_epoch``, the curves, the snapshot trajectory and the final spectra.
+number behind it.
 
-Sections for any task under the template contract: summary, training curves (linear x by default,
-log-y loss with a ln(classes) line), attention per head on an example, head and layer ablation
-effects; for induction tasks, head scores. For modular-arithmetic runs, the measures of Nanda et
-al. 2023 recomputed on the checkpoint snapshots with the final model's key frequencies, and the
-paper's figures. For group-composition runs (``project.data.groups``), the representation
-measures of Chughtai et al. 2023 (key irreps, restricted/excluded loss, shares per irrep) on the
-snapshots with the final model's key irreps (``project.runs.report_groups``). Epochs are completed
-epochs throughout.
+Sections for any task under the template contract: the summary (the threshold epochs of the run's
+record, ``project.runs.load.reached``), training curves (linear x by default, log-y loss with a
+ln(classes) line), the local learning coefficient over training (``--llc``, or cached), and with
+the final model: attention per head on an example, head and layer ablation effects. A task adds
+its own sections by declaring them on its class (``report_sections``; see
+``project.runs.report_generic``); they run before the curves are drawn, so spans they mark (e.g.
+phases) are shaded on the curves too. A section that does not apply is listed under "Not shown"
+with the reason (``report.json``: ``not_shown``). Epochs are completed epochs throughout.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from __future__ import annotations
 import argparse
 import html
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,27 +27,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
-from project.interp import fourier as fo  # noqa: E402
 from project.runs import report_generic as rg  # noqa: E402
-from project.runs.load import Run, first_epoch_at, load_run  # noqa: E402
-from project.runs.record import read_trajectory  # noqa: E402
-from project.runs.report_phases import detect_phases  # noqa: E402
+from project.runs.load import Reached, Run, load_run  # noqa: E402
 
-THRESHOLD = 0.99
-Section = tuple[str, str, str]
-NEEDS_WEIGHTS = [
-    "key frequencies and measures recomputed with the final model (trajectory.jsonl if recorded, "
-    "else the live ones)",
-    "Fourier spectra of W_E and W_L",
-    "neurons in the 2-D Fourier basis",
-    "attention patterns",
-    "head and layer ablations",
-    "induction head scores and ablations",
-]
+Section = rg.Section
+NEEDS_WEIGHTS = ["attention patterns", "head and layer ablations"]
+NO_WEIGHTS = "needs checkpoints: none in this run dir"
 
 
 def has_weights(run: Run) -> bool:
@@ -58,64 +41,24 @@ def has_weights(run: Run) -> bool:
     return (run.run_dir / "checkpoints" / "last.ckpt").is_file() or bool(run.snapshot_paths)
 
 
-def thresholds(df: pd.DataFrame) -> tuple[int | None, int | None]:
-    """(epoch train acc first >= 99%, epoch val acc first >= 99%) from the curves."""
-    out = []
-    for col in ("train/acc", "val/acc"):
-        rows = df[["epoch", col]].dropna() if col in df else pd.DataFrame(columns=["epoch", col])
-        out.append(first_epoch_at(rows["epoch"].to_numpy(), rows[col].to_numpy(), THRESHOLD))
-    return out[0], out[1]
-
-
-def phase_measures(run: Run, traj: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
-    """The signals phases are read from, one row per epoch: train loss/acc and test (val) loss
-    from the metric history ``df`` (every epoch / every validation); excluded and restricted loss
-    from the snapshot trajectory (final key frequencies) when it has >= 3 points, else the live
-    progress records; weight norm from the live records and the snapshots together (denser)."""
-    rename = {"train/loss": "train_loss", "train/acc": "train_acc", "val/loss": "test_loss"}
-    parts = (
-        [df[["epoch", *[c for c in rename if c in df]]].rename(columns=rename)] if len(df) else []
-    )
-    wn = [d[["epoch", "weight_norm"]] for d in (run.progress, traj) if "weight_norm" in d]
-    if wn:
-        parts.append(pd.concat(wn).groupby("epoch", as_index=False).first())
-    use_traj = len(traj) >= 3 and "excluded_loss" in traj
-    src = traj if use_traj else run.progress
-    losses = [c for c in ("epoch", "excluded_loss", "restricted_loss") if c in src]
-    source = "snapshots (final key frequencies)" if use_traj else "progress.jsonl (live keys)"
-    if len(losses) > 1 and len(src):
-        parts.append(src[losses])
-    if not parts:
-        return pd.DataFrame(), source
-    merged = parts[0]
-    for part in parts[1:]:
-        merged = merged.merge(part, on="epoch", how="outer")
-    return merged.sort_values("epoch").reset_index(drop=True), source
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray | torch.Tensor):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, float | np.floating):
-        return float(x) if math.isfinite(float(x)) else None
-    return x
-
-
-def _frame(df: pd.DataFrame) -> dict[str, list[Any]]:
-    return {str(c): _jsonable(df[c].tolist()) for c in df.columns}
-
-
 def _fmt(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else html.escape(str(x))
 
 
-def page(title: str, verdict: str, summary: dict[str, Any], sections: list[Section]) -> str:
+def _not_shown(notes: dict[str, str] | None) -> str:
+    if not notes:
+        return ""
+    items = "".join(
+        f"<li><b>{html.escape(t)}</b>: {html.escape(why)}</li>" for t, why in notes.items()
+    )
+    return f"<section class='absent'><h2>Not shown</h2><ul>{items}</ul></section>"
+
+
+def page(
+    title: str, verdict: str, summary: dict[str, Any], sections: list[Section],
+    not_shown: dict[str, str] | None = None,
+) -> str:  # fmt: skip
+    """The HTML page: title, verdict, summary table, the sections, then what is not shown and why."""
     rows = "".join(f"<tr><th>{_fmt(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in summary.items())
     body = "".join(
         f'<section><h2>{html.escape(t)}</h2><img alt="{html.escape(t)}" src="{src}">'
@@ -128,22 +71,35 @@ def page(title: str, verdict: str, summary: dict[str, Any], sections: list[Secti
         "body{font-family:sans-serif;max-width:1450px;margin:2em auto;color:#222;padding:0 1em}"
         "img{max-width:100%;display:block}th{text-align:left;padding-right:1em}"
         "td,th{border-bottom:1px solid #eee;padding:2px 6px}.cap{color:#444;margin-top:.3em}"
-        ".verdict{font-size:1.2em;font-weight:bold}</style></head><body>"
+        ".verdict{font-size:1.2em;font-weight:bold}.absent{color:#555}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p class='verdict'>{html.escape(verdict)}</p>"
-        f"<table>{rows}</table>{body}</body></html>"
+        f"<table>{rows}</table>{body}{_not_shown(not_shown)}</body></html>"
     )
 
 
-def verdict_text(t_mem: int | None, t_grok: int | None, val_max: float | None) -> str:
-    """One neutral line for any task (a delayed rise of val acc is grokking; not every task does)."""
-    if t_grok:
-        text = f"Validation accuracy first reached {THRESHOLD:.0%} after {t_grok} epochs"
-        if t_mem:
-            return text + f", {t_grok - t_mem} epochs after train accuracy did."
+def reached_label(reached: Reached, train: bool = False) -> str:
+    """``val/acc >= 0.99``, with the task's word when it has one (``RunRecord.names``) in brackets."""
+    generic = "train_reached_epoch" if train else "reached_epoch"
+    word = reached.names.get(generic)
+    return reached.rule(train) + (f" ({word})" if word else "")
+
+
+def _after(epoch: int | None) -> str:
+    return f"after {epoch} epochs" if epoch is not None else "not yet"
+
+
+def verdict_text(reached: Reached) -> str:
+    """One neutral line for any task: when the monitored metric reached its threshold."""
+    thr = f"{reached.threshold:g}"
+    if reached.epoch is not None:
+        text = f"{reached.monitor} first reached {thr} after {reached.epoch} epochs"
+        if reached.train_epoch is not None:
+            gap = reached.epoch - reached.train_epoch
+            return text + f", {gap} epochs after {reached.train_monitor} did."
         return text + "."
-    if val_max is not None:
-        return f"Validation accuracy never reached {THRESHOLD:.0%} (best {val_max:.1%})."
-    return "No validation accuracy logged."
+    if reached.best is not None:
+        return f"{reached.monitor} never reached {thr} (best {reached.best:.4g})."
+    return f"No {reached.monitor} logged."
 
 
 def build_report(
@@ -156,162 +112,113 @@ def build_report(
     devinterp (needs ``uv sync --extra llc``; cached in ``<run_dir>/llc.json``). Without it, LLC
     values already cached (by the live callback or an earlier report) are still shown.
     """
-    from project.runs import report_fourier as rf
-
     run = load_run(run_dir)
     dm = run.datamodule()
-    weights = has_weights(run)
-    model = run.final_model() if weights else None
+    model = run.final_model() if has_weights(run) else None
     df = rg.curves(run)
-    t_mem, t_grok = thresholds(df)
+    reached = run.reached
+    ctx = rg.ReportContext(run, dm, model, df, reached, xscale, max_snapshots)
+    if reached.epoch is not None:
+        ctx.marks.at, ctx.marks.at_label = reached.epoch, f"{reached.rule()} at {reached.epoch}"
     end = int(df["epoch"].max()) if len(df) else (run.epochs[-1] if run.epochs else 0)
-    val_max = (
-        float(df["val/acc"].max()) if "val/acc" in df and df["val/acc"].notna().any() else None
-    )
-    summary: dict[str, Any] = {"run dir": str(run.run_dir), "task": run.config.get("data", {}).get(
-        "_target_", "?"), "epochs trained": end}  # fmt: skip
-    summary["memorised (train acc >= 99%)"] = f"after {t_mem} epochs" if t_mem else "not yet"
-    summary["generalised (val acc >= 99%)"] = f"after {t_grok} epochs" if t_grok else "not yet"
-    data: dict[str, Any] = {"run_dir": str(run.run_dir), "grok_epoch": t_grok,
-                            "memorised_epoch": t_mem, "curves": _frame(df)}  # fmt: skip
+    summary = ctx.summary
+    summary.update({"run dir": str(run.run_dir), "task": run.task, "epochs trained": end})
+    if reached.train_monitor:
+        epoch = reached.train_epoch
+        summary[reached_label(reached, True)] = _after(epoch)
+    summary[reached_label(reached)] = _after(reached.epoch)
+    if not reached.source.startswith("summary.json"):
+        summary["threshold epochs from"] = reached.source
+    if model is None:
+        summary["weights"] = "none in this run dir"  # the list is filled in below
+    data = ctx.data
+    data.update(run_dir=str(run.run_dir), task=run.task, reached=reached.to_dict())
+    data.update(reached.epochs())
+    data["curves"] = rg.frame_json(df)
+    if len(run.progress):
+        data["progress"] = rg.frame_json(run.progress)
 
-    traj, keys, acts, modular = pd.DataFrame(), [], None, run.is_modular and hasattr(dm, "modulus")
-    if weights:
-        modular = modular and hasattr(
-            model, "run_with_hooks"
-        )  # the Fourier tools need a hooked net
-    if not weights:
-        summary["weights"] = "none in this run dir: " + "; ".join(NEEDS_WEIGHTS)
-        data["not_computed_needs_weights"] = NEEDS_WEIGHTS
-        recorded, final_rec = read_trajectory(run.run_dir)
-        if modular and len(recorded):  # python -m project.runs.record: final-key measures
-            traj, keys = recorded, list(final_rec.get("key_freqs", []))
-            summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
-            summary["key frequencies (neuron clusters, recorded)"] = keys or "none"
-            data["final"] = final_rec
-            data["trajectory"] = _frame(traj)
-        elif modular and len(run.progress):
-            traj = run.progress  # the live measures stand in for the snapshot trajectory
-            keys = list(run.progress["key_freqs"].dropna().iloc[-1]) if "key_freqs" in traj else []
-            summary["task"] = f"{dm.operation} mod {dm.modulus}, train fraction {dm.frac_train}"
-            summary["key frequencies (live, last progress record)"] = keys or "none"
-            data["final"] = {"key_freqs": keys, "key_rule": "live (progress.jsonl)"}
-    elif modular and model is not None:
-        p, op = dm.modulus, dm.operation
-        _, acts = fo.grid_forward(model, p)
-        final = fo.progress_measures(model, p, dm.tokens, dm.answers, dm.train_idx, dm.val_idx, op)
-        keys = final["key_freqs"]
-        embed_keys = fo.key_frequencies_from_norms(fo.embedding_frequency_norms(model, p))
-        if run.snapshot_paths:
-            traj = rf.trajectory(run.snapshot_paths, dm, keys, max_snapshots)
-        summary["task"] = f"{op} mod {p}, train fraction {dm.frac_train}"
-        summary["key frequencies (neuron clusters)"] = keys or "none"
-        summary["key frequencies (embedding spectrum)"] = embed_keys or "none"
-        summary["final train / val acc"] = f"{final['train_acc']:.2%} / {final['val_acc']:.2%}"
-        summary["neurons >85% one frequency"] = f"{final.get('neuron_explained_frac', 0.0):.0%}"
-        data["final"] = {**_jsonable(final), **rf.final_numbers(model, dm, keys),
-                         "key_freqs_embedding": embed_keys, "key_rule": fo.KEY_RULE}  # fmt: skip
-        data["trajectory"] = _frame(traj)
-    recorded_traj = not weights and (run.run_dir / "trajectory.jsonl").is_file()
-    measures, source = phase_measures(run, traj if weights or recorded_traj else pd.DataFrame(), df)
-    found = (
-        detect_phases(measures, t_grok, t_mem)
-        if modular and len(measures)  # the phases of Nanda et al. are about modular arithmetic
-        else {"phases": None, "evidence": {}, "checks": {}}
+    sections: list[Section] = []
+    entries = rg.declared(dm, "report_sections")
+    if entries:
+        sections += rg.task_sections(ctx, [(run.task, e) for e in entries], "report_sections")
+    else:
+        ctx.note("Task sections", f"{run.task} declares none (report_sections on the task class; "
+                 "README: Add your own task)")  # fmt: skip
+    sections += _llc_sections(ctx, llc, llc_snapshots)
+    sections += _weight_sections(ctx)
+    caption = "Loss on a log scale (dashed: ln of the number of classes = chance)"
+    if marks := ctx.marks.describe():
+        caption += f"; {marks}"
+    curves = (
+        "Training curves",
+        rg.fig_curves(df, ctx.marks, rg.n_classes(dm), xscale),
+        caption + ".",
     )
-    phases = found["phases"]
-    data.update(phases=phases, phase_evidence=found["evidence"], phase_source=source)
-    data["phase_checks"] = found.get("checks", {})
-    data["progress"] = _frame(run.progress)
-    for name, span in (phases or {}).items():
-        summary[f"phase: {name.replace('_', ' ')}"] = f"{span[0]}-{span[1]}" if span else "-"
+    sections.insert(0, curves)
+
     summary["metrics source"] = run.metrics_source
-    summary["snapshots analysed"] = len(traj)
     for key in ("lr", "weight_decay"):
         value = run.config.get("model", {}).get("optimizer", {}).get(key)
         if value is not None:
             summary[f"model.optimizer.{key}"] = value
-
-    shown = phases if modular else None
-    sections: list[Section] = [(
-        "Training curves", rg.fig_curves(df, shown, t_grok, rg.n_classes(dm), xscale),
-        "Loss on a log scale (dashed: ln of the number of classes = chance); shading = phases "
-        "measured from the progress measures (dotted: val acc reaches 99%)."
-    )]  # fmt: skip
-    if modular and model is None:
-        sections += rf.trajectory_sections(traj, dm.modulus, shown, t_grok, xscale)
-    elif modular:
-        sections += rf.sections(model, dm, traj, keys, acts, shown, t_grok, xscale)
-    sections += _group_sections(run, model, dm, summary, data, max_snapshots, t_grok, xscale)
-    sections += _llc_sections(run, dm, df, summary, data, llc, llc_snapshots, xscale)
-    if model is not None:
-        sections += rg.attention_sections(model, dm)
-        ablation, table = rg.ablation_section(model, dm)
-        if ablation:
-            sections.append(ablation)
-        if table is not None:
-            data["ablation"] = _frame(table.drop(columns=[c for c in ("neuron",) if c in table]))
-    if (
-        model is not None
-        and "induction" in str(run.config.get("data", {}).get("_target_", "")).lower()
-    ):
-        induction, scores, causal = rg.induction_section(model, dm)
-        if induction:
-            sections.append(induction)
-            data["induction_scores"] = _frame(scores) if scores is not None else None
-            data["induction_ablation"] = _frame(causal) if causal is not None else None
+    if model is None:
+        needs = NEEDS_WEIGHTS + ctx.needs_weights
+        summary["weights"] = "none in this run dir: " + "; ".join(needs)
+        data["not_computed_needs_weights"] = needs
+    data["not_shown"] = ctx.not_shown
 
     out = run.run_dir / "report" / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    verdict = verdict_text(t_mem, t_grok, val_max)
-    out.write_text(page(f"Run report: {run.run_dir.name}", verdict, summary, sections))
-    (out.parent / "report.json").write_text(json.dumps(_jsonable(data), indent=1))
+    title = f"Run report: {run.run_dir.name}"
+    out.write_text(page(title, verdict_text(reached), summary, sections, ctx.not_shown))
+    (out.parent / "report.json").write_text(json.dumps(rg.jsonable(data), indent=1))
     return out
 
 
-def _group_sections(
-    run: Run, model: Any, dm: Any, summary: dict[str, Any], data: dict[str, Any],
-    max_snapshots: int, t_grok: int | None, xscale: str,
-) -> list[Section]:  # fmt: skip
-    """Representation sections for a group-composition run (adds to ``summary`` and ``data``)."""
-    from project.runs import report_groups as rgr
-
-    if not rgr.is_group_task(dm) or not hasattr(model, "run_with_hooks"):
+def _weight_sections(ctx: rg.ReportContext) -> list[Section]:
+    """Attention per head and the ablations (any task; they need the final model)."""
+    attention, ablations = "Attention per head", "Head and layer ablation effects"
+    if ctx.model is None:
+        ctx.note(attention, NO_WEIGHTS)
+        ctx.note(ablations, NO_WEIGHTS)
         return []
-    try:
-        irreps = rgr.irreps_of(dm)
-    except ValueError as exc:  # e.g. S6: irreps not built here
-        summary["representations"] = f"not analysed: {exc}"
-        return []
-    final = rgr.final_measures(model, dm, irreps)
-    traj = pd.DataFrame()
-    if run.snapshot_paths:
-        traj = rgr.trajectory(run.snapshot_paths, dm, irreps, final["key_irreps"], max_snapshots)
-    summary.update(rgr.summary_rows(final, irreps))
-    data["representations"] = {**rgr.to_json(final, irreps), "trajectory": _frame(traj)}
-    return rgr.sections(model, dm, traj, irreps, final, None, t_grok, xscale)
+    sections = rg.attention_sections(ctx.model, ctx.dm)
+    if not sections:
+        ctx.note(attention, "the net has no attention-pattern HookPoints (attn.hook_pattern)")
+    section, table = rg.ablation_section(ctx.model, ctx.dm)
+    if section:
+        sections.append(section)
+    elif table is not None and "error" in table:
+        ctx.note(ablations, f"not applicable to this net: {table['error'].iloc[0]}")
+    if table is not None:
+        ctx.data["ablation"] = rg.frame_json(
+            table.drop(columns=[c for c in ("neuron",) if c in table])
+        )
+    return sections
 
 
-def _llc_sections(
-    run: Run, dm: Any, df: pd.DataFrame, summary: dict[str, Any], data: dict[str, Any],
-    compute: bool, max_snapshots: int, xscale: str,
-) -> list[Section]:  # fmt: skip
+def _llc_sections(ctx: rg.ReportContext, compute: bool, max_snapshots: int) -> list[Section]:
     """The LLC curve (any task): computed with ``compute``, else only what is cached."""
     from project.interp.llc import CACHE
     from project.runs import report_llc as rl
 
+    title = "Local learning coefficient over training"
+    run = ctx.run
     if not compute and not (run.run_dir / CACHE).exists():
+        ctx.note(title, "not computed: python -m project.report RUN --llc (uv sync --extra llc)")
         return []
     config = rl.config_of(run.config)
-    curve = rl.llc_curve(run, dm, config, max_snapshots, compute=compute)
+    curve = rl.llc_curve(run, ctx.dm, config, max_snapshots, compute=compute)
     if curve.empty:
+        ctx.note(title, f"no snapshots to estimate and nothing cached in {CACHE}")
         return []
-    data["llc"] = {"settings": config.key(), **_frame(curve)}
+    ctx.data["llc"] = {"settings": config.key(), **rg.frame_json(curve)}
     last = curve.iloc[-1]
-    summary["LLC (last snapshot, mean +- std over chains)"] = (
+    ctx.summary["LLC (last snapshot, mean +- std over chains)"] = (
         f"{last['llc_mean']:.3g} +- {last['llc_std']:.2g} at epoch {int(last['epoch'])}"
     )
-    return [rl.section(curve, df, config, xscale)]
+    return [rl.section(curve, ctx.curves, config, ctx.xscale)]
 
 
 def check_run_dir(run_dir: Path) -> str | None:

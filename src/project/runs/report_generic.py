@@ -1,11 +1,28 @@
-"""Sections of the run report for any task under the template contract: training curves,
-attention per head on examples, head and layer ablation effects; plus the induction hook."""
+"""Sections of the run report for any task under the template contract (training curves,
+attention per head on examples, head and layer ablation effects), and how a task adds its own.
+
+A task declares its sections on its class (``project.data.base.TokenTask``)::
+
+    class MyTask(TokenTask):
+        report_sections = ("my_project.report:sections",)     # single-run report
+        compare_sections = ("my_project.report:compare",)     # comparison page (optional)
+
+Each entry is ``"module:function"``; the function takes a :class:`ReportContext` (a
+:class:`CompareContext` on the comparison page) and returns a list of :data:`Section`. It may add
+rows to ``ctx.summary``, numbers to ``ctx.data`` (``report.json``), spans to ``ctx.marks`` (shaded
+on every figure over epochs, the training curves included) and, for what it cannot show,
+``ctx.note(title, why)``: the page lists those under "Not shown" with the reason.
+"""
 
 from __future__ import annotations
 
+import importlib
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -15,13 +32,115 @@ from project.interp.ablation import (
     ablation_sweep,
     head_ablations,
     layer_ablations,
-    model_layers,
 )
 from project.runs import report_plot as rp
-from project.runs.load import Run
+from project.runs.load import Reached, Run
 
-Section = tuple[str, str, str]
+Section = tuple[str, str, str]  # title, PNG data URI, one-line caption
 IGNORE_INDEX = -100
+
+
+@dataclass
+class ReportContext:
+    """What a report section gets: the run, its task rebuilt, the final model (None without
+    weights), the curves, the threshold epochs; and what it may add to (``summary`` rows,
+    ``data`` for report.json, ``marks`` on the figures over epochs, ``needs_weights``: what it
+    would show with checkpoints, ``not_shown``: title -> why it is absent)."""
+
+    run: Run
+    dm: Any
+    model: Any
+    curves: pd.DataFrame
+    reached: Reached
+    xscale: str = "linear"
+    max_snapshots: int = 40
+    summary: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    marks: rp.Marks = field(default_factory=rp.Marks)
+    needs_weights: list[str] = field(default_factory=list)
+    not_shown: dict[str, str] = field(default_factory=dict)
+
+    def note(self, title: str, why: str) -> None:
+        """Say on the page why the section ``title`` is absent."""
+        self.not_shown[title] = why
+
+
+@dataclass
+class CompareContext:
+    """What a comparison section gets: the runs, their labels and curves, the page's epoch range;
+    it may add rows per run to ``table`` (label -> {column: value}), numbers to ``data``
+    (compare.json, ``data["runs"][i]`` per run) and notes to ``not_shown``."""
+
+    runs: list[Run]
+    labels: list[str]
+    curves: list[pd.DataFrame]
+    xmax: float
+    table: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    not_shown: dict[str, str] = field(default_factory=dict)
+
+    def note(self, title: str, why: str) -> None:
+        self.not_shown[title] = why
+
+
+def load_entry(entry: str) -> Callable[..., list[Section]]:
+    """The function a ``"module:function"`` entry of ``report_sections`` names."""
+    module, sep, name = str(entry).partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"{entry!r} is invalid: allowed 'package.module:function'")
+    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+
+
+def task_sections(
+    ctx: ReportContext | CompareContext, entries: list[tuple[str, str]], kind: str
+) -> list[Section]:
+    """Run each ``(task, entry)`` on ``ctx``: their sections, in order. An entry that cannot be
+    imported or fails is noted on the page (with the error), not fatal."""
+    out: list[Section] = []
+    for task, entry in entries:
+        try:
+            function = load_entry(entry)
+        except (ImportError, AttributeError, ValueError) as exc:
+            ctx.note(entry, f"{task} declares it in {kind}, but it cannot be loaded: {exc}")
+            continue
+        out += function(ctx)
+    return out
+
+
+def declared(task: Any, kind: str) -> list[str]:
+    """``task``'s (class or instance) entries for ``kind`` (``report_sections`` or
+    ``compare_sections``); a bare string counts as one entry."""
+    value = getattr(task, kind, ()) or ()
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def jsonable(x: Any) -> Any:
+    """A JSON-ready copy: arrays and tensors as lists, numpy scalars as Python, NaN/inf as None."""
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [jsonable(v) for v in x]
+    if isinstance(x, np.ndarray | torch.Tensor):
+        return jsonable(x.tolist())
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        return float(x) if math.isfinite(float(x)) else None
+    return x
+
+
+def frame_json(df: pd.DataFrame) -> dict[str, list[Any]]:
+    """A DataFrame as ``{column: [values]}`` for report.json."""
+    return {str(c): jsonable(df[c].tolist()) for c in df.columns}
+
+
+def choose_snapshots(paths: list[tuple[int, Any]], max_snapshots: int) -> list[tuple[int, Any]]:
+    """At most ``max_snapshots`` of the snapshots, evenly by index (dense schedules stay dense
+    where they were written densely), always including the first and the last."""
+    if len(paths) <= max_snapshots:
+        return list(paths)
+    idx = np.unique(np.linspace(0, len(paths) - 1, max(2, max_snapshots)).round().astype(int))
+    return [paths[i] for i in idx]
 
 
 def curves(run: Run) -> pd.DataFrame:
@@ -41,7 +160,7 @@ def curves(run: Run) -> pd.DataFrame:
 
 
 def fig_curves(
-    df: pd.DataFrame, phases: Any, grok: Any, n_classes: int | None, xscale: str = "linear"
+    df: pd.DataFrame, marks: rp.Marks | None, n_classes: int | None, xscale: str = "linear"
 ) -> str:
     fig, axes = rp.figure(2, height=4.0)
     xmax = float(df["epoch"].max()) if len(df) else 1.0
@@ -59,13 +178,13 @@ def fig_curves(
         ax.set_ylabel(kind)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="best")
-        rp.shade(ax, phases, grok)
+        rp.shade(ax, marks)
         rp.x_axis(ax, xscale, xmax)
-    rp.phase_legend(fig, phases, grok)
+    rp.legend(fig, marks)
     return rp.png(fig)
 
 
-def _examples(dm: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def examples(dm: Any, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     tokens, labels = dm.split("val")
     return tokens[:n].cpu(), labels[:n].cpu()
 
@@ -92,7 +211,7 @@ def attention_sections(model: Any, dm: Any, token_names: Any = None) -> list[Sec
     hooks = [n for n in getattr(model, "hook_dict", {}) if n.endswith("attn.hook_pattern")]
     if not hooks:
         return []
-    tokens, _ = _examples(dm, 1)
+    tokens, _ = examples(dm, 1)
     _, cache = model.run_with_cache(tokens, names_filter=hooks)
     labels = [str(int(t)) for t in tokens[0]] if token_names is None else token_names
     out = []
@@ -112,7 +231,7 @@ def attention_sections(model: Any, dm: Any, token_names: Any = None) -> list[Sec
 def ablation_table(model: Any, dm: Any, n: int = 512) -> pd.DataFrame:
     """Mean-ablation of every head and every layer's attention / MLP output on up to ``n``
     validation examples; ``effect`` = loss increase on the supervised positions."""
-    tokens, labels = _examples(dm, n)
+    tokens, labels = examples(dm, n)
     items = head_ablations(model) + layer_ablations(model)
     return ablation_sweep(model, tokens, lambda lg: supervised_loss(lg, labels), items)
 
@@ -128,61 +247,6 @@ def ablation_section(model: Any, dm: Any) -> tuple[Section | None, pd.DataFrame 
         "replaced by its mean: the components the task relies on have large bars."
     )
     return ("Head and layer ablation effects", _widen(fig), caption), table
-
-
-def induction_section(
-    model: Any, dm: Any
-) -> tuple[Section | None, pd.DataFrame | None, pd.DataFrame | None]:
-    """Hook for induction tasks: head scores (TransformerLens ``detect_head`` normalisation, plus
-    the supervised-query variant) and the L0 -> L1 mean-ablation table (causal evidence)."""
-    try:
-        from project.interp.composition import induction_ablation_table
-        from project.interp.induction import head_detector, repeat_query_mask
-    except ImportError:
-        return None, None, None
-    tokens, labels = _examples(dm, 256)
-    table = head_detector(model, tokens)
-    variant = head_detector(model, tokens, repeat_query_mask(labels), reduce="supervised_query")
-    for kind in ("duplicate_token", "induction"):
-        table[f"{kind}_supervised_query"] = variant[kind].to_numpy()
-    kinds = [c for c in ("previous_token", "duplicate_token", "induction") if c in table]
-    causal = None
-    if model_layers(model) >= 2:  # one layer: nothing to compose
-        causal = induction_ablation_table(model, tokens, labels)
-    fig, axes = rp.figure(2 if causal is not None else 1, height=3.8)
-    ax = axes[0]
-    names = [f"L{int(r.layer)}H{int(r.head)}" for r in table.itertuples()]
-    width = 0.8 / max(1, len(kinds))
-    for i, kind in enumerate(kinds):
-        xs = [j + (i - (len(kinds) - 1) / 2) * width for j in range(len(names))]
-        ax.bar(xs, table[kind], width=width, label=kind.replace("_", " "))
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("TransformerLens detect_head score")
-    ax.legend(loc="upper right")
-    ax.set_title("Head scores on validation examples")
-    caption = (
-        "Left: attention mass on each pattern over all queries (TransformerLens detect_head; a "
-        "sequence repeated once caps induction near 0.5)."
-    )
-    if causal is not None:
-        ax = axes[1]
-        rows = causal[causal["ablated"] != "clean"]
-        ind_cols = [c for c in causal.columns if c.startswith("d_induction_")]
-        width = 0.8 / max(1, len(ind_cols) + 1)
-        for i, col in enumerate([*ind_cols, "d_acc"]):
-            xs = [j + (i - len(ind_cols) / 2) * width for j in range(len(rows))]
-            ax.bar(xs, rows[col], width=width, label=col[2:].replace("_", " "))
-        ax.set_xticks(range(len(rows)), rows["ablated"], rotation=30)
-        ax.axhline(0, color="k", lw=0.6)
-        ax.set_ylabel("ablated - clean")
-        ax.legend(loc="lower right", fontsize=7)
-        ax.set_title("Mean-ablating one head: change in L1 induction scores and accuracy")
-        caption += (
-            " Right: mean-ablating an L0 head lowers an L1 head's induction score when that head "
-            "builds its keys (K-composition); ablating an L1 head shows whether the model uses it."
-        )
-    return ("Induction head scores", rp.png(fig), caption), table, causal
 
 
 def n_classes(dm: Any) -> int | None:

@@ -1,6 +1,7 @@
-"""Representation sections of the run report for group-composition runs (Chughtai et al. 2023):
-the measures of ``project.interp.representations`` recomputed on the checkpoint snapshots with the
-final model's key irreps (as the Fourier sections use the final key frequencies)."""
+"""Representation sections of the run report for group-composition runs (Chughtai et al. 2023),
+declared by ``GroupCompositionDataModule.report_sections``: the measures of
+``project.interp.representations`` recomputed on the checkpoint snapshots with the final model's
+key irreps."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from project.checkpoint import load_checkpoint
 from project.data.groups import symmetric_group
 from project.interp import representations as rep
 from project.runs import report_plot as rp
-from project.runs.report_fourier import choose_snapshots
+from project.runs.report_generic import ReportContext, Section, choose_snapshots, frame_json
 
-Section = tuple[str, str, str]  # title, PNG data URI, one-line caption
+TITLE = "Representations of the final model"
 
 
 def is_group_task(dm: Any) -> bool:
@@ -59,7 +60,7 @@ def trajectory(
     return pd.DataFrame(rows)
 
 
-def fig_losses(traj: pd.DataFrame, order: int, phases: Any, grok: Any, xscale: str) -> str:
+def fig_losses(traj: pd.DataFrame, order: int, marks: rp.Marks | None, xscale: str) -> str:
     fig, axes = rp.figure(2, height=4.0)
     x = traj["epoch"]
     series = {c.replace("_", " "): traj[c] for c in
@@ -76,11 +77,12 @@ def fig_losses(traj: pd.DataFrame, order: int, phases: Any, grok: Any, xscale: s
              marker=".")  # fmt: skip
     axes[1].set_ylim(-0.02, 1.02)
     axes[1].set_title("Accuracy: full, restricted (all pairs), excluded (train)")
-    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
+    return rp.over_training(fig, axes, marks, xscale, float(x.max()))
 
 
-def fig_shares(traj: pd.DataFrame, irreps: list[rep.Irrep], phases: Any, grok: Any,
-               xscale: str) -> str:  # fmt: skip
+def fig_shares(
+    traj: pd.DataFrame, irreps: list[rep.Irrep], marks: rp.Marks | None, xscale: str
+) -> str:
     fig, axes = rp.figure(3, height=3.8, cols=3)
     x = traj["epoch"]
     for ax, prefix, title in zip(
@@ -91,12 +93,13 @@ def fig_shares(traj: pd.DataFrame, irreps: list[rep.Irrep], phases: Any, grok: A
         rp.lines(ax, x, {f"{r.name} ({r.dim})": traj[prefix + r.name] for r in irreps})
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(title)
-        rp.shade(ax, phases, grok)
+        rp.shade(ax, marks)
         rp.x_axis(ax, xscale, float(x.max()))
     for ax in axes[1:]:
         legend = ax.get_legend()
         if legend is not None:
             legend.remove()
+    rp.legend(fig, marks)
     return rp.png(fig)
 
 
@@ -118,12 +121,12 @@ def fig_final(m: dict[str, Any], irreps: list[rep.Irrep], keys: list[str]) -> st
 
 def sections(
     model: Any, dm: Any, traj: pd.DataFrame, irreps: list[rep.Irrep], final: dict[str, Any],
-    phases: Any, grok: Any, xscale: str,
+    marks: rp.Marks | None, xscale: str,
 ) -> list[Section]:  # fmt: skip
     """The report sections for a group run (figures only where there is data to show)."""
     keys = final["key_irreps"]
     out: list[Section] = [(
-        "Representations of the final model",
+        TITLE,
         fig_final(final, irreps, keys),
         f"Key irreps (found from the logit shares): {', '.join(keys) or 'none'}; they explain "
         f"{final['logit_key_share']:.1%} of the logit variance. Restricted loss "
@@ -133,13 +136,13 @@ def sections(
     if len(traj) >= 2:
         out.append((
             "Restricted and excluded loss over training",
-            fig_losses(traj, dm.order, phases, grok, xscale),
+            fig_losses(traj, dm.order, marks, xscale),
             "Restricted: logits kept along the key irreps' functions of g·h (and the constant); "
             "excluded: those removed (train pairs). Recomputed on the snapshots.",
         ))  # fmt: skip
         out.append((
             "Representations over training",
-            fig_shares(traj, irreps, phases, grok, xscale),
+            fig_shares(traj, irreps, marks, xscale),
             "Per irrep: share of the logit variance along its character term, and of W_E / W_U "
             "in its matrix-element subspace (the shares of each panel sum to 1).",
         ))  # fmt: skip
@@ -168,4 +171,34 @@ def to_json(final: dict[str, Any], irreps: list[rep.Irrep]) -> dict[str, Any]:
     }
 
 
-__all__ = ["final_measures", "irreps_of", "is_group_task", "sections", "trajectory"]
+def report_sections(ctx: ReportContext) -> list[Section]:
+    """The entry the group task declares: final measures, the snapshot trajectory and their
+    sections (adds summary rows and ``representations`` to report.json)."""
+    model, dm = ctx.model, ctx.dm
+    if model is None:
+        ctx.needs_weights.append("representation measures (key irreps, shares)")
+        ctx.note(TITLE, "needs checkpoints: none in this run dir")
+        return []
+    if not is_group_task(dm) or not hasattr(model, "run_with_hooks"):
+        ctx.note(TITLE, "needs a group task's table and a net with HookPoints (run_with_hooks)")
+        return []
+    try:
+        irreps = irreps_of(dm)
+    except ValueError as exc:  # e.g. S6: irreps not built here
+        ctx.summary["representations"] = f"not analysed: {exc}"
+        ctx.note(TITLE, f"not analysed: {exc}")
+        return []
+    final = final_measures(model, dm, irreps)
+    traj = pd.DataFrame()
+    if ctx.run.snapshot_paths:
+        traj = trajectory(
+            ctx.run.snapshot_paths, dm, irreps, final["key_irreps"], ctx.max_snapshots
+        )
+    ctx.summary.update(summary_rows(final, irreps))
+    ctx.data["representations"] = {**to_json(final, irreps), "trajectory": frame_json(traj)}
+    return sections(model, dm, traj, irreps, final, ctx.marks, ctx.xscale)
+
+
+__all__ = [
+    "final_measures", "irreps_of", "is_group_task", "report_sections", "sections", "trajectory",
+]  # fmt: skip

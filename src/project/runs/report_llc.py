@@ -16,7 +16,7 @@ import pandas as pd
 from project.checkpoint import load_checkpoint
 from project.interp.llc import CACHE, LLCConfig, estimate_llc, read_cache, write_result
 from project.runs import report_plot as rp
-from project.runs.report_fourier import choose_snapshots
+from project.runs.report_generic import choose_snapshots
 
 Section = tuple[str, str, str]
 SETTINGS = tuple(LLCConfig.__dataclass_fields__)

@@ -1,7 +1,11 @@
-"""Figure style shared by the report pages: readable sizes, phase shading, one shared legend.
+"""Figure style shared by the report pages: readable sizes, marks over epochs, one shared legend.
 
 Every figure is a ``matplotlib.figure.Figure`` (no pyplot, headless), at least ``WIDTH_IN`` x
 ``DPI`` = 1430 px wide, fonts >= 9 pt, rendered to a PNG data URI by :func:`png`.
+
+Figures over epochs carry the same :class:`Marks`: a dotted line at the epoch the monitored metric
+reached its threshold, and shaded spans a task's report section may add (with their legend labels,
+colours and a caption saying what they are).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import base64
 import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,16 +24,6 @@ from matplotlib.patches import Patch
 
 DPI = 130
 WIDTH_IN = 11.0
-PHASE_COLORS = {
-    "memorisation": "tab:orange",
-    "circuit_formation": "tab:purple",
-    "cleanup": "tab:green",
-}
-PHASE_LABELS = {
-    "memorisation": "memorisation",
-    "circuit_formation": "circuit formation",
-    "cleanup": "clean-up",
-}
 FONT: dict[str, Any] = {
     "font.size": 10,
     "axes.titlesize": 11,
@@ -57,26 +52,61 @@ def png(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def shade(ax: Axes, phases: dict[str, list[int] | None] | None, grok: int | None = None) -> None:
-    """Shade the measured phases (no legend entries: see :func:`phase_legend`)."""
-    for name, span in (phases or {}).items():
+@dataclass
+class Marks:
+    """What every figure over epochs marks. ``spans``: name -> ``[start, end]`` epochs (None: not
+    placed), drawn shaded in ``colors[name]`` and listed in the legend as ``labels[name]``;
+    ``caption`` says what they are (for figure captions; empty when there are none). ``at``: an
+    epoch drawn as a dotted line, ``at_label`` its legend entry."""
+
+    spans: dict[str, list[int] | None] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    colors: dict[str, str] = field(default_factory=dict)
+    caption: str = ""
+    at: int | None = None
+    at_label: str = ""
+
+    @property
+    def shaded(self) -> bool:
+        """Whether any span is drawn."""
+        return any(span and span[1] > span[0] for span in self.spans.values())
+
+    def describe(self) -> str:
+        """The caption's sentence about the marks ("" when nothing is marked)."""
+        parts = []
+        if self.shaded and self.caption:
+            parts.append(f"shading = {self.caption}")
+        if self.at is not None:
+            parts.append(f"dotted: {self.at_label or f'epoch {self.at}'}")
+        return "; ".join(parts)
+
+
+def shade(ax: Axes, marks: Marks | None) -> None:
+    """Shade the spans and draw the dotted line (no legend entries: see :func:`legend`)."""
+    if marks is None:
+        return
+    for name, span in marks.spans.items():
         if span and span[1] > span[0]:
-            ax.axvspan(span[0], span[1], color=PHASE_COLORS[name], alpha=0.10, lw=0)
-    if grok is not None:
-        ax.axvline(grok, color="black", ls=":", lw=1)
+            ax.axvspan(span[0], span[1], color=marks.colors.get(name, "tab:gray"), alpha=0.10, lw=0)
+    if marks.at is not None:
+        ax.axvline(marks.at, color="black", ls=":", lw=1)
 
 
-def phase_legend(fig: Figure, phases: dict[str, list[int] | None] | None, grok: Any) -> None:
-    """One legend for the phase shading of every panel, above the figure."""
+def legend(fig: Figure, marks: Marks | None) -> None:
+    """One legend for the marks of every panel, above the figure."""
+    if marks is None:
+        return
     handles: list[Any] = [
-        Patch(color=PHASE_COLORS[n], alpha=0.25, label=f"{PHASE_LABELS[n]} {s[0]}-{s[1]}")
-        for n, s in (phases or {}).items()
+        Patch(color=marks.colors.get(n, "tab:gray"), alpha=0.25,
+              label=f"{marks.labels.get(n, n)} {s[0]}-{s[1]}")
+        for n, s in marks.spans.items()
         if s
-    ]
-    if grok is not None:
+    ]  # fmt: skip
+    if marks.at is not None:
         from matplotlib.lines import Line2D
 
-        handles.append(Line2D([], [], color="black", ls=":", label=f"val acc >= 99% at {grok}"))
+        label = marks.at_label or f"epoch {marks.at}"
+        handles.append(Line2D([], [], color="black", ls=":", label=label))
     if handles:
         fig.legend(handles=handles, loc="outside upper center", ncols=len(handles), frameon=False)
 
@@ -118,14 +148,11 @@ def positive_log_y(ax: Axes) -> None:
         ax.set_yscale("log")
 
 
-def over_training(
-    fig: Figure, axes: Any, phases: dict[str, list[int] | None] | None, grok: Any, xscale: str,
-    xmax: float,
-) -> str:  # fmt: skip
-    """Finish a figure whose panels share the epoch axis: phase shading and the grok line on every
-    panel, the x axis, the phase legend; returns the PNG data URI."""
+def over_training(fig: Figure, axes: Any, marks: Marks | None, xscale: str, xmax: float) -> str:
+    """Finish a figure whose panels share the epoch axis: the marks on every panel, the x axis,
+    one legend of the marks; returns the PNG data URI."""
     for ax in axes:
-        shade(ax, phases, grok)
+        shade(ax, marks)
         x_axis(ax, xscale, xmax)
-    phase_legend(fig, phases, grok)
+    legend(fig, marks)
     return png(fig)

@@ -12,16 +12,23 @@ In Python, ``collect_runs("outputs", "multirun")`` returns a ``pandas.DataFrame`
 run dir: ``run_dir``, ``overrides`` (the command-line overrides as one string), one column per
 override key (``seed``, ``data.frac_train``, ... with YAML-parsed values, for plots over
 sweeps), ``status``, ``epochs``, ``train_acc``, ``val_acc``, ``train_loss``, ``val_loss``
-(final), ``best_val_acc``, ``memorise_epoch`` and ``grok_epoch`` (first epoch with train / val
-accuracy >= 0.99; NaN when never reached). Numbers come from ``summary.json`` (written at the end
-of every run); runs without it (crashed or still running: status ``incomplete``) fall back to the
-CSV or TensorBoard logs in the run dir.
+(final), ``threshold`` (the rule, e.g. ``val/acc >= 0.99``), ``best_<monitor>`` (``best_val_acc``
+for ``val/acc``), ``reached_epoch`` and ``train_reached_epoch`` (first completed epoch at which the
+monitored metric / its train twin reached the threshold; NaN when never reached) and ``synced``.
+A task that gives those epochs its own words (``RunRecord.names``, from its config's
+``callbacks.run_summary.reached_as`` / ``train_reached_as``) has its columns named so. Columns empty for
+every row are dropped, except a threshold-epoch column some run's rule defines ("never" is news).
+Which columns hold the threshold epochs and best values is in ``df.attrs["columns"]``
+(:func:`threshold_columns` reads it).
+
+Numbers come from ``summary.json`` (read as a ``project.summary.RunRecord``); runs without it
+(crashed or still running: status ``incomplete``) fall back to their metric history (CSV or
+TensorBoard logs, through ``project.runs.load``, with the same threshold rule).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,9 +37,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from project.runs.load import first_epoch_at
+from project.runs.load import Reached, load_run, recorded
+from project.summary import read_summary
 
-THRESHOLD = 0.99
 _SKIP_OVERRIDES = ("run.output_root", "hydra.", "run.ckpt_path")
 
 
@@ -66,46 +73,22 @@ def _parse(value: str) -> Any:
         return value
 
 
-def _history_from_logs(run_dir: Path) -> pd.DataFrame | None:
-    """Per-epoch ``train/acc`` and ``val/acc`` from ``csv_logs`` or ``tb_logs`` (None if absent)."""
-    csvs = sorted(run_dir.glob("csv_logs/**/metrics.csv"))
-    if csvs:
-        df = pd.read_csv(csvs[-1])
-        return df.groupby("epoch").last().reset_index() if "epoch" in df else None
-    events = sorted(run_dir.glob("tb_logs/**/events.out.tfevents.*"))
-    if not events:
-        return None
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    rows: dict[int, dict[str, float]] = {}
-    for event_file in events:
-        acc = EventAccumulator(str(event_file), size_guidance={"scalars": 0})
-        acc.Reload()
-        tags = acc.Tags().get("scalars", [])
-        step_epoch = {e.step: e.value for e in acc.Scalars("epoch")} if "epoch" in tags else {}
-        for tag in ("train/acc", "val/acc"):
-            if tag in tags:
-                for e in acc.Scalars(tag):
-                    rows.setdefault(int(step_epoch.get(e.step, e.step)), {})[tag] = e.value
-    if not rows:
-        return None
-    return pd.DataFrame([{"epoch": k, **v} for k, v in sorted(rows.items())])
-
-
-def _first_epoch(history: pd.DataFrame, column: str) -> float:
-    if column not in history:
-        return math.nan
-    rows = history[["epoch", column]].dropna()
-    first = first_epoch_at(rows["epoch"] + 1, rows[column], THRESHOLD)  # epochs completed
-    return math.nan if first is None else float(first)
-
-
 def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _reached_fields(r: Reached) -> dict[str, Any]:
+    """The row's threshold columns, named by the task's words where it has them."""
+    row: dict[str, Any] = {"threshold": r.rule(), r.best_column: _num(r.best)}
+    if r.train_monitor:
+        row[r.word("train_reached_epoch")] = _num(r.train_epoch)
+    row[r.word("reached_epoch")] = _num(r.epoch)
+    return row
+
+
 def summarise_run(run_dir: str | Path) -> dict[str, Any]:
-    """One row of ``collect_runs``."""
+    """One row of ``collect_runs``. ``_columns`` (dropped by ``collect_runs``) lists the row's
+    threshold columns by kind: ``reached``, ``train_reached``, ``best``."""
     run_dir = Path(run_dir)
     overrides = _overrides(run_dir)
     row: dict[str, Any] = {"run_dir": str(run_dir), "overrides": " ".join(overrides)}
@@ -113,36 +96,39 @@ def summarise_run(run_dir: str | Path) -> dict[str, Any]:
         key, sep, value = ov.lstrip("+~").partition("=")
         if sep:
             row[key] = _parse(value)
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        s = json.loads(summary_path.read_text())
-        final = s.get("final", {})
-        sync = s.get("sync")
+    record = read_summary(run_dir)
+    if record is not None:
+        final = record.final
         row.update(
-            status=s.get("status", "finished"),
-            epochs=s.get("epochs"),
+            status=record.status,
+            epochs=record.epochs,
             train_acc=_num(final.get("train/acc")),
             val_acc=_num(final.get("val/acc")),
             train_loss=_num(final.get("train/loss")),
             val_loss=_num(final.get("val/loss")),
-            best_val_acc=_num(s.get("best_val_acc")),
-            memorise_epoch=_num(s.get("memorise_epoch")),
-            grok_epoch=_num(s.get("grok_epoch")),
-            synced=None if not sync else bool(sync.get("ok")),
         )
-        return row
-    row["status"] = "incomplete"
-    history = _history_from_logs(run_dir)
-    if history is not None and len(history):
-        last = history.ffill().iloc[-1]
-        row.update(
-            epochs=int(last["epoch"]) + 1,
-            train_acc=_num(last.get("train/acc")),
-            val_acc=_num(last.get("val/acc")),
-            best_val_acc=_num(history["val/acc"].max()) if "val/acc" in history else math.nan,
-            memorise_epoch=_first_epoch(history, "train/acc"),
-            grok_epoch=_first_epoch(history, "val/acc"),
-        )
+        r = recorded(record) or load_run(run_dir).reached
+        row["synced"] = None if not record.sync else bool(record.sync.get("ok"))
+    else:
+        run = load_run(run_dir)
+        r = run.reached
+        row["status"] = "incomplete"
+        history = run.metrics
+        if len(history):
+            last = history.ffill().iloc[-1]
+            row.update(
+                epochs=int(last["epoch"]),  # completed epochs
+                train_acc=_num(last.get("train/acc")),
+                val_acc=_num(last.get("val/acc")),
+                train_loss=_num(last.get("train/loss")),
+                val_loss=_num(last.get("val/loss")),
+            )
+    row.update(_reached_fields(r))
+    row["_columns"] = {
+        "reached": r.word("reached_epoch"),
+        "train_reached": r.word("train_reached_epoch") if r.train_monitor else None,
+        "best": r.best_column,
+    }
     return row
 
 
@@ -155,34 +141,54 @@ COLUMNS = [
     "val_acc",
     "train_loss",
     "val_loss",
-    "best_val_acc",
-    "memorise_epoch",
-    "grok_epoch",
-    "synced",
+    "threshold",
 ]
+TAIL = ["synced"]
+
+
+def threshold_columns(df: pd.DataFrame, kind: str = "reached") -> list[str]:
+    """The columns of ``df`` holding the ``kind`` of value (``reached``: the threshold epoch,
+    ``train_reached``: the train twin's, ``best``: the best value), in table order: from
+    ``df.attrs["columns"]`` (``collect_runs`` sets it), else the generic names present."""
+    known = (df.attrs.get("columns") or {}).get(kind)
+    if known is None:
+        generic = {"reached": ["reached_epoch"], "train_reached": ["train_reached_epoch"]}
+        known = generic.get(kind, [c for c in df.columns if str(c).startswith("best_")])
+    return [c for c in known if c in df.columns]
 
 
 def collect_runs(*roots: str | Path) -> pd.DataFrame:
     """One row per run dir under ``roots`` (default ``outputs`` and ``multirun``), oldest first."""
     rows = [summarise_run(d) for d in find_run_dirs(roots or ("outputs", "multirun"))]
+    kinds: dict[str, list[str]] = {"best": [], "train_reached": [], "reached": []}
+    for row in rows:
+        for kind, col in row.pop("_columns").items():
+            if col and col not in kinds[kind]:
+                kinds[kind].append(col)
     df = pd.DataFrame(rows)
     for col in COLUMNS:
         if col not in df:
             df[col] = None
-    extra = [c for c in df.columns if c not in COLUMNS]
-    return df[COLUMNS + extra]
+    defined = kinds["train_reached"] + kinds["reached"]  # kept: "never reached" is news
+    ordered = COLUMNS + kinds["best"] + defined + TAIL
+    extra = [c for c in df.columns if c not in ordered]  # the override keys
+    df = df[[c for c in ordered if c in df.columns] + extra]
+    droppable = COLUMNS[3:] + kinds["best"] + TAIL
+    df = df.drop(columns=[c for c in droppable if c in df and df[c].isna().all()])
+    df.attrs["columns"] = {k: [c for c in v if c in df.columns] for k, v in kinds.items()}
+    return df
 
 
 def format_table(df: pd.DataFrame) -> str:
     """The CLI table: overrides that differ between runs (shared ones in a header line), final
-    accuracies, grokking epoch, run dir."""
+    accuracies (losses when no accuracy was logged), the threshold epochs, run dir."""
     if df.empty:
         return "no runs found"
 
     def missing(v: Any) -> bool:
         return v is None or (isinstance(v, float) and math.isnan(v))
 
-    def acc(v: Any) -> str:
+    def num(v: Any) -> str:
         return "-" if missing(v) else f"{float(v):.3f}"
 
     def count(v: Any) -> str:
@@ -191,17 +197,14 @@ def format_table(df: pd.DataFrame) -> str:
     split = [str(o or "").split() for o in df["overrides"]]
     common = set.intersection(*(set(o) for o in split)) if len(split) > 1 else set()
     varying = [" ".join(o for o in ovs if o not in common) or "(same)" for ovs in split]
-    table = pd.DataFrame(
-        {
-            "overrides": varying,
-            "status": df["status"],
-            "epochs": [count(v) for v in df["epochs"]],
-            "train_acc": [acc(v) for v in df["train_acc"]],
-            "val_acc": [acc(v) for v in df["val_acc"]],
-            "grok_epoch": [count(v) for v in df["grok_epoch"]],
-            "run_dir": df["run_dir"],
-        }
-    )
+    table = pd.DataFrame({"overrides": varying, "status": df["status"]})
+    table["epochs"] = [count(v) for v in df["epochs"]] if "epochs" in df else "-"
+    finals = [c for c in ("train_acc", "val_acc") if c in df]
+    for col in finals or [c for c in ("train_loss", "val_loss") if c in df]:
+        table[col] = [num(v) for v in df[col]]
+    for col in threshold_columns(df, "reached"):
+        table[col] = [count(v) for v in df[col]]
+    table["run_dir"] = df["run_dir"]
     text = table.to_string(index=False, justify="left")
     if common:
         text = f"common overrides: {' '.join(o for o in split[0] if o in common)}\n{text}"
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
         "--phase-diagram",
         nargs=2,
         metavar=("KEY_X", "KEY_Y"),
-        help="write a heatmap of epochs to grok over two swept keys (PNG) and print its table",
+        help="write a heatmap of the threshold epochs over two swept keys (PNG) and print its table",
     )
     parser.add_argument("--png", help="phase diagram file (default: <first root>/phase_X_Y.png)")
     args = parser.parse_args(argv)

@@ -1,4 +1,6 @@
-"""The three phases of grokking, placed from the signals Nanda et al. 2023 (§5.1) name.
+"""The three phases of grokking, placed from the signals Nanda et al. 2023 (§5.1) name (the
+grokking plugin's part of the run report: ``report_fourier.report_sections`` calls
+:func:`report_phases`, which shades them on every figure over epochs).
 
 ``detect_phases(measures, grok_epoch, memorised_epoch)`` takes one row per measured epoch with
 (some of) the columns ``epoch``, ``train_loss``, ``test_loss`` (val loss), ``excluded_loss`` (train
@@ -44,7 +46,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from project.runs.load import Reached, first_epoch_at
+from project.runs.report_generic import ReportContext
+
 PHASES = ("memorisation", "circuit_formation", "cleanup")
+PHASE_COLORS = {
+    "memorisation": "tab:orange",
+    "circuit_formation": "tab:purple",
+    "cleanup": "tab:green",
+}
+PHASE_LABELS = {
+    "memorisation": "memorisation",
+    "circuit_formation": "circuit formation",
+    "cleanup": "clean-up",
+}
+TITLE = "Phases of grokking"
+THRESHOLD = 0.99  # the paper's memorised / generalised: train / val accuracy >= 99%
 GRID = 2001
 LOSSES = ("test_loss", "restricted_loss")
 SIGNALS = (
@@ -225,3 +242,75 @@ def detect_phases(
         "cleanup": [int(round(e2)), int(round(e3))],
     }
     return {"phases": phases, "evidence": ev, "checks": checks}
+
+
+def acc_epochs(r: Reached, curves: pd.DataFrame) -> tuple[int | None, int | None]:
+    """(memorised, grok) epochs: train / val accuracy first >= 99% (the paper's definitions): the
+    run's threshold epochs when its monitor is val/acc >= 0.99, else from its curves."""
+    if r.monitor == "val/acc" and r.mode == "max" and r.threshold == THRESHOLD:
+        return r.train_epoch, r.epoch
+    out = []
+    for col in ("train/acc", "val/acc"):
+        rows = curves[["epoch", col]].dropna() if col in curves else pd.DataFrame()
+        out.append(first_epoch_at(rows["epoch"], rows[col], THRESHOLD) if len(rows) else None)
+    return out[0], out[1]
+
+
+def phase_measures(
+    progress: pd.DataFrame, traj: pd.DataFrame, df: pd.DataFrame
+) -> tuple[pd.DataFrame, str]:
+    """The signals phases are read from, one row per epoch, and where the excluded / restricted
+    losses came from: train loss/acc and test (val) loss from the metric history ``df`` (every
+    epoch / every validation); excluded and restricted loss from the snapshot trajectory (final key
+    frequencies) when it has >= 3 points, else the live progress records; weight norm from the
+    live records and the snapshots together (denser)."""
+    rename = {"train/loss": "train_loss", "train/acc": "train_acc", "val/loss": "test_loss"}
+    parts = (
+        [df[["epoch", *[c for c in rename if c in df]]].rename(columns=rename)] if len(df) else []
+    )
+    wn = [d[["epoch", "weight_norm"]] for d in (progress, traj) if "weight_norm" in d]
+    if wn:
+        parts.append(pd.concat(wn).groupby("epoch", as_index=False).first())
+    use_traj = len(traj) >= 3 and "excluded_loss" in traj
+    src = traj if use_traj else progress
+    losses = [c for c in ("epoch", "excluded_loss", "restricted_loss") if c in src]
+    if use_traj:
+        source = "snapshots (final key frequencies)"
+    elif len(losses) > 1 and len(src):
+        source = "progress.jsonl (live keys)"
+    else:
+        source = "metric history only (no excluded or restricted loss measured)"
+    if len(losses) > 1 and len(src):
+        parts.append(src[losses])
+    if not parts:
+        return pd.DataFrame(), source
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.merge(part, on="epoch", how="outer")
+    return merged.sort_values("epoch").reset_index(drop=True), source
+
+
+def report_phases(ctx: ReportContext, traj: pd.DataFrame) -> dict[str, Any] | None:
+    """Place the phases for the report: ``phases``, ``phase_evidence``, ``phase_checks``,
+    ``phase_source`` in report.json, a summary row per phase, and the phases as shaded spans on
+    every figure over epochs (``ctx.marks``). Returns the phases (None when none were placed: the
+    page says why)."""
+    memorised, grok = acc_epochs(ctx.reached, ctx.curves)
+    measures, source = phase_measures(ctx.run.progress, traj, ctx.curves)
+    if measures.empty:
+        ctx.note(TITLE, "no metric history or progress measures to place them from")
+        return None
+    found = detect_phases(measures, grok, memorised)
+    phases = found["phases"]
+    ctx.data.update(phases=phases, phase_evidence=found["evidence"], phase_source=source)
+    ctx.data["phase_checks"] = found.get("checks", {})
+    if not phases or not any(phases.values()):
+        ctx.note(TITLE, "not placed: no memorised epoch (train accuracy never reached 99%) and no "
+                 "excluded loss to place the end of memorisation")  # fmt: skip
+        return None
+    for name, span in phases.items():
+        ctx.summary[f"phase: {PHASE_LABELS[name]}"] = f"{span[0]}-{span[1]}" if span else "-"
+    ctx.marks.spans = {k: v for k, v in phases.items() if v}
+    ctx.marks.labels, ctx.marks.colors = dict(PHASE_LABELS), dict(PHASE_COLORS)
+    ctx.marks.caption = f"phases of grokking placed from the progress measures; source: {source}"
+    return phases

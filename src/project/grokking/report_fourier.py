@@ -1,6 +1,10 @@
-"""Fourier sections of the run report (modular-arithmetic runs): the measures of Nanda et al. 2023
-recomputed on the checkpoint snapshots with the final model's key frequencies, and the paper's
-figures of the final model."""
+"""Fourier sections of the run report for modular-arithmetic runs (the grokking plugin's
+``report_sections`` entry, declared by ``ModularDataModule``): the measures of Nanda et al. 2023
+recomputed on the checkpoint snapshots with the final model's key frequencies, the phases
+(``report_phases``) and the paper's figures of the final model. Without checkpoints, the recorded
+trajectory (``python -m project.grokking.report_record``) or the live progress records stand in
+for the snapshots.
+"""
 
 from __future__ import annotations
 
@@ -14,17 +18,37 @@ from matplotlib.figure import Figure
 from project.checkpoint import load_checkpoint
 from project.interp import fourier as fo
 from project.runs import report_plot as rp
+from project.runs.load import Run
+from project.runs.report_generic import (
+    ReportContext,
+    Section,
+    choose_snapshots,
+    frame_json,
+    jsonable,
+)
 
-Section = tuple[str, str, str]  # title, PNG data URI, one-line caption
+TITLE = "Fourier progress measures"
+NEEDS_WEIGHTS = [
+    "key frequencies and measures recomputed with the final model (trajectory.jsonl if recorded, "
+    "else the live ones)",
+    "Fourier spectra of W_E and W_L",
+    "neurons in the 2-D Fourier basis",
+]
 
 
-def choose_snapshots(paths: list[tuple[int, Any]], max_snapshots: int) -> list[tuple[int, Any]]:
-    """At most ``max_snapshots`` of the snapshots, evenly by index (dense schedules stay dense
-    where they were written densely), always including the first and the last."""
-    if len(paths) <= max_snapshots:
-        return list(paths)
-    idx = np.unique(np.linspace(0, len(paths) - 1, max(2, max_snapshots)).round().astype(int))
-    return [paths[i] for i in idx]
+def is_modular(run: Run) -> bool:
+    """Whether the run's task is modular arithmetic (its config has ``data.modulus``)."""
+    return "modulus" in (run.config.get("data") or {})
+
+
+def modulus(run: Run) -> int:
+    """``data.modulus`` of a modular-arithmetic run (113 when absent)."""
+    return int((run.config.get("data") or {}).get("modulus", 113))
+
+
+def operation(run: Run) -> str:
+    """``data.operation`` of a modular-arithmetic run (``add`` when absent)."""
+    return str((run.config.get("data") or {}).get("operation", "add"))
 
 
 def _grid_labels(dm: Any, p: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -74,7 +98,7 @@ def _cols(traj: pd.DataFrame, prefix: str) -> list[str]:
     return [c for c in traj.columns if c.startswith(prefix)]
 
 
-def fig_losses(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str) -> str:
+def fig_losses(traj: pd.DataFrame, marks: rp.Marks | None, p: int, xscale: str) -> str:
     fig, axes = rp.figure(2, height=4.0)
     x = traj["epoch"]
     ax = axes[0]
@@ -90,10 +114,10 @@ def fig_losses(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str) 
              marker=".")  # fmt: skip
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Accuracy: full, restricted (all pairs), excluded (train)")
-    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
+    return rp.over_training(fig, axes, marks, xscale, float(x.max()))
 
 
-def fig_structure(traj: pd.DataFrame, phases: Any, grok: Any, xscale: str) -> str:
+def fig_structure(traj: pd.DataFrame, marks: rp.Marks | None, xscale: str) -> str:
     fig, axes = rp.figure(4, height=3.6, cols=2)
     x = traj["epoch"]
     rp.lines(axes[0], x, {"W_E": traj.get("embed_gini"), "W_L": traj.get("logit_weights_gini")})
@@ -109,10 +133,10 @@ def fig_structure(traj: pd.DataFrame, phases: Any, grok: Any, xscale: str) -> st
     rp.lines(axes[3], x, {c.replace("_", " "): traj[c] for c in
                           ("embed_key_frac", "neuron_key_frac", "logit_key_frac") if c in traj})  # fmt: skip
     axes[3].set_title("Share of variance in the key frequencies")
-    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
+    return rp.over_training(fig, axes, marks, xscale, float(x.max()))
 
 
-def fig_per_key(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str) -> str:
+def fig_per_key(traj: pd.DataFrame, marks: rp.Marks | None, p: int, xscale: str) -> str:
     fig, axes = rp.figure(2, height=4.0)
     x = traj["epoch"]
     series = {f"k={c.split('_k')[-1]} removed": traj[c] for c in _cols(traj, "excluded_loss_k")}
@@ -125,7 +149,7 @@ def fig_per_key(traj: pd.DataFrame, phases: Any, grok: Any, p: int, xscale: str)
     rp.lines(axes[1], x, {f"k={c[7:]}": traj[c] for c in _cols(traj, "alpha_k")}, marker=".")
     axes[1].axhline(0, color="gray", lw=0.6)
     axes[1].set_title("Logit coefficient of cos(w_k(a+b-c))")
-    return rp.over_training(fig, axes, phases, grok, xscale, float(x.max()))
+    return rp.over_training(fig, axes, marks, xscale, float(x.max()))
 
 
 def _bars_cos_sin(ax: Any, comp: torch.Tensor, keys: list[int], ylabel: str) -> None:
@@ -154,7 +178,7 @@ def fig_spectra(model: Any, p: int, keys: list[int]) -> str:
     return rp.png(fig)
 
 
-def fig_spectrum_over_time(traj: pd.DataFrame, phases: Any) -> str:
+def fig_spectrum_over_time(traj: pd.DataFrame) -> str:
     mat = np.stack(traj["embed_norms"].to_list())[:, 1:]  # [snapshots, freqs]
     fig, axes = rp.figure(1, height=3.8)
     ax = axes[0]
@@ -263,20 +287,20 @@ def fig_attention_grid(model: Any, p: int) -> str:
 
 
 def trajectory_sections(
-    traj: pd.DataFrame, p: int, phases: Any, grok: Any, xscale: str
+    traj: pd.DataFrame, p: int, marks: rp.Marks | None, xscale: str
 ) -> list[Section]:
     """The sections drawn from measures alone (no weights): losses, accuracy, weight structure."""
     out: list[Section] = []
     if len(traj):
-        out.append(("Progress measures: losses and accuracy", fig_losses(traj, phases, grok, p, xscale),
+        out.append(("Progress measures: losses and accuracy", fig_losses(traj, marks, p, xscale),
                     "Excluded loss rising while train loss stays low = the key-frequency circuit "
                     "carries the train fit; restricted loss falling before val loss = it "
                     "generalises."))  # fmt: skip
-        out.append(("Progress measures: weight structure", fig_structure(traj, phases, grok, xscale),
+        out.append(("Progress measures: weight structure", fig_structure(traj, marks, xscale),
                     "Gini rising and the weight norm falling mark clean-up; the per-parameter "
                     "sums show which weights weight decay removes."))  # fmt: skip
         if _cols(traj, "alpha_k"):
-            out.append(("Per key frequency", fig_per_key(traj, phases, grok, p, xscale),
+            out.append(("Per key frequency", fig_per_key(traj, marks, p, xscale),
                         "Removing one key frequency should hurt the train loss once the circuit "
                         "uses it; alpha_k grows as the logits become sum_k alpha_k "
                         "cos(w_k(a+b-c))."))  # fmt: skip
@@ -284,16 +308,16 @@ def trajectory_sections(
 
 
 def sections(
-    model: Any, dm: Any, traj: pd.DataFrame, keys: list[int], acts: Any, phases: Any,
-    grok: Any, xscale: str,
+    model: Any, dm: Any, traj: pd.DataFrame, keys: list[int], acts: Any, marks: rp.Marks | None,
+    xscale: str,
 ) -> list[Section]:  # fmt: skip
     p = dm.modulus
-    out = trajectory_sections(traj, p, phases, grok, xscale)
+    out = trajectory_sections(traj, p, marks, xscale)
     out.append(("Fourier spectra of W_E and W_L", fig_spectra(model, p, keys),
                 "A handful of frequencies (red) should carry most of the norm, with cos and sin "
                 "both present."))  # fmt: skip
     if len(traj) > 1:
-        out.append(("Embedding spectrum over training", fig_spectrum_over_time(traj, phases),
+        out.append(("Embedding spectrum over training", fig_spectrum_over_time(traj),
                     "The key frequencies' rows brighten while the rest fade (clean-up)."))  # fmt: skip
     if acts is not None:
         freq, _ = fo.neuron_clusters(acts)
@@ -321,3 +345,60 @@ def final_numbers(model: Any, dm: Any, keys: list[int]) -> dict[str, Any]:
         wl_cos, wl_sin = fo.split_cos_sin(fo.logit_weights_fourier_norms(model, p))
         out["w_l_norms_cos"], out["w_l_norms_sin"] = wl_cos.tolist(), wl_sin.tolist()
     return out
+
+
+def report_sections(ctx: ReportContext) -> list[Section]:
+    """The entry ``ModularDataModule.report_sections`` names: key frequencies, the snapshot
+    trajectory (else the recorded one, else the live progress records), the phases, and the
+    Fourier figures; adds summary rows and ``final``, ``trajectory``, ``phases``... to report.json.
+    """
+    from project.grokking.report_phases import report_phases
+    from project.grokking.report_record import read_trajectory
+
+    run, dm, model = ctx.run, ctx.dm, ctx.model
+    if not hasattr(dm, "modulus"):
+        ctx.note(TITLE, f"{run.task} is not a modular-arithmetic task (no modulus)")
+        return []
+    if model is not None and not hasattr(model, "run_with_hooks"):
+        ctx.note(TITLE, "the net has no HookPoints (run_with_hooks): the Fourier tools need them")
+        return []
+    p, op = dm.modulus, dm.operation
+    ctx.summary["task"] = f"{op} mod {p}, train fraction {dm.frac_train}"
+    traj, keys, acts = pd.DataFrame(), [], None
+    phase_traj = pd.DataFrame()  # what the phases read excluded / restricted loss from
+    if model is None:
+        ctx.needs_weights += NEEDS_WEIGHTS
+        recorded, final_rec = read_trajectory(run.run_dir)
+        if len(recorded):  # python -m project.grokking.report_record: final-key measures
+            traj = phase_traj = recorded
+            keys = list(final_rec.get("key_freqs", []))
+            ctx.summary["key frequencies (neuron clusters, recorded)"] = keys or "none"
+            ctx.data["final"] = final_rec
+            ctx.data["trajectory"] = frame_json(traj)
+        elif len(run.progress) and "key_freqs" in run.progress:
+            traj = run.progress  # the live measures stand in for the snapshot trajectory
+            keys = list(run.progress["key_freqs"].dropna().iloc[-1])
+            ctx.summary["key frequencies (live, last progress record)"] = keys or "none"
+            ctx.data["final"] = {"key_freqs": keys, "key_rule": "live (progress.jsonl)"}
+        else:
+            ctx.note(TITLE, "needs checkpoints, a recorded trajectory (python -m "
+                     "project.grokking.report_record) or progress.jsonl: none in this run dir")  # fmt: skip
+    else:
+        _, acts = fo.grid_forward(model, p)
+        final = fo.progress_measures(model, p, dm.tokens, dm.answers, dm.train_idx, dm.val_idx, op)
+        keys = final["key_freqs"]
+        embed_keys = fo.key_frequencies_from_norms(fo.embedding_frequency_norms(model, p))
+        if run.snapshot_paths:
+            traj = phase_traj = trajectory(run.snapshot_paths, dm, keys, ctx.max_snapshots)
+        ctx.summary["key frequencies (neuron clusters)"] = keys or "none"
+        ctx.summary["key frequencies (embedding spectrum)"] = embed_keys or "none"
+        ctx.summary["final train / val acc"] = f"{final['train_acc']:.2%} / {final['val_acc']:.2%}"
+        ctx.summary["neurons >85% one frequency"] = f"{final.get('neuron_explained_frac', 0.0):.0%}"
+        ctx.data["final"] = {**jsonable(final), **final_numbers(model, dm, keys),
+                             "key_freqs_embedding": embed_keys, "key_rule": fo.KEY_RULE}  # fmt: skip
+        ctx.data["trajectory"] = frame_json(traj)
+    report_phases(ctx, phase_traj)
+    ctx.summary["snapshots analysed"] = len(traj)
+    if model is None:
+        return trajectory_sections(traj, p, ctx.marks, ctx.xscale)
+    return sections(model, dm, traj, keys, acts, ctx.marks, ctx.xscale)

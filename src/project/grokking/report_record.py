@@ -1,6 +1,6 @@
 """Record a modular run's trajectory, small enough to commit, so its report needs no checkpoints.
 
-    uv run python -m project.runs.record outputs/<date>/<time> docs/results/<name>
+    uv run python -m project.grokking.report_record outputs/<date>/<time> docs/results/<name>
 
 Writes to the output dir:
 
@@ -61,12 +61,12 @@ def read_trajectory(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
 
 def record(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Write the recorded trajectory of ``run_dir`` to ``out_dir``; returns ``out_dir``."""
+    from project.grokking import report_fourier as rf
     from project.interp import fourier as fo
-    from project.runs import report_fourier as rf
     from project.runs.load import load_run
 
     run, out = load_run(run_dir), Path(out_dir)
-    if not run.is_modular:
+    if not rf.is_modular(run):
         raise ValueError(f"{run.run_dir}: not a modular-arithmetic run (no data.modulus)")
     out.mkdir(parents=True, exist_ok=True)
     for name in ("resolved_config.yaml", "summary.json", "progress.jsonl"):
@@ -91,7 +91,9 @@ def record(run_dir: str | Path, out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m project.runs.record", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m project.grokking.report_record", description=__doc__
+    )
     parser.add_argument("run_dir", help="a modular run dir with checkpoint snapshots")
     parser.add_argument("out_dir", help="where the recorded trajectory goes")
     args = parser.parse_args(argv)
