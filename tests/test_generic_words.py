@@ -22,13 +22,28 @@ GENERIC_FILES = [
     "src/project/runs/report_plot.py",
     "src/project/runs/report_compare.py",
     "src/project/report.py",
-    # the training side goes here: src/project/train/, src/project/lit_module.py,
-    # src/project/checkpoint.py, src/project/eval.py
+    # the training core
+    "src/project/train",
+    "src/project/callbacks",
+    "src/project/lit_module.py",
+    "src/project/build.py",
+    "src/project/checkpoint.py",
+    "src/project/eval.py",
 ]
 WORDS = re.compile(r"modular|modulus|fourier|frequenc|grok", re.IGNORECASE)
 # Code that must not import the plugin (it may name a plugin's module in a string: a task's
 # declared report sections are looked up by name, not imported by the core).
-NO_PLUGIN_IMPORTS = ["src/project/runs", "src/project/report.py"]
+NO_PLUGIN_IMPORTS = [
+    "src/project/runs",
+    "src/project/report.py",
+    "src/project/train",
+    "src/project/callbacks",
+    "src/project/lit_module.py",
+    "src/project/build.py",
+    "src/project/summary.py",
+    "src/project/checkpoint.py",
+    "src/project/eval.py",
+]
 
 
 def expand(names: list[str]) -> list[Path]:

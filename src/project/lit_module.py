@@ -29,7 +29,7 @@ every epoch cadence must be a multiple of K (checked at the start of training), 
 the learning rate are logged every K epochs, and a train-metric threshold epoch is resolved to K
 epochs; gradient clipping and accumulation (``trainer.gradient_clip_val``,
 ``accumulate_grad_batches``) are Lightning's automatic optimisation only. The per-step hooks
-(``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``: Grokfast) and
+(``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``: a gradient filter callback) and
 precision plugins still run at every step. Blocks end at multiples of K, and the last epoch of a
 run is a block of its own (``FinalValidation`` sees it coming).
 """
