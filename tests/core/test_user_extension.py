@@ -5,6 +5,7 @@ resumes, loads, evaluates and gets a report, through the CLI, with no template f
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -118,17 +119,34 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
     assert "my_project.ReverseTask declares none" in absent["Task sections"]
     assert "HookPoints" in absent["Attention per head"]
     assert "Fourier" not in html and "phase" not in html
+    # a task that is not modular arithmetic: no grokking word in its summary, table or report
+    table = _run(user_dir, tmp_path, str(run), module="project.runs")
+    assert table.returncode == 0, table.stderr[-3000:]
+    words = re.compile(r"grok|fourier|frequenc|modul(?!e)", re.IGNORECASE)
+    for name, text in [
+        ("summary.json", (run / "summary.json").read_text()),
+        ("project.runs", table.stdout),
+        ("report.json", (run / "report" / "report.json").read_text()),
+        ("index.html", html),
+    ]:
+        assert not words.search(text), (name, words.findall(text))
+    assert "reached_epoch" in table.stdout
 
     # a sweep of the user's experiment (the README's "outside the clone" recipe, last step)
     sweep = _run(
         user_dir, tmp_path, *common, "trainer.max_epochs=1", "-m", "seed=0,1",
-        "hydra.sweep.dir=sweep",
+        "hydra.sweep.dir=sweep", "callbacks.run_summary.reached_as=solved_epoch",
     )  # fmt: skip
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     jobs = sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir())
     assert jobs == ["0", "1"] and all(
         (tmp_path / "sweep" / j / "summary.json").is_file() for j in jobs
     )
+    # the task's own word for the threshold epoch, in summary.json and the runs table
+    record = json.loads((tmp_path / "sweep" / "0" / "summary.json").read_text())
+    assert record["names"] == {"reached_epoch": "solved_epoch"} and "solved_epoch" in record
+    swept = _run(user_dir, tmp_path, str(tmp_path / "sweep"), module="project.runs")
+    assert swept.returncode == 0 and "solved_epoch" in swept.stdout, swept.stderr[-3000:]
 
 
 def test_a_bad_value_in_a_user_class_is_one_line_and_leaves_nothing(

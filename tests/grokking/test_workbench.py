@@ -147,6 +147,12 @@ def test_report_without_checkpoints_recomputes_from_the_recorded_trajectory(
     assert grok == first_epoch_at(history["epoch"], history["val/acc"], 0.99)
     assert data["phases"] is not None and data["grok_epoch"] == grok
     assert data["memorise_epoch"] == memorised
+    record = json.loads((tb_run / "summary.json").read_text())  # the modular task's words
+    assert record["grok_epoch"] == grok and record["memorise_epoch"] == memorised
+    assert record["names"] == {
+        "reached_epoch": "grok_epoch",
+        "train_reached_epoch": "memorise_epoch",
+    }
     assert "Fourier spectra of W_E and W_L" in data["not_computed_needs_weights"]
     assert (
         data["final"]["key_freqs"]
