@@ -94,15 +94,10 @@ class LitCausalLM(L.LightningModule):
         steps_per_batch: int = 1,
     ) -> None:
         super().__init__()
-        if (
-            isinstance(steps_per_batch, bool)
-            or not isinstance(steps_per_batch, int)
-            or steps_per_batch < 1
-        ):
-            raise ValueError(
-                f"steps_per_batch={steps_per_batch!r} is invalid: allowed an integer >= 1 "
-                "(K > 1: K full-batch optimiser steps per Lightning step)"
-            )
+        from project.callbacks.checkpoints import require_int  # (it imports this module)
+
+        note = " (K > 1: K full-batch optimiser steps per Lightning step)"
+        require_int("steps_per_batch", steps_per_batch, 1, note)
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is invalid: allowed {', '.join(LOSSES)}")
         if loss_dtype not in LOSS_DTYPES:

@@ -22,6 +22,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from project.callbacks.checkpoints import require_int
+
 log = logging.getLogger("project.train")
 
 
@@ -43,15 +45,9 @@ class EpochLog(Callback):
     """One ``run.log`` line per ``every_n_epochs`` completed epochs and at the end (0 = off)."""
 
     def __init__(self, every_n_epochs: int | None = None) -> None:
-        if every_n_epochs is not None and (
-            isinstance(every_n_epochs, bool)
-            or not isinstance(every_n_epochs, int)
-            or every_n_epochs < 0
-        ):
-            raise ValueError(
-                f"every_n_epochs={every_n_epochs!r} is invalid: allowed an integer >= 0 "
-                "(0 = off), or null for the validation cadence"
-            )
+        if every_n_epochs is not None:
+            note = " (0 = off), or null for the validation cadence"
+            require_int("every_n_epochs", every_n_epochs, 0, note)
         self.every_n_epochs = every_n_epochs
         self._cadence = every_n_epochs or 0
         self._logged = -1
