@@ -45,7 +45,10 @@ def test_strong_net_computes_the_template_model_last_position() -> None:
     with torch.no_grad():
         expected = tiny(tokens)[:, -1]
         assert torch.allclose(strong(tokens), expected, atol=1e-5, rtol=0)
-        assert torch.equal(tiny(tokens, last_only=True)[:, -1], expected)
+        # the last-position fast path (no hooks) equals it within float32 rounding (issue #24)
+        torch.testing.assert_close(
+            tiny(tokens, last_only=True)[:, -1], expected, rtol=1e-5, atol=1e-5
+        )
 
 
 def test_reference_loops_train_on_minibatches_and_full_batch() -> None:

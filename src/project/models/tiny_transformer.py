@@ -21,6 +21,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module
 
 from project.models.hooks import HookedRootModule, HookPoint
 
@@ -116,6 +117,11 @@ class LayerNorm(nn.Module):
         # hook_normalized is x / scale, before w and b (TransformerLens >= 4; TL 2.x hooks after them)
         return self.hook_normalized(x / scale) * self.w + self.b
 
+    def forward_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` without the HookPoints, as one fused ``F.layer_norm`` (same within float32
+        rounding). Only for ``TinyTransformer``'s hook-free fast path."""
+        return F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps)
+
 
 class Attention(nn.Module):
     def __init__(self, cfg: TinyTransformerConfig) -> None:
@@ -147,26 +153,46 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
 
-    def forward(self, x: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """x: [batch, pos, d_model] -> attention output [batch, pos, d_model].
-
-        ``last_only``: queries from the last position only -> [batch, 1, d_model] (keys and values
-        still cover every position). Used for training when no hook is attached.
-        """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, pos, d_model] -> attention output [batch, pos, d_model]."""
         n = x.shape[1]
-        q = torch.einsum("bpd,hde->bphe", x[:, -1:] if last_only else x, self.W_Q)
+        q = torch.einsum("bpd,hde->bphe", x, self.W_Q)
         k = torch.einsum("bpd,hde->bphe", x, self.W_K)
         v = torch.einsum("bpd,hde->bphe", x, self.W_V)
         if self.b_Q is not None and self.b_K is not None and self.b_V is not None:
             q, k, v = q + self.b_Q, k + self.b_K, v + self.b_V
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
-        mask = self.mask[n - 1 : n, :n] if last_only else self.mask[:n, :n]
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~self.mask[:n, :n], float("-inf"))
         scores = self.hook_attn_scores(scores)
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
         out = torch.einsum("bqhe,hed->bqd", z, self.W_O)
+        return out + self.b_O if self.b_O is not None else out
+
+    def forward_last(self, x: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        """``resid + forward(x)[:, -1]`` without the HookPoints: x [batch, pos, d_model], resid
+        [batch, d_model] -> [batch, d_model]. Only for ``TinyTransformer``'s hook-free fast path.
+
+        The query of the last position only (it sees every position: no mask); q, k and v each
+        one ``mm`` with the weight viewed as ``[d_model, n_heads * d_head]``; scores and the
+        weighted sum of values elementwise over ``[batch, pos, head, d_head]`` (one query: a
+        batched matmul of 1-row matrices is slower on CPU); ``W_O`` and the residual one ``addmm``.
+        """
+        b, n, d = x.shape
+        h, _, e = self.W_Q.shape
+        flat = x.reshape(b * n, d)
+
+        def project(inp: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            w2 = w.transpose(0, 1).reshape(d, h * e)  # [h, d, e] -> [d, h*e]
+            return inp @ w2 if bias is None else torch.addmm(bias.reshape(h * e), inp, w2)
+
+        q = project(x[:, -1], self.W_Q, self.b_Q).view(b, 1, h, e)
+        k = project(flat, self.W_K, self.b_K).view(b, n, h, e)
+        v = project(flat, self.W_V, self.b_V).view(b, n, h, e)
+        pattern = ((q * k).sum(-1) * self.scale).softmax(dim=1)  # [b, n, h]
+        z = (pattern.unsqueeze(-1) * v).sum(1)  # [b, h, e]
+        out = torch.addmm(resid, z.reshape(b, h * e), self.W_O.reshape(h * e, d))
         return out + self.b_O if self.b_O is not None else out
 
 
@@ -191,6 +217,15 @@ class MLP(nn.Module):
         out = post @ self.W_out
         return out + self.b_out if self.b_out is not None else out
 
+    def forward_fast(self, x: torch.Tensor, resid: torch.Tensor) -> torch.Tensor:
+        """``resid + forward(x)`` without the HookPoints, for 2-D x and resid [batch, d_model]:
+        ``addmm`` with the biases and the residual, the ReLU in place on a fresh tensor. Only for
+        ``TinyTransformer``'s hook-free fast path."""
+        pre = x @ self.W_in if self.b_in is None else torch.addmm(self.b_in, x, self.W_in)
+        post = pre.relu_() if self.act is F.relu else self.act(pre)
+        out = torch.addmm(resid, post, self.W_out)
+        return out + self.b_out if self.b_out is not None else out
+
 
 class TransformerBlock(nn.Module):
     def __init__(self, cfg: TinyTransformerConfig) -> None:
@@ -207,17 +242,26 @@ class TransformerBlock(nn.Module):
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
         self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
 
-    def forward(self, resid: torch.Tensor, last_only: bool = False) -> torch.Tensor:
-        """resid: [batch, pos, d_model] -> [batch, pos, d_model] ([batch, 1, d_model] if last_only)."""
+    def forward(self, resid: torch.Tensor) -> torch.Tensor:
+        """resid: [batch, pos, d_model] -> [batch, pos, d_model]."""
         resid = self.hook_resid_pre(resid)
         attn_in = self.ln1(resid) if self.ln1 is not None else resid
-        attn_out = self.hook_attn_out(self.attn(attn_in, last_only=last_only))
-        resid = (resid[:, -1:] if last_only else resid) + attn_out
+        resid = resid + self.hook_attn_out(self.attn(attn_in))
         if self.mlp is None:
             return self.hook_resid_post(resid)
         resid = self.hook_resid_mid(resid)
         mlp_in = self.ln2(resid) if self.ln2 is not None else resid
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(mlp_in)))
+
+    def forward_last(self, resid: torch.Tensor) -> torch.Tensor:
+        """``forward(resid)[:, -1]`` without the HookPoints: [batch, pos, d_model] ->
+        [batch, d_model]. Only for ``TinyTransformer``'s hook-free fast path."""
+        attn_in = self.ln1.forward_fast(resid) if self.ln1 is not None else resid
+        resid = self.attn.forward_last(attn_in, resid[:, -1])
+        if self.mlp is None:
+            return resid
+        mlp_in = self.ln2.forward_fast(resid) if self.ln2 is not None else resid
+        return self.mlp.forward_fast(mlp_in, resid)
 
 
 class Embed(nn.Module):
@@ -308,27 +352,55 @@ class TinyTransformer(HookedRootModule):
         return config_from_args(None, kwargs).n_params()
 
     def hooks_attached(self) -> bool:
-        """True when any HookPoint carries a forward or backward hook."""
+        """True when any submodule (a HookPoint or any other) carries a forward or backward hook,
+        or a global module hook is registered (``torch.nn.modules.module.register_module_*``):
+        then ``forward(tokens, last_only=True)`` runs the hooked forward, not the fast path that
+        skips those module calls. A few microseconds (dict checks on ~25 modules)."""
+        if (
+            _module._global_forward_hooks
+            or _module._global_forward_pre_hooks
+            or _module._global_backward_hooks
+            or _module._global_backward_pre_hooks
+        ):
+            return True
         return any(
-            hp._forward_hooks or hp._forward_pre_hooks or hp._backward_hooks
-            for hp in self.hook_dict.values()
+            m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+            for m in self.modules()
+            if m is not self
         )
 
     def forward(self, tokens: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """tokens: [batch, pos] (int64) -> logits [batch, pos, d_vocab_out].
 
         ``last_only=True`` returns the logits of the last position only, ``[batch, 1, d_vocab_out]``:
-        with a one-position answer (``[a, b, =]``) that is all the loss needs, and the last layer's
-        attention queries, MLP and unembed then run on one position instead of all. The result is identical to
-        ``forward(tokens)[:, -1:]``. When any hook is attached the full forward runs (hooks always
-        see full activations) and is sliced.
+        with a one-position answer (``[a, b, =]``) that is all the loss needs. With no hook
+        attached (``hooks_attached()``) it runs a fast path: the last layer's query, MLP and
+        unembed on the last position only, no HookPoint calls, plain ``mm``/``addmm`` projections
+        with the weights viewed as matrices, attention scores elementwise (the issue #24
+        training speed-up); the result equals ``forward(tokens)[:, -1:]`` within float32
+        rounding, gradients too (``tests/core/test_fast_path.py``). When any hook is attached the
+        full, hooked forward runs (hooks always see full activations) and is sliced.
         """
-        if last_only and self.hooks_attached():
-            return self.forward(tokens)[:, -1:]
+        if last_only:
+            if self.hooks_attached():
+                return self.forward(tokens)[:, -1:]
+            return self._forward_last_fast(tokens)
         resid = self.hook_embed(self.embed(tokens)) + self.hook_pos_embed(self.pos_embed(tokens))
-        last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):  # only the last block can drop earlier positions
-            resid = block(resid, last_only=last_only and i == last)
+        for block in self.blocks:
+            resid = block(resid)
         if self.ln_final is not None:
             resid = self.ln_final(resid)
         return self.unembed(resid)
+
+    def _forward_last_fast(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``forward(tokens)[:, -1:]`` with no hook attached (the caller checked): earlier blocks
+        as usual, the last block on the last position only, no HookPoint calls."""
+        resid = self.embed(tokens) + self.pos_embed.W_pos[: tokens.shape[1]]
+        for block in self.blocks[:-1]:
+            resid = block(resid)
+        last = self.blocks[-1]
+        assert isinstance(last, TransformerBlock)
+        resid = last.forward_last(resid)  # [batch, d_model]
+        if self.ln_final is not None:
+            resid = self.ln_final.forward_fast(resid)
+        return self.unembed(resid).unsqueeze(1)
