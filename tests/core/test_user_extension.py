@@ -5,8 +5,8 @@ resumes, loads, evaluates and gets a report, through the CLI, with no template f
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
