@@ -100,7 +100,7 @@ def test_optuna_trials_run_and_write_optimization_results(tmp_path: Path, capsys
     for job in ("0", "1"):
         summary = json.loads((sweep / job / "summary.json").read_text())
         assert summary["status"] == "finished" and summary["epochs"] == 3
-        values.append(objective(sweep / job, 3))
+        values.append(run_objective(sweep / job, 3))
     assert results["best_value"] == pytest.approx(min(values))
 
     from project.runs.table import main
