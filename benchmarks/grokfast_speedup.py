@@ -29,10 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 FILTERS = {
-    "ema": ["model.grokfast=ema", "model.optimizer.weight_decay=0.005"],
-    "ma": ["model.grokfast=ma", "model.optimizer.weight_decay=0.01"],
-    "none": ["model.grokfast=none", "model.optimizer.weight_decay=0.005"],
-    "none_wd0": ["model.grokfast=none", "model.optimizer.weight_decay=0.0"],  # their baseline
+    "ema": ["grokfast=ema", "model.optimizer.weight_decay=0.005"],
+    "ma": ["grokfast=ma", "model.optimizer.weight_decay=0.01"],
+    "none": ["grokfast=none", "model.optimizer.weight_decay=0.005"],
+    "none_wd0": ["grokfast=none", "model.optimizer.weight_decay=0.0"],  # their baseline
 }
 CLAIM = {
     "ema": 910,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks._comm
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "fast_grok": ["experiment=fast_grok"],
-    "grokfast": ["experiment=fast_grok", "model.grokfast=ema"],
+    "grokfast": ["experiment=fast_grok", "grokfast=ema"],
     "nanda2023": ["experiment=nanda2023"],
 }
 STOP = [
