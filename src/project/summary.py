@@ -33,6 +33,12 @@ def train_twin(monitor: str) -> str | None:
     return "train/" + monitor.removeprefix("val/") if monitor.startswith("val/") else None
 
 
+def task_words(reached_as: str | None, train_reached_as: str | None) -> dict[str, str]:
+    """``RunRecord.names`` from ``callbacks.run_summary.{reached_as, train_reached_as}``."""
+    words = {"reached_epoch": reached_as, "train_reached_epoch": train_reached_as}
+    return {generic: str(word) for generic, word in words.items() if word}
+
+
 @dataclass
 class RunRecord:
     """What ``summary.json`` holds. Epochs are completed epochs (as in snapshot names)."""

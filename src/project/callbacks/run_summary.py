@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from project.summary import train_twin
+from project.summary import task_words, train_twin
 
 _NONE = -1.0
 
@@ -43,14 +43,7 @@ class RunSummary(Callback):
         if isinstance(threshold, bool) or not math.isfinite(float(threshold)):
             raise ValueError(f"threshold={threshold!r} is invalid: allowed a finite number")
         self.monitor, self.mode, self.threshold = str(monitor), mode, float(threshold)
-        self.names = {
-            generic: str(word)
-            for generic, word in (
-                ("reached_epoch", reached_as),
-                ("train_reached_epoch", train_reached_as),
-            )
-            if word
-        }
+        self.names = task_words(reached_as, train_reached_as)
         self._state: dict[str, torch.Tensor] = {}
         self._loaded: dict[str, float] = {}
         self._train_logged_at = 0

@@ -40,6 +40,7 @@ from project.data.base import IGNORE_INDEX, DeviceBatches
 from project.ensemble.members import MemberLog, group_key, unsupported, write_summary
 from project.ensemble.resume import net_state, read_resume, restore_log, restore_schedule
 from project.ensemble.stacked import StackedAdamW, StackedNets
+from project.summary import task_words
 
 Member = tuple[DictConfig, Path]  # composed config, run dir
 
@@ -71,15 +72,8 @@ class _Member:
         self.weight_decay = float(group["weight_decay"])
         callbacks = cfg.get("callbacks") or {}
         threshold = OmegaConf.select(cfg, "callbacks.run_summary.threshold", default=0.99)
-        words = OmegaConf.select(cfg, "callbacks.run_summary", default=None) or {}
-        names = {
-            generic: str(words[key])
-            for generic, key in (
-                ("reached_epoch", "reached_as"),
-                ("train_reached_epoch", "train_reached_as"),
-            )
-            if words.get(key)
-        }
+        summary = OmegaConf.select(cfg, "callbacks.run_summary", default=None) or {}
+        names = task_words(summary.get("reached_as"), summary.get("train_reached_as"))
         self.log = MemberLog(self.run_dir, float(threshold), names)
         self.snap = callbacks.get("snapshots") or {}
         self.last = callbacks.get("last_checkpoint") or {}

@@ -279,14 +279,12 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         bad = tuple(n for n in ("data", "model") if any(e.key.startswith(n) for e in errors))
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
-        bad = (
-            *bad,
-            *(".".join(e.key.split(".")[:2]) for e in errors if e.key.startswith("callbacks.")),
-        )
         checked.append((cfg, bad))
     lines += [line for line in _build_errors(checked, reference) if line not in lines]
-    for cfg, bad in checked:
-        lines += [line for line in _callback_errors(cfg, reference, bad) if line not in lines]
+    if not lines:  # second stage, like the builds: a static error is reported without Lightning
+        built: set[str] = set()
+        for cfg, _ in checked:
+            lines += [line for line in _callback_errors(cfg, reference, built) if line not in lines]
     if lines:
         raise PreflightError(lines)
 
@@ -325,10 +323,11 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
     return [line for line in lines if line]
 
 
-def _callback_errors(cfg: DictConfig, reference: DictConfig, bad: tuple[str, ...]) -> list[str]:
-    """Build each callback whose node differs from the default config's, so its constructor's own
-    checks (``callbacks.run_summary.threshold=nan``) run before anything is created. A node that needs
-    the run dir (``${hydra:runtime.output_dir}``) is built in the run instead."""
+def _callback_errors(cfg: DictConfig, reference: DictConfig, built: set[str]) -> list[str]:
+    """Build each callback whose node differs from the default config's (once per distinct node:
+    ``built``), so its constructor's own checks (``callbacks.run_summary.threshold=nan``) run
+    before anything is created. A node that needs the run dir (``${hydra:runtime.output_dir}``)
+    is built in the run instead."""
     from hydra.utils import instantiate
 
     from project.build import error_line
@@ -338,14 +337,13 @@ def _callback_errors(cfg: DictConfig, reference: DictConfig, bad: tuple[str, ...
     for name, node in callbacks.items():
         if not isinstance(node, DictConfig) or "_target_" not in node or node == defaults.get(name):
             continue
-        if f"callbacks.{name}" in bad:  # its keys are already reported
+        raw = OmegaConf.to_container(node, resolve=False)
+        if "${hydra:" in str(raw) or f"{name}={raw!r}" in built:
             continue
-        if "${hydra:" in str(OmegaConf.to_container(node, resolve=False)):
-            continue
+        built.add(f"{name}={raw!r}")
         try:
             instantiate(node)
         except Exception as exc:
-            raw = OmegaConf.to_container(node, resolve=False)
             lines.append(error_line(f"callbacks.{name}", exc, raw))
     return lines
 

@@ -189,6 +189,17 @@ MAX_SEED = 2**32 - 1  # numpy's seed range, which seed_everything uses
 MAX_NAME_BYTES = 200  # the run dir is <HH-MM-SS>-<name>[_N]: a file name is at most 255 bytes
 
 
+def _read_checkpoint(c: _Checker, key: str, allowed: str) -> dict[str, Any] | None:
+    """The checkpoint at config ``key`` (verified), or None with the reason reported."""
+    from project.checkpoint import CheckpointError, read_checkpoint
+
+    try:
+        return read_checkpoint(c.get(key))
+    except CheckpointError as exc:
+        c.fail(key, f"{allowed} ({exc})")
+        return None
+
+
 def _check_run(c: _Checker) -> None:
     c.int_range("seed", 0, MAX_SEED)
     name = c.get("run.name")
@@ -201,41 +212,29 @@ def _check_run(c: _Checker) -> None:
         c.fail("run.name", f"a name of at most {MAX_NAME_BYTES} bytes (a file name)", shown)
     ckpt = c.get("run.ckpt_path")
     if ckpt is not None:
-        from project.checkpoint import CheckpointError, read_checkpoint
-
-        try:
-            loaded = read_checkpoint(ckpt)
-        except CheckpointError as exc:
-            c.fail("run.ckpt_path", f"an existing, complete training checkpoint ({exc})", ckpt)
-        else:
-            if "optimizer_states" not in loaded or "loops" not in loaded:
-                last = Path(str(ckpt)).absolute().parent / "last.ckpt"
-                fix = (
-                    f"; resume the run with: python -m project.train.run run.ckpt_path={last}"
-                    if last.is_file()
-                    else ""
-                )
-                fix += (
-                    "; or start a new run from its weights with: python -m project.train.run "
-                    f"run.init_from={Path(str(ckpt)).absolute()}"
-                )
-                c.fail(
-                    "run.ckpt_path",
-                    "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
-                    f"or loop state to resume from){fix}",
-                    ckpt,
-                )
+        loaded = _read_checkpoint(c, "run.ckpt_path", "an existing, complete training checkpoint")
+        if loaded is not None and ("optimizer_states" not in loaded or "loops" not in loaded):
+            last = Path(str(ckpt)).absolute().parent / "last.ckpt"
+            fix = (
+                f"; resume the run with: python -m project.train.run run.ckpt_path={last}"
+                if last.is_file()
+                else ""
+            )
+            fix += (
+                "; or start a new run from its weights with: python -m project.train.run "
+                f"run.init_from={Path(str(ckpt)).absolute()}"
+            )
+            c.fail(
+                "run.ckpt_path",
+                "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
+                f"or loop state to resume from){fix}",
+                ckpt,
+            )
     init = c.get("run.init_from")
     if init is not None:
-        from project.checkpoint import CheckpointError, read_checkpoint
-
-        try:
-            weights = read_checkpoint(init)
-        except CheckpointError as exc:
-            c.fail("run.init_from", f"an existing checkpoint ({exc})", init)
-        else:
-            if not isinstance(weights.get("state_dict"), dict):
-                c.fail("run.init_from", "a checkpoint with weights (no state_dict in it)", init)
+        weights = _read_checkpoint(c, "run.init_from", "an existing checkpoint")
+        if weights is not None and not isinstance(weights.get("state_dict"), dict):
+            c.fail("run.init_from", "a checkpoint with weights (no state_dict in it)", init)
         if ckpt is not None:
             c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
     root = c.get("run.output_root")
