@@ -1,8 +1,10 @@
 """Phases on recorded trajectories committed under docs/results (no checkpoints, no training):
 the paper's pattern on a real fast_grok run (``python -m project.grokking.report_record`` of
 ``experiment=fast_grok trainer.max_epochs=400 logger=csv
-callbacks.progress_measures.every_n_epochs=5``, seed 0), and boundaries that stay put when the
-snapshot cadence is halved or doubled."""
+callbacks.progress_measures.every_n_epochs=5``, seed 0) and on the faithful default recipe
+(``trainer.max_epochs=16000 model.steps_per_batch=10 callbacks.progress_measures.every_n_epochs=100
+callbacks.snapshots.every_n_epochs=100``, seed 0), and boundaries that stay put when the snapshot
+cadence is halved or doubled."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from project.runs.load import Run, load_run
 
 RESULTS = Path(__file__).resolve().parents[2] / "docs" / "results"
 FAST_GROK = RESULTS / "fast_grok_seed0"
+FAITHFUL = RESULTS / "nanda2023_seed0"  # the default recipe, 16,000 epochs (docs/report.md)
+RECORDINGS = [pytest.param(FAST_GROK, id="fast_grok"), pytest.param(FAITHFUL, id="faithful")]
 
 
 def phases_of(run: Run, traj: pd.DataFrame) -> dict:
@@ -28,8 +32,9 @@ def phases_of(run: Run, traj: pd.DataFrame) -> dict:
     return {**out, "measures": measures, "memorised": memorised, "grok": grok}
 
 
-def test_fast_grok_recording_shows_the_papers_phases() -> None:
-    found = phases_of(load_run(FAST_GROK), read_trajectory(FAST_GROK)[0])
+@pytest.mark.parametrize("recording", RECORDINGS)
+def test_recording_shows_the_papers_phases(recording: Path) -> None:
+    found = phases_of(load_run(recording), read_trajectory(recording)[0])
     ph, m = found["phases"], found["measures"]
     (m0, m1), (c0, c1), (k0, k1) = (ph[name] for name in PHASES)
     assert m1 == c0 and c1 == k0
@@ -43,12 +48,15 @@ def test_fast_grok_recording_shows_the_papers_phases() -> None:
                 "weight_norm"} <= set(found["evidence"][key])  # fmt: skip
 
 
+@pytest.mark.parametrize("recording", RECORDINGS)
 @pytest.mark.parametrize("offset", [0, 1])
-def test_recorded_boundaries_move_less_than_5_percent_with_the_cadence(offset: int) -> None:
+def test_recorded_boundaries_move_less_than_5_percent_with_the_cadence(
+    recording: Path, offset: int
+) -> None:
     """Every 2nd snapshot (base, starting at ``offset``) against every snapshot (spacing halved)
     and every 4th (spacing doubled)."""
-    run = load_run(FAST_GROK)
-    traj = read_trajectory(FAST_GROK)[0].sort_values("epoch")
+    run = load_run(recording)
+    traj = read_trajectory(recording)[0].sort_values("epoch")
     base = phases_of(run, traj.iloc[offset::2])["phases"]
     length = float(traj["epoch"].max() - traj["epoch"].min())
     for sub in (traj, traj.iloc[offset::4]):
