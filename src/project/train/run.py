@@ -22,7 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from project.build import error_line, fill_net_sizes, instantiate_task
 from project.summary import run_objective
-from project.train.finish import finish_run
 from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, run_preflight
 from project.train.resume import plan_job
@@ -97,8 +96,17 @@ def build_callbacks(
 ) -> dict[str, Any]:
     """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
     needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
-    arguments against the task here, before training (a ``ValueError`` is one line, exit 2)."""
+    arguments against the task here, before training (a ``ValueError`` is one line, exit 2).
+
+    Every run has its record: a ``RunSummary`` is added when the config has none (and a
+    ``CloudSync`` when ``RCLONE_DEST`` is set). Both come last, ``CloudSync`` after ``RunSummary``:
+    its final copy at fit end carries the ``summary.json`` that ``RunSummary`` wrote, and the
+    summary is printed after the other callbacks' teardown (a progress bar's last frame)."""
     from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from project.callbacks.cloud_sync import CloudSync
+    from project.callbacks.run_summary import RunSummary
+    from project.sync import ENV_VAR
 
     built = {}
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -109,7 +117,16 @@ def build_callbacks(
                     callback.check_task(datamodule)
             if with_loggers or not isinstance(callback, LearningRateMonitor):
                 built[str(name)] = callback
-    return built
+    if not any(isinstance(cb, RunSummary) for cb in built.values()):
+        built["_run_summary"] = RunSummary.untracked()
+    if os.environ.get(ENV_VAR) and not any(isinstance(cb, CloudSync) for cb in built.values()):
+        built["_cloud_sync"] = CloudSync(str(run_dir or Path.cwd()))
+
+    def last(name: str) -> tuple[bool, bool]:  # a stable sort: only these two move
+        return isinstance(built[name], RunSummary | CloudSync), isinstance(built[name], CloudSync)
+
+    order = sorted(built, key=last)
+    return {name: built[name] for name in order}
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -174,14 +191,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         reject([f"callbacks.{name}.{exc}"], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
         log.error(str(exc))
-        raise SystemExit(write_failed_exit(run_dir, trainer, exc)) from None
+        raise SystemExit(write_failed_exit(exc)) from None
     except Exception as exc:  # anything else: its line in run.log, the traceback on stderr
         log.error("%s: %s", type(exc).__name__, exc)
         raise
 
+    # summary.json, the final sync and the printed summary: RunSummary and CloudSync at fit end
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if trainer.is_global_zero:
-        finish_run(run_dir, trainer, metrics)
     if (code := preempted_exit(trainer)) is not None:  # SIGTERM: last.ckpt saved, exit 143
         raise SystemExit(code)
     return metrics
