@@ -44,7 +44,6 @@ def test_local_path_dest_with_background_sync(tmp_path, monkeypatch, capsys) -> 
     assert_complete_copy(run_dir, dest / remote_name(run_dir))
 
 
-
 def test_rclone_dest_syncs_without_the_callbacks_config_entries(tmp_path, monkeypatch) -> None:
     """``callbacks.cloud_sync=null`` still copies when RCLONE_DEST is set, and
     ``callbacks.run_summary=null`` still writes a record (without a monitored metric)."""
@@ -55,6 +54,7 @@ def test_rclone_dest_syncs_without_the_callbacks_config_entries(tmp_path, monkey
     assert_complete_copy(run_dir, dest / remote_name(run_dir))
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["monitor"] is None
+
 
 def test_webdav_remote(tmp_path, monkeypatch, webdav) -> None:
     monkeypatch.setenv("RCLONE_DEST", "dav:team/runs")

@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from project.train.rundir import find_run_dir
-from project.train.validate import constructor_signature, validate_config
+from project.train.signatures import signature
+from project.train.validate import validate_config
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 MAX_JOBS_CHECKED = 256
@@ -140,8 +141,8 @@ def _default_node(parent: str, overrides: list[str] | None = None) -> tuple[list
 def _takes(target: Any, name: str) -> bool:
     """Whether ``target``'s constructor names an argument ``name`` (not merely ``**kwargs``: a
     typo there would be passed on and fail later)."""
-    found = constructor_signature(str(target)) if target else None
-    return isinstance(found, tuple) and name in found[0]
+    found = signature(str(target)) if target else None
+    return found is not None and not isinstance(found, Exception) and name in found.names
 
 
 def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
@@ -311,8 +312,8 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
             lines.append(str(err))
     for node, keys in stale.items():
         target = replaced[node]
-        found = constructor_signature(target)
-        takes = ", ".join(found[0]) if isinstance(found, tuple) else "?"
+        found = signature(target)
+        takes = "?" if isinstance(found, Exception) else ", ".join(found.names)
         drop = " ".join(f"~{node}.{k}" for k in keys)
         lines[lines.index(node)] = (
             f"{node}._target_={target} is invalid: allowed a class that takes the node's keys; "

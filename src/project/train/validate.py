@@ -17,9 +17,11 @@ one line too.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from project.train.rundir import unwritable
+from project.train.signatures import signature as constructor_signature
 
 
 @dataclass
@@ -84,16 +87,6 @@ class _Checker:
             self.fail(key, f"an integer >= {lo}{hi_s}" + (" or null" if optional else ""), v)
         return ok
 
-    def num_range(
-        self, key: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
-    ) -> bool:
-        v = self.get(key)
-        ok = _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-            self.fail(key, f"a number in {lb}{lo}, {hi}{rb}", v)
-        return ok
-
     def choice(self, key: str, options: list[Any]) -> bool:
         v = self.get(key)
         ok = v in options
@@ -101,23 +94,9 @@ class _Checker:
             self.fail(key, "one of " + ", ".join(str(o) for o in options), v)
         return ok
 
-    def boolean(self, key: str) -> bool:
-        v = self.get(key)
-        ok = isinstance(v, bool)
-        if not ok:
-            self.fail(key, "true or false", v)
-        return ok
-
 
 _PRECISIONS = ["32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"]
 _ACCELERATORS = ["auto", "cpu", "gpu", "cuda", "mps"]
-
-
-def _mps_available() -> bool:
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
 
 
 def resolve_accelerator(name: str) -> str:
@@ -127,6 +106,12 @@ def resolve_accelerator(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else ("mps" if _mps_available() else "cpu")
     return "cuda" if name == "gpu" else name
+
+
+def _mps_available() -> bool:
+    import torch
+
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
 
 
 def _check_trainer(c: _Checker) -> None:
@@ -267,142 +252,48 @@ def target_nodes(node: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
     return found
 
 
-def _type_ok(value: Any, annotation: Any) -> bool | None:
-    """Whether ``value`` fits ``annotation``; None when the annotation is not a simple type."""
-    import types
-    import typing
-    from collections import abc
+def _has_any(annotation: Any) -> bool:
+    return annotation is Any or any(_has_any(a) for a in typing.get_args(annotation))
 
-    if annotation is inspect.Parameter.empty or annotation is Any:
+
+@functools.lru_cache(maxsize=256)
+def _adapter(annotation: Any) -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+
+def _type_ok(value: Any, annotation: Any) -> bool | None:
+    """Whether ``value`` fits ``annotation``, by pydantic in strict mode (no ``"3"`` or ``True``
+    for an int; a list for a fixed-length tuple); None when it cannot tell (``Any`` in it, a type
+    pydantic does not check)."""
+    from pydantic import ValidationError
+
+    if annotation is inspect.Parameter.empty or _has_any(annotation):
         return None
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        results = [_type_ok(value, arg) for arg in typing.get_args(annotation)]
-        if any(r is True for r in results):
+    try:
+        adapter = _adapter(annotation)
+    except Exception:  # unhashable or not a type pydantic knows
+        return None
+    for candidate in (value, tuple(value)) if isinstance(value, list) else (value,):
+        try:
+            adapter.validate_python(candidate)
             return True
-        return None if any(r is None for r in results) else False
-    if annotation is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return _is_int(value)
-    if annotation is float:
-        return _is_num(value)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin is tuple and typing.get_args(annotation) and ... not in typing.get_args(annotation):
-        args = typing.get_args(annotation)  # a fixed-length tuple, e.g. betas: tuple[float, float]
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            return False
-        return all(_type_ok(v, a) is not False for v, a in zip(value, args, strict=True))
-    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence, abc.Sequence):
-        return isinstance(value, list | tuple)
-    if annotation is dict or origin is dict:
-        return isinstance(value, dict)
-    if inspect.isclass(annotation) and origin is None:
-        return isinstance(value, annotation)
-    return None
+        except ValidationError:
+            continue
+        except Exception:
+            return None
+    return False
 
 
 def _type_name(annotation: Any) -> str:
     """``Union[float, Tensor]``, ``one of add, sub``: module prefixes dropped."""
     import re
-    import typing
 
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(str(a) for a in typing.get_args(annotation))
     text = str(annotation).replace("<class '", "").replace("'>", "").replace("NoneType", "None")
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Union -> Union
-
-
-# bases whose constructors take no configurable keys (nn.Module's *args/**kwargs are not options)
-_CLOSED_BASES = {"builtins.object", "torch.nn.Module", "torch.nn.modules.module.Module"}
-
-
-def constructor_signature(
-    target: str, depth: int = 0
-) -> tuple[list[str], dict[str, Any], bool] | Exception:
-    """Argument names, annotations and whether ``**kwargs`` is taken, of ``target``'s constructor:
-    read from the source when possible (no import: keeps a bad command line's error fast), else
-    from the imported class. A class whose ``__init__`` passes ``**kwargs`` on to its base's
-    (``super().__init__(**kwargs)``) has the base's arguments too, up the chain: ``split_seed``
-    is a key of every ``TokenTask`` subclass, and a typo under it lists them all."""
-    from project.train.signatures import static_signature
-
-    if target in _CLOSED_BASES:
-        return [], {}, False
-    if (static := static_signature(target)) is not None:
-        own = static.names, static.annotations, static.takes_any_keyword
-        return _with_base(own, static.forwards_to, depth)
-    try:
-        from project.trust import locate
-
-        obj = locate(target)
-    except Exception as exc:
-        return exc
-    own_signature = _inspected_signature(obj)
-    if isinstance(own_signature, Exception) or not own_signature[2] or not inspect.isclass(obj):
-        return own_signature
-    return _with_base(own_signature, _forwarded_base(obj), depth)
-
-
-def _with_base(
-    own: tuple[list[str], dict[str, Any], bool], base: str | None, depth: int
-) -> tuple[list[str], dict[str, Any], bool]:
-    if base is None or depth > 8:
-        return own
-    inherited = constructor_signature(base, depth + 1)
-    if isinstance(inherited, Exception):
-        return own
-    names, hints, _ = own
-    extra = [n for n in inherited[0] if n not in names]
-    return [*names, *extra], {**inherited[1], **hints}, inherited[2]
-
-
-def _forwarded_base(cls: type) -> str | None:
-    """The next class in ``cls``'s MRO that defines ``__init__``, when ``cls.__init__`` passes
-    ``**kwargs`` on to it (read from the source; assumed when the source is not available)."""
-    import ast
-    import textwrap
-
-    from project.train.signatures import forwards_kwargs
-
-    base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(vars(cls).get("__init__", cls))))
-        init = tree.body[0]
-        kwarg = (
-            init.args.kwarg.arg if isinstance(init, ast.FunctionDef) and init.args.kwarg else None
-        )
-        if (
-            not isinstance(init, ast.FunctionDef)
-            or kwarg is None
-            or not forwards_kwargs(init, kwarg)
-        ):
-            return None
-    except (OSError, TypeError, SyntaxError, IndexError):
-        pass
-    return f"{base.__module__}.{base.__qualname__}"
-
-
-def _inspected_signature(obj: Any) -> tuple[list[str], dict[str, Any], bool] | Exception:
-    import typing
-
-    try:
-        params = inspect.signature(obj).parameters
-    except Exception as exc:
-        return exc
-    try:
-        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
-    except Exception:
-        hints = {}
-    hints = {k: hints.get(k, p.annotation) for k, p in params.items()}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    names = [p for p in params if p not in ("self", "args", "kwargs")]
-    return names, hints, takes_any
 
 
 def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
@@ -427,7 +318,11 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
                 reason += f"; {import_fix(str(target))}"
             c.fail(f"{node_key}._target_", f"an importable class ({reason})", target)
             continue
-        names, hints, takes_any = signature
+        names, hints, takes_any = (
+            signature.names,
+            signature.annotations,
+            signature.takes_any_keyword,
+        )
         for key in keys:
             value = node[key]
             if key not in names:
