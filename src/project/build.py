@@ -9,6 +9,7 @@ becomes one line and exit 2), ``project.eval`` and the ensemble all build throug
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 from pathlib import Path
@@ -170,6 +171,77 @@ def check_buildable(
     if not errors and (problem := output_problem(cfg, datamodule, module)):
         errors.append(problem)
     return errors
+
+
+def _plain(cfg: DictConfig, key: str, drop: tuple[str, ...] = ()) -> Any:
+    """Config node ``key`` as written (unresolved), without the keys in ``drop``."""
+    node = OmegaConf.select(cfg, key)
+    node = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
+    return {k: v for k, v in node.items() if k not in drop} if isinstance(node, dict) else node
+
+
+def build_errors(
+    checked: list[tuple[DictConfig, tuple[str, ...]]], reference: DictConfig
+) -> list[str]:
+    """The preflight's builds: each distinct (task, module, checkpoint) of the jobs ``checked``
+    (each with the nodes already reported invalid) once; the classes' own errors as lines.
+
+    The default config's own pair is skipped: it is known to build, and building means importing
+    torch and Lightning (seconds), which a typo elsewhere on the command line should not wait
+    for. A job that changed only the optimiser or scheduler has them built on a dummy parameter
+    with torch alone."""
+    keys = ("data", "model", "run.ckpt_path", "run.init_from")
+    lines: list[str] = []
+    seen = {repr([_plain(reference, k) for k in keys])}
+    for cfg, bad in checked:
+        key = repr([_plain(cfg, k) for k in keys])
+        if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
+            continue
+        ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
+        changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
+        if changed <= set(bad) and not ckpt:
+            continue  # what differs from the default is already reported
+        seen.add(key)
+        checkpoint = None
+        if ckpt:
+            from project.checkpoint import CheckpointError, read_checkpoint
+
+            with contextlib.suppress(CheckpointError):  # else already reported by validate_config
+                checkpoint = read_checkpoint(ckpt)
+        # only the optimiser or scheduler changed: the task and the net are the default's
+        rest = [("data", ()), ("seed", ()), ("model", ("optimizer", "scheduler"))]
+        if checkpoint is None and all(_plain(cfg, *r) == _plain(reference, *r) for r in rest):
+            new = optimizer_errors(cfg) if "model" not in bad else []
+        else:
+            new = check_buildable(cfg, checkpoint, bad)
+        lines += [line for line in new if line not in lines]
+    return lines
+
+
+def callback_errors(configs: list[DictConfig], reference: DictConfig) -> list[str]:
+    """Build each callback whose node differs from the default config's (once per distinct
+    node), so its constructor's own checks (``callbacks.run_summary.threshold=nan``) run before
+    anything is created. A node that needs the run dir (``${hydra:runtime.output_dir}``) is
+    built in the run instead."""
+    from hydra.utils import instantiate
+
+    lines: list[str] = []
+    built: set[str] = set()
+    defaults = reference.get("callbacks") or {}
+    for cfg in configs:
+        for name, node in (cfg.get("callbacks") or {}).items():
+            if not isinstance(node, DictConfig) or "_target_" not in node:
+                continue
+            raw = OmegaConf.to_container(node, resolve=False)
+            if node == defaults.get(name) or "${hydra:" in str(raw) or f"{name}={raw!r}" in built:
+                continue
+            built.add(f"{name}={raw!r}")
+            try:
+                instantiate(node)
+            except Exception as exc:
+                if (line := error_line(f"callbacks.{name}", exc, raw)) not in lines:
+                    lines.append(line)
+    return lines
 
 
 FORWARD_CHECK_MAX_PARAMS = 50_000_000  # larger nets are checked on the meta device (no memory)

@@ -281,11 +281,15 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
         checked.append((cfg, bad))
-    lines += [line for line in _build_errors(checked, reference) if line not in lines]
+    from project.build import build_errors, callback_errors
+
+    lines += [line for line in build_errors(checked, reference) if line not in lines]
     if not lines:  # second stage, like the builds: a static error is reported without Lightning
-        built: set[str] = set()
-        for cfg, _ in checked:
-            lines += [line for line in _callback_errors(cfg, reference, built) if line not in lines]
+        lines += [
+            line
+            for line in callback_errors([c for c, _ in checked], reference)
+            if line not in lines
+        ]
     if lines:
         raise PreflightError(lines)
 
@@ -324,31 +328,6 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
     return [line for line in lines if line]
 
 
-def _callback_errors(cfg: DictConfig, reference: DictConfig, built: set[str]) -> list[str]:
-    """Build each callback whose node differs from the default config's (once per distinct node:
-    ``built``), so its constructor's own checks (``callbacks.run_summary.threshold=nan``) run
-    before anything is created. A node that needs the run dir (``${hydra:runtime.output_dir}``)
-    is built in the run instead."""
-    from hydra.utils import instantiate
-
-    from project.build import error_line
-
-    lines = []
-    callbacks, defaults = cfg.get("callbacks") or {}, reference.get("callbacks") or {}
-    for name, node in callbacks.items():
-        if not isinstance(node, DictConfig) or "_target_" not in node or node == defaults.get(name):
-            continue
-        raw = OmegaConf.to_container(node, resolve=False)
-        if "${hydra:" in str(raw) or f"{name}={raw!r}" in built:
-            continue
-        built.add(f"{name}={raw!r}")
-        try:
-            instantiate(node)
-        except Exception as exc:
-            lines.append(error_line(f"callbacks.{name}", exc, raw))
-    return lines
-
-
 def _replayed_untrusted(cfg: DictConfig) -> str | None:
     """Resuming a run dir replays its stored overrides (and ``hydra.searchpath``): that is data,
     so every ``_target_`` of the config they compose must pass ``project.trust``."""
@@ -365,71 +344,6 @@ def _replayed_untrusted(cfg: DictConfig) -> str | None:
     except UntrustedTargetError as exc:
         return str(exc)
     return None
-
-
-def _build_errors(
-    checked: list[tuple[DictConfig, tuple[str, ...]]], reference: DictConfig
-) -> list[str]:
-    """Build each distinct (task, module) pair once; the classes' own errors as lines.
-
-    The default config's own pair is skipped: it is known to build, and building means importing
-    torch and Lightning (seconds), which a typo elsewhere on the command line should not wait for.
-    """
-    lines: list[str] = []
-    seen: set[str] = {_pair_key(reference)}
-    for cfg, bad in checked:
-        key = _pair_key(cfg)
-        if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
-            continue
-        ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
-        changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
-        if changed <= set(bad) and not ckpt:
-            continue  # what differs from the default is already reported
-        seen.add(key)
-        checkpoint = None
-        if ckpt:
-            from project.checkpoint import CheckpointError, read_checkpoint
-
-            try:
-                checkpoint = read_checkpoint(ckpt)
-            except CheckpointError:
-                checkpoint = None  # already reported by validate_config
-        from project.build import check_buildable, optimizer_errors
-
-        if checkpoint is None and _only_optimizer_changed(cfg, reference):
-            # the task and the net are the default's (known to build): the optimiser and scheduler
-            # are checked on a dummy parameter with torch alone, without importing Lightning
-            new = optimizer_errors(cfg) if "model" not in bad else []
-        else:
-            new = check_buildable(cfg, checkpoint, bad)
-        lines += [line for line in new if line not in lines]
-    return lines
-
-
-def _only_optimizer_changed(cfg: DictConfig, reference: DictConfig) -> bool:
-    """Whether ``data`` and ``model`` equal the reference's but for the optimiser/scheduler."""
-    if cfg.get("data") != reference.get("data") or OmegaConf.select(
-        cfg, "seed"
-    ) != OmegaConf.select(reference, "seed"):
-        return False
-    mine = OmegaConf.to_container(cfg.model, resolve=False)
-    theirs = OmegaConf.to_container(reference.model, resolve=False)
-    if not isinstance(mine, dict) or not isinstance(theirs, dict):
-        return False
-    skip = ("optimizer", "scheduler")
-    return {k: v for k, v in mine.items() if k not in skip} == {
-        k: v for k, v in theirs.items() if k not in skip
-    }
-
-
-def _pair_key(cfg: DictConfig) -> str:
-    parts = [cfg.get(k) for k in ("data", "model")]
-    parts = [
-        OmegaConf.to_container(v, resolve=False) if isinstance(v, DictConfig) else v for v in parts
-    ]
-    return repr(
-        [*parts, OmegaConf.select(cfg, "run.ckpt_path"), OmegaConf.select(cfg, "run.init_from")]
-    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
