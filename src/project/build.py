@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +93,24 @@ def error_line(node_key: str, exc: BaseException, node: Any = None) -> str:
     return f"{node_key}: {message}"
 
 
+class BuildError(Exception):
+    """A class's own error while building a config node, as its one line (``building``)."""
+
+
+@contextmanager
+def building(key: str, node: Any = None) -> Iterator[None]:
+    """Turn an error while building config node ``key`` into a ``BuildError`` with its one line
+    (``HYDRA_FULL_ERROR=1``: left as it is, with the traceback)."""
+    try:
+        yield
+    except BuildError:
+        raise
+    except Exception as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        raise BuildError(error_line(key, exc, node)) from exc
+
+
 def instantiate_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
@@ -131,6 +151,60 @@ def build_stored(run_dir: Path) -> tuple[Any, Any]:
     datamodule = instantiate_task(cfg)
     fill_net_sizes(cfg, datamodule)
     return datamodule, instantiate(cfg.model)
+
+
+def load_init_weights(module: Any, path: str) -> str:
+    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
+    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Returns the line
+    that says so."""
+    from project.checkpoint import completed_epochs, read_checkpoint
+
+    weights = read_checkpoint(path)
+    with building("run.init_from"):
+        module.load_state_dict(weights["state_dict"])
+    done = completed_epochs(weights)
+    return (
+        f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
+        "the optimiser, schedule and epoch count start fresh"
+    )
+
+
+def build_callbacks(
+    cfg: DictConfig, run_dir: Path, with_loggers: bool = True, datamodule: Any = None
+) -> dict[str, Any]:
+    """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
+    needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
+    arguments against the task here, before training (a ``ValueError`` is one line, exit 2).
+
+    Every run has its record: a ``RunSummary`` is added when the config has none (and a
+    ``CloudSync`` when ``RCLONE_DEST`` is set). Both come last, ``CloudSync`` after ``RunSummary``:
+    its final copy at fit end carries the ``summary.json`` that ``RunSummary`` wrote, and the
+    summary is printed after the other callbacks' teardown (a progress bar's last frame)."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from project.callbacks.cloud_sync import CloudSync
+    from project.callbacks.run_summary import RunSummary
+    from project.sync import ENV_VAR
+
+    built = {}
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node and "_target_" in node:
+            with building(f"callbacks.{name}", node):
+                callback = instantiate(node)
+                if datamodule is not None and callable(getattr(callback, "check_task", None)):
+                    callback.check_task(datamodule)
+            if with_loggers or not isinstance(callback, LearningRateMonitor):
+                built[str(name)] = callback
+    if not any(isinstance(cb, RunSummary) for cb in built.values()):
+        built["_run_summary"] = RunSummary.untracked()
+    if os.environ.get(ENV_VAR) and not any(isinstance(cb, CloudSync) for cb in built.values()):
+        built["_cloud_sync"] = CloudSync(str(run_dir))
+
+    def last(name: str) -> tuple[bool, bool]:  # a stable sort: only these two move
+        return isinstance(built[name], RunSummary | CloudSync), isinstance(built[name], CloudSync)
+
+    return {name: built[name] for name in sorted(built, key=last)}
 
 
 def check_buildable(

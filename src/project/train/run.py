@@ -11,16 +11,21 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from project.build import error_line, fill_net_sizes, instantiate_task
+from project.build import (
+    BuildError,
+    build_callbacks,
+    building,
+    fill_net_sizes,
+    instantiate_task,
+    load_init_weights,
+)
 from project.summary import run_objective
 from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, run_preflight
@@ -58,77 +63,6 @@ def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoR
     raise SystemExit(2)
 
 
-@contextmanager
-def building(key: str, node: Any, run_dir: Path | None) -> Iterator[None]:
-    """A class's own error while building config node ``key`` (checks the preflight cannot run,
-    e.g. the Trainer's cross-argument ones) is rejected as one line. ``HYDRA_FULL_ERROR=1``
-    re-raises with the traceback."""
-    try:
-        yield
-    except Exception as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        reject([error_line(key, exc, node)], run_dir)
-
-
-def start_from_weights(module: Any, path: str, run_dir: Path) -> None:
-    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
-    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Said on one line."""
-    from project.checkpoint import completed_epochs, read_checkpoint
-
-    weights = read_checkpoint(path)
-    with building("run.init_from", None, run_dir):
-        module.load_state_dict(weights["state_dict"])
-    done = completed_epochs(weights)
-    line = (
-        f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
-        "the optimiser, schedule and epoch count start fresh"
-    )
-    print(line, flush=True)
-    log.info(line)
-
-
-def build_callbacks(
-    cfg: DictConfig,
-    with_loggers: bool = True,
-    run_dir: Path | None = None,
-    datamodule: Any = None,
-) -> dict[str, Any]:
-    """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
-    needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
-    arguments against the task here, before training (a ``ValueError`` is one line, exit 2).
-
-    Every run has its record: a ``RunSummary`` is added when the config has none (and a
-    ``CloudSync`` when ``RCLONE_DEST`` is set). Both come last, ``CloudSync`` after ``RunSummary``:
-    its final copy at fit end carries the ``summary.json`` that ``RunSummary`` wrote, and the
-    summary is printed after the other callbacks' teardown (a progress bar's last frame)."""
-    from lightning.pytorch.callbacks import LearningRateMonitor
-
-    from project.callbacks.cloud_sync import CloudSync
-    from project.callbacks.run_summary import RunSummary
-    from project.sync import ENV_VAR
-
-    built = {}
-    for name, node in (cfg.get("callbacks") or {}).items():
-        if node and "_target_" in node:
-            with building(f"callbacks.{name}", node, run_dir):
-                callback = hydra.utils.instantiate(node)
-                if datamodule is not None and callable(getattr(callback, "check_task", None)):
-                    callback.check_task(datamodule)
-            if with_loggers or not isinstance(callback, LearningRateMonitor):
-                built[str(name)] = callback
-    if not any(isinstance(cb, RunSummary) for cb in built.values()):
-        built["_run_summary"] = RunSummary.untracked()
-    if os.environ.get(ENV_VAR) and not any(isinstance(cb, CloudSync) for cb in built.values()):
-        built["_cloud_sync"] = CloudSync(str(run_dir or Path.cwd()))
-
-    def last(name: str) -> tuple[bool, bool]:  # a stable sort: only these two move
-        return isinstance(built[name], RunSummary | CloudSync), isinstance(built[name], CloudSync)
-
-    order = sorted(built, key=last)
-    return {name: built[name] for name in order}
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run in Hydra's run dir; returns the final logged metrics."""
     import lightning as L
@@ -156,26 +90,30 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return plan.metrics
 
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    with building("data", cfg.data, run_dir):
-        datamodule = instantiate_task(cfg)
-    with building("model.net", OmegaConf.select(cfg, "model.net"), run_dir):
-        fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
-    with building("model", cfg.model, run_dir):
-        module = hydra.utils.instantiate(cfg.model)
-    init_from = OmegaConf.select(cfg, "run.init_from")
-    if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its own weights
-        start_from_weights(module, str(init_from), run_dir)
-    with building("logger", cfg.get("logger"), run_dir):
-        loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg, bool(loggers), run_dir, datamodule)
-    with building("trainer", cfg.trainer, run_dir):
-        trainer = hydra.utils.instantiate(
-            cfg.trainer,
-            logger=loggers or False,
-            callbacks=list(callbacks.values()),
-            plugins=[AtomicCheckpointIO()],
-            default_root_dir=str(run_dir),
-        )
+    try:  # a class's own error (checks the preflight cannot run, e.g. the Trainer's): one line
+        with building("data", cfg.data):
+            datamodule = instantiate_task(cfg)
+        with building("model.net", OmegaConf.select(cfg, "model.net")):
+            fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
+        with building("model", cfg.model):
+            module = hydra.utils.instantiate(cfg.model)
+        init_from = OmegaConf.select(cfg, "run.init_from")
+        if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its weights
+            print(line := load_init_weights(module, str(init_from)), flush=True)
+            log.info(line)
+        with building("logger", cfg.get("logger")):
+            loggers = build_loggers(cfg)
+        callbacks = build_callbacks(cfg, run_dir, bool(loggers), datamodule)
+        with building("trainer", cfg.trainer):
+            trainer = hydra.utils.instantiate(
+                cfg.trainer,
+                logger=loggers or False,
+                callbacks=list(callbacks.values()),
+                plugins=[AtomicCheckpointIO()],
+                default_root_dir=str(run_dir),
+            )
+    except BuildError as exc:
+        reject([str(exc)], run_dir)
     if is_global_zero():
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
