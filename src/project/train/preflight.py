@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from project.train.rundir import find_run_dir
 from project.train.signatures import signature
 from project.train.validate import validate_config
+from project.trust import replayed_untrusted
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 MAX_JOBS_CHECKED = 256
@@ -273,7 +274,7 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
             raise PreflightError(lines) from None
-        if (untrusted := _replayed_untrusted(cfg)) is not None:
+        if (untrusted := replayed_untrusted(cfg)) is not None:
             raise PreflightError([untrusted])  # before anything of the stored run is built
         errors = validate_config(cfg, reference)
         lines += [line for line in _stale_key_lines(errors, job) if line not in lines]
@@ -326,24 +327,6 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
             f"it takes {takes}"
         )
     return [line for line in lines if line]
-
-
-def _replayed_untrusted(cfg: DictConfig) -> str | None:
-    """Resuming a run dir replays its stored overrides (and ``hydra.searchpath``): that is data,
-    so every ``_target_`` of the config they compose must pass ``project.trust``."""
-    ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
-    run_dir = find_run_dir(ckpt) if ckpt else None
-    if run_dir is None:
-        return None
-    from project.trust import UntrustedTargetError, check_stored, searchpath_dirs
-
-    stored = OmegaConf.to_container(cfg, resolve=False)
-    source = f"run.ckpt_path's run dir {run_dir} (.hydra/overrides.yaml)"
-    try:
-        check_stored(stored, "", source, searchpath_dirs(run_dir))
-    except UntrustedTargetError as exc:
-        return str(exc)
-    return None
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

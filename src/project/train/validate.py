@@ -99,21 +99,6 @@ _PRECISIONS = ["32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-t
 _ACCELERATORS = ["auto", "cpu", "gpu", "cuda", "mps"]
 
 
-def resolve_accelerator(name: str) -> str:
-    """``auto`` -> the accelerator Lightning will pick here: cuda, mps or cpu."""
-    import torch  # here, not at import: a config error is reported without loading torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else ("mps" if _mps_available() else "cpu")
-    return "cuda" if name == "gpu" else name
-
-
-def _mps_available() -> bool:
-    import torch
-
-    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-
-
 def _check_trainer(c: _Checker) -> None:
     if c.get("trainer") is None:
         return
@@ -132,11 +117,13 @@ def _check_trainer(c: _Checker) -> None:
         return  # nothing left depends on this machine's accelerators: no torch import needed
     import torch
 
-    accel = resolve_accelerator(name)
+    from project.utils.helpers import auto_device
+
+    accel = auto_device().type if name == "auto" else ("cuda" if name == "gpu" else name)
     if accel == "cuda" and not torch.cuda.is_available():
         c.fail("trainer.accelerator", "cpu or auto here: no CUDA GPU is available on this machine")
         return
-    if accel == "mps" and not _mps_available():
+    if accel == "mps" and not torch.backends.mps.is_available():
         c.fail(
             "trainer.accelerator", "cpu or auto here: Apple MPS is not available on this machine"
         )
@@ -174,17 +161,6 @@ MAX_SEED = 2**32 - 1  # numpy's seed range, which seed_everything uses
 MAX_NAME_BYTES = 200  # the run dir is <HH-MM-SS>-<name>[_N]: a file name is at most 255 bytes
 
 
-def _read_checkpoint(c: _Checker, key: str, allowed: str) -> dict[str, Any] | None:
-    """The checkpoint at config ``key`` (verified), or None with the reason reported."""
-    from project.checkpoint import CheckpointError, read_checkpoint
-
-    try:
-        return read_checkpoint(c.get(key))
-    except CheckpointError as exc:
-        c.fail(key, f"{allowed} ({exc})")
-        return None
-
-
 def _check_run(c: _Checker) -> None:
     c.int_range("seed", 0, MAX_SEED)
     name = c.get("run.name")
@@ -195,33 +171,13 @@ def _check_run(c: _Checker) -> None:
     elif name is not None and len(str(name).encode()) > MAX_NAME_BYTES:
         shown = f"{str(name)[:20]}... ({len(str(name).encode())} bytes)"
         c.fail("run.name", f"a name of at most {MAX_NAME_BYTES} bytes (a file name)", shown)
-    ckpt = c.get("run.ckpt_path")
-    if ckpt is not None:
-        loaded = _read_checkpoint(c, "run.ckpt_path", "an existing, complete training checkpoint")
-        if loaded is not None and ("optimizer_states" not in loaded or "loops" not in loaded):
-            last = Path(str(ckpt)).absolute().parent / "last.ckpt"
-            fix = (
-                f"; resume the run with: python -m project.train.run run.ckpt_path={last}"
-                if last.is_file()
-                else ""
-            )
-            fix += (
-                "; or start a new run from its weights with: python -m project.train.run "
-                f"run.init_from={Path(str(ckpt)).absolute()}"
-            )
-            c.fail(
-                "run.ckpt_path",
-                "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
-                f"or loop state to resume from){fix}",
-                ckpt,
-            )
-    init = c.get("run.init_from")
-    if init is not None:
-        weights = _read_checkpoint(c, "run.init_from", "an existing checkpoint")
-        if weights is not None and not isinstance(weights.get("state_dict"), dict):
-            c.fail("run.init_from", "a checkpoint with weights (no state_dict in it)", init)
-        if ckpt is not None:
-            c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
+    from project.checkpoint import checkpoint_problem
+
+    for key in ("run.ckpt_path", "run.init_from"):
+        if c.get(key) is not None and (problem := checkpoint_problem(c.get(key), key)):
+            c.fail(key, problem)
+    if c.get("run.init_from") is not None and c.get("run.ckpt_path") is not None:
+        c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
     root = c.get("run.output_root")
     if root is not None and not str(root).strip():
         c.fail("run.output_root", "a directory path (empty would write runs into the cwd)", root)
