@@ -171,11 +171,12 @@ def _check_run(c: _Checker) -> None:
     elif name is not None and len(str(name).encode()) > MAX_NAME_BYTES:
         shown = f"{str(name)[:20]}... ({len(str(name).encode())} bytes)"
         c.fail("run.name", f"a name of at most {MAX_NAME_BYTES} bytes (a file name)", shown)
-    from project.checkpoint import checkpoint_problem
-
     for key in ("run.ckpt_path", "run.init_from"):
-        if c.get(key) is not None and (problem := checkpoint_problem(c.get(key), key)):
-            c.fail(key, problem)
+        if c.get(key) is not None:
+            from project.checkpoint import checkpoint_problem  # torch: only for a checkpoint
+
+            if problem := checkpoint_problem(c.get(key), key):
+                c.fail(key, problem)
     if c.get("run.init_from") is not None and c.get("run.ckpt_path") is not None:
         c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
     root = c.get("run.output_root")
