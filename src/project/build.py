@@ -9,8 +9,11 @@ becomes one line and exit 2), ``project.eval`` and the ensemble all build throug
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,24 @@ def error_line(node_key: str, exc: BaseException, node: Any = None) -> str:
     return f"{node_key}: {message}"
 
 
+class BuildError(Exception):
+    """A class's own error while building a config node, as its one line (``building``)."""
+
+
+@contextmanager
+def building(key: str, node: Any = None) -> Iterator[None]:
+    """Turn an error while building config node ``key`` into a ``BuildError`` with its one line
+    (``HYDRA_FULL_ERROR=1``: left as it is, with the traceback)."""
+    try:
+        yield
+    except BuildError:
+        raise
+    except Exception as exc:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        raise BuildError(error_line(key, exc, node)) from exc
+
+
 def instantiate_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
@@ -132,6 +153,60 @@ def build_stored(run_dir: Path) -> tuple[Any, Any]:
     return datamodule, instantiate(cfg.model)
 
 
+def load_init_weights(module: Any, path: str) -> str:
+    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
+    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Returns the line
+    that says so."""
+    from project.checkpoint import completed_epochs, read_checkpoint
+
+    weights = read_checkpoint(path)
+    with building("run.init_from"):
+        module.load_state_dict(weights["state_dict"])
+    done = completed_epochs(weights)
+    return (
+        f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
+        "the optimiser, schedule and epoch count start fresh"
+    )
+
+
+def build_callbacks(
+    cfg: DictConfig, run_dir: Path, with_loggers: bool = True, datamodule: Any = None
+) -> dict[str, Any]:
+    """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
+    needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
+    arguments against the task here, before training (a ``ValueError`` is one line, exit 2).
+
+    Every run has its record: a ``RunSummary`` is added when the config has none (and a
+    ``CloudSync`` when ``RCLONE_DEST`` is set). Both come last, ``CloudSync`` after ``RunSummary``:
+    its final copy at fit end carries the ``summary.json`` that ``RunSummary`` wrote, and the
+    summary is printed after the other callbacks' teardown (a progress bar's last frame)."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from project.callbacks.cloud_sync import CloudSync
+    from project.callbacks.run_summary import RunSummary
+    from project.sync import ENV_VAR
+
+    built = {}
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node and "_target_" in node:
+            with building(f"callbacks.{name}", node):
+                callback = instantiate(node)
+                if datamodule is not None and callable(getattr(callback, "check_task", None)):
+                    callback.check_task(datamodule)
+            if with_loggers or not isinstance(callback, LearningRateMonitor):
+                built[str(name)] = callback
+    if not any(isinstance(cb, RunSummary) for cb in built.values()):
+        built["_run_summary"] = RunSummary.untracked()
+    if os.environ.get(ENV_VAR) and not any(isinstance(cb, CloudSync) for cb in built.values()):
+        built["_cloud_sync"] = CloudSync(str(run_dir))
+
+    def last(name: str) -> tuple[bool, bool]:  # a stable sort: only these two move
+        return isinstance(built[name], RunSummary | CloudSync), isinstance(built[name], CloudSync)
+
+    return {name: built[name] for name in sorted(built, key=last)}
+
+
 def check_buildable(
     cfg: DictConfig, checkpoint: dict[str, Any] | None = None, skip: tuple[str, ...] = ()
 ) -> list[str]:
@@ -170,6 +245,77 @@ def check_buildable(
     if not errors and (problem := output_problem(cfg, datamodule, module)):
         errors.append(problem)
     return errors
+
+
+def _plain(cfg: DictConfig, key: str, drop: tuple[str, ...] = ()) -> Any:
+    """Config node ``key`` as written (unresolved), without the keys in ``drop``."""
+    node = OmegaConf.select(cfg, key)
+    node = OmegaConf.to_container(node, resolve=False) if isinstance(node, DictConfig) else node
+    return {k: v for k, v in node.items() if k not in drop} if isinstance(node, dict) else node
+
+
+def build_errors(
+    checked: list[tuple[DictConfig, tuple[str, ...]]], reference: DictConfig
+) -> list[str]:
+    """The preflight's builds: each distinct (task, module, checkpoint) of the jobs ``checked``
+    (each with the nodes already reported invalid) once; the classes' own errors as lines.
+
+    The default config's own pair is skipped: it is known to build, and building means importing
+    torch and Lightning (seconds), which a typo elsewhere on the command line should not wait
+    for. A job that changed only the optimiser or scheduler has them built on a dummy parameter
+    with torch alone."""
+    keys = ("data", "model", "run.ckpt_path", "run.init_from")
+    lines: list[str] = []
+    seen = {repr([_plain(reference, k) for k in keys])}
+    for cfg, bad in checked:
+        key = repr([_plain(cfg, k) for k in keys])
+        if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
+            continue
+        ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
+        changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
+        if changed <= set(bad) and not ckpt:
+            continue  # what differs from the default is already reported
+        seen.add(key)
+        checkpoint = None
+        if ckpt:
+            from project.checkpoint import CheckpointError, read_checkpoint
+
+            with contextlib.suppress(CheckpointError):  # else already reported by validate_config
+                checkpoint = read_checkpoint(ckpt)
+        # only the optimiser or scheduler changed: the task and the net are the default's
+        rest = [("data", ()), ("seed", ()), ("model", ("optimizer", "scheduler"))]
+        if checkpoint is None and all(_plain(cfg, *r) == _plain(reference, *r) for r in rest):
+            new = optimizer_errors(cfg) if "model" not in bad else []
+        else:
+            new = check_buildable(cfg, checkpoint, bad)
+        lines += [line for line in new if line not in lines]
+    return lines
+
+
+def callback_errors(configs: list[DictConfig], reference: DictConfig) -> list[str]:
+    """Build each callback whose node differs from the default config's (once per distinct
+    node), so its constructor's own checks (``callbacks.run_summary.threshold=nan``) run before
+    anything is created. A node that needs the run dir (``${hydra:runtime.output_dir}``) is
+    built in the run instead."""
+    from hydra.utils import instantiate
+
+    lines: list[str] = []
+    built: set[str] = set()
+    defaults = reference.get("callbacks") or {}
+    for cfg in configs:
+        for name, node in (cfg.get("callbacks") or {}).items():
+            if not isinstance(node, DictConfig) or "_target_" not in node:
+                continue
+            raw = OmegaConf.to_container(node, resolve=False)
+            if node == defaults.get(name) or "${hydra:" in str(raw) or f"{name}={raw!r}" in built:
+                continue
+            built.add(f"{name}={raw!r}")
+            try:
+                instantiate(node)
+            except Exception as exc:
+                if (line := error_line(f"callbacks.{name}", exc, raw)) not in lines:
+                    lines.append(line)
+    return lines
 
 
 FORWARD_CHECK_MAX_PARAMS = 50_000_000  # larger nets are checked on the meta device (no memory)

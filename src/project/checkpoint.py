@@ -161,6 +161,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_problem(path: str | Path, key: str = "run.ckpt_path") -> str | None:
+    """Why ``path`` cannot resume a run (``key`` ``run.ckpt_path``) or start a new one from its
+    weights (``run.init_from``), as what a config error line says is allowed; None if it can."""
+    resume = key == "run.ckpt_path"
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        what = "an existing, complete training checkpoint" if resume else "an existing checkpoint"
+        return f"{what} ({exc})"
+    if not resume:
+        ok = isinstance(ckpt.get("state_dict"), dict)
+        return None if ok else "a checkpoint with weights (no state_dict in it)"
+    if "optimizer_states" in ckpt and "loops" in ckpt:
+        return None
+    run = "python -m project.train.run"
+    last = Path(str(path)).absolute().parent / "last.ckpt"
+    fix = f"; resume the run with: {run} run.ckpt_path={last}" if last.is_file() else ""
+    return (
+        "a complete training checkpoint (this is a weights-only snapshot: no optimiser or loop "
+        f"state to resume from){fix}; or start a new run from its weights with: {run} "
+        f"run.init_from={Path(str(path)).absolute()}"
+    )
+
+
 def build_net(
     hparams: dict[str, Any], source: str = "checkpoint", config_dirs: Iterable[Path] = ()
 ) -> nn.Module:

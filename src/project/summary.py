@@ -113,6 +113,51 @@ class RunRecord:
         return record
 
 
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
+
+
+def summary_lines(record: RunRecord) -> list[str]:
+    """The one-screen end-of-run summary as plain lines (printed, and appended to ``run.log``)."""
+    run_dir = Path(record.run_dir)
+    shown = "  ".join(f"{k}={v:.4f}" for k, v in record.final.items() if "/" in k)
+    lines = [
+        f"run dir:     {run_dir}",
+        f"status:      {record.status} after {_count(record.epochs, 'epoch')}, "
+        f"{_count(record.steps, 'step')}",
+        f"final:       {shown or '-'}",
+    ]
+    if record.monitor:  # best and threshold of the monitored metric (and its train twin)
+        monitor, twin = record.monitor, record.train_monitor
+        if record.best is None:
+            best = f"best:        nothing was validated ({monitor} never logged)"
+        else:
+            best = f"best:        {monitor}={_fmt(record.best)} (epoch {record.best_epoch})"
+            if twin and record.train_best is not None:
+                best += f"  {twin}={_fmt(record.train_best)}"
+        reached = [record.reached_line(train=True)] if twin else []
+        lines += [best, "threshold:   " + "; ".join([*reached, record.reached_line()])]
+    ckpts = record.checkpoints
+    if ckpts:
+        more = f", ... ({len(ckpts)} files)" if len(ckpts) > 3 else ""
+        lines.append(f"checkpoints: {run_dir / 'checkpoints'}/  {', '.join(ckpts[:3])}{more}")
+    else:
+        lines.append("checkpoints: none")
+    lines.append(f"logs:        {', '.join(record.logs)}  (in the run dir)")
+    if record.wandb:
+        lines.append(record.wandb)
+    lines.append(
+        record.sync["line"] if record.sync else "sync:        off (set RCLONE_DEST to copy runs)"
+    )
+    return lines
+
+
 def read_summary(run_dir: str | Path) -> RunRecord | None:
     """The run's record; None when it wrote none (crashed, still running) or it is unreadable."""
     path = Path(run_dir) / SUMMARY_FILE

@@ -223,6 +223,28 @@ def check_stored(node: Any, key: str, source: str, config_dirs: Iterable[str | P
     visit(node, key)
 
 
+def replayed_untrusted(cfg: Any) -> str | None:
+    """Resuming a run dir (``run.ckpt_path`` or ``run.init_from`` in it) replays its stored
+    overrides (and ``hydra.searchpath``): that is data, so every ``_target_`` of the config
+    ``cfg`` they composed must pass the rule. The refusal as one line, else None."""
+    from omegaconf import OmegaConf
+
+    from project.train.rundir import find_run_dir
+
+    ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
+    run_dir = find_run_dir(ckpt) if ckpt else None
+    if run_dir is None:
+        return None
+    source = f"run.ckpt_path's run dir {run_dir} (.hydra/overrides.yaml)"
+    try:
+        check_stored(
+            OmegaConf.to_container(cfg, resolve=False), "", source, searchpath_dirs(run_dir)
+        )
+    except UntrustedTargetError as exc:
+        return str(exc)
+    return None
+
+
 def _missing_module(exc: BaseException) -> str | None:
     """The module name of a ``ModuleNotFoundError`` anywhere in ``exc``'s chain (Hydra wraps it)."""
     import re

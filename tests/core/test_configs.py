@@ -11,9 +11,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 
-from project.build import fill_net_sizes, task_sizes
+from project.build import build_callbacks, fill_net_sizes, task_sizes
 from project.train.preflight import CONFIG_DIR, check, compose_config
-from project.train.run import build_callbacks
 from project.train.validate import validate_config
 
 GROUPS = {
@@ -66,7 +65,7 @@ def _instantiate_all(cfg, tmp_path: Path) -> None:
     assert tokens.dtype == labels.dtype == torch.int64 and tokens.shape == labels.shape
     logits = module(tokens[:4])
     assert logits.shape == (*tokens[:4].shape, sizes["d_vocab_out"])
-    build_callbacks(cfg)
+    build_callbacks(cfg, tmp_path)
     if cfg.logger and "_target_" in cfg.logger:
         hydra.utils.get_class(cfg.logger._target_)
 

@@ -44,6 +44,18 @@ def test_local_path_dest_with_background_sync(tmp_path, monkeypatch, capsys) -> 
     assert_complete_copy(run_dir, dest / remote_name(run_dir))
 
 
+def test_rclone_dest_syncs_without_the_callbacks_config_entries(tmp_path, monkeypatch) -> None:
+    """``callbacks.cloud_sync=null`` still copies when RCLONE_DEST is set, and
+    ``callbacks.run_summary=null`` still writes a record (without a monitored metric)."""
+    dest = tmp_path / "remote"
+    monkeypatch.setenv("RCLONE_DEST", str(dest))
+    nulls = ["callbacks.cloud_sync=null", "callbacks.run_summary=null"]
+    run_dir = train_in_process(tmp_path, *TINY, *nulls)
+    assert_complete_copy(run_dir, dest / remote_name(run_dir))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["monitor"] is None
+
+
 def test_webdav_remote(tmp_path, monkeypatch, webdav) -> None:
     monkeypatch.setenv("RCLONE_DEST", "dav:team/runs")
     run_dir = train_in_process(tmp_path, *TINY)

@@ -246,11 +246,15 @@ def test_cli_a_trainer_check_past_the_preflight_is_one_line_and_leaves_no_run_di
 def test_hydra_full_error_keeps_the_traceback_of_a_build_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from project.train.run import building
+    from project.build import BuildError, building
+    from project.train.run import reject
 
-    def bad_build() -> None:
-        with building("trainer", {"max_epochs": 1}, None):  # no run dir to discard
-            raise ValueError("max_epochs=1 is invalid: allowed more")
+    def bad_build() -> None:  # as train() builds
+        try:
+            with building("trainer", {"max_epochs": 1}):
+                raise ValueError("max_epochs=1 is invalid: allowed more")
+        except BuildError as exc:
+            reject([str(exc)], None)  # no run dir to discard
 
     with pytest.raises(SystemExit) as exit_info:
         bad_build()

@@ -393,17 +393,10 @@ DIVERGED_EXIT_CODE = 3
 WRITE_FAILED_EXIT_CODE = 4
 
 
-def write_failed_exit(run_dir: Path, trainer: L.Trainer, exc: BaseException) -> int:
-    """A checkpoint write failed (disk full): one line, ``summary.json`` with status
-    ``failed: <reason>`` if it still fits on the disk; returns the exit code (4)."""
-    from project.train.finish import build_summary
-
+def write_failed_exit(exc: BaseException) -> int:
+    """A checkpoint write failed (disk full): one line; returns the exit code (4). The run's
+    ``summary.json`` (status ``failed: <reason>``) is ``RunSummary.on_exception``'s."""
     print(f"error: {exc}", file=sys.stderr)
-    if trainer.is_global_zero:
-        with contextlib.suppress(Exception):  # the disk is full: the summary may not fit either
-            record = build_summary(Path(run_dir), trainer, {})
-            record.status = f"failed: {exc}"
-            record.write(run_dir)
     return WRITE_FAILED_EXIT_CODE
 
 

@@ -3,8 +3,12 @@
 Periodic sync (``every_n_epochs > 0``): on rank zero, at the end of every N-th epoch a
 ``rclone copy`` is started in the background; training never waits for it. If the previous copy
 is still running the epoch's sync is skipped. A failed background copy gives one warning; the final
-copy after ``trainer.fit()`` (``project.train.finish.finish_run`` calls ``final_sync``) copies
-everything anyway.
+copy at the end of fit copies everything anyway.
+
+Final copy (``on_fit_end``, rank zero, after ``RunSummary`` wrote ``summary.json``, so the copy
+carries it): the result goes into ``summary.json`` (``sync``), which is then copied again. A failed
+copy never fails the run: one warning on stderr, the local run dir stays complete, and the
+summary shows ``sync: FAILED (rclone exit N) ...`` with rclone's error.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from project.summary import read_summary
 from project.sync import ENV_VAR, BackgroundCopy, SyncResult, copy_run_dir
 
 
@@ -67,6 +72,28 @@ class CloudSync(Callback):
             return None
         self.result = copy_run_dir(self.run_dir, str(self.dest))
         return self.result
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.is_global_zero or (result := self.final_sync()) is None:
+            return
+        record = read_summary(self.run_dir)
+        if record is not None:
+            record.sync = {
+                "ok": result.ok,
+                "dest": result.dest,
+                "returncode": result.returncode,
+                "error": result.error,
+                "line": result.line(),
+            }
+            record.write(self.run_dir)
+            if result.ok:  # carry the final summary.json too (only that file changed)
+                self.final_sync()
+        if not result.ok:
+            print(
+                f"warning: cloud sync failed; the local run is complete in {self.run_dir}. "
+                f"{result.line()}",
+                file=sys.stderr,
+            )
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if self._bg is not None:

@@ -8,17 +8,30 @@ snapshot names). ``reached_as`` / ``train_reached_as`` give the two epochs a tas
 
 Values stay tensors on the training device and are updated with tensor ops (no host sync per
 epoch). The state is saved in checkpoints, so a resumed run keeps its history.
+
+At the end of fit (rank zero) it writes the run record, ``<run_dir>/summary.json``
+(``project.summary.RunRecord``; run dir = the trainer's ``default_root_dir``): ``on_fit_end``
+saves the loggers' files, closes W&B and writes the record (before ``CloudSync``'s final copy,
+which adds its result to it); ``teardown`` prints the one-screen summary and appends it to
+``run.log``. A run stopped by a failed checkpoint write gets a record with status
+``failed: <why>`` (``on_exception``); a diverged or crashed run gets none. ``project.train.run``
+adds an ``untracked()`` one (no monitored metric) when the config has none, so every run has
+its record.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from project.summary import task_words, train_twin
+from project.summary import RunRecord, read_summary, summary_lines, task_words, train_twin
+
+log = logging.getLogger(__name__)
 
 _NONE = -1.0
 
@@ -47,6 +60,14 @@ class RunSummary(Callback):
         self._state: dict[str, torch.Tensor] = {}
         self._loaded: dict[str, float] = {}
         self._train_logged_at = 0
+        self.record: RunRecord | None = None  # written at fit end
+
+    @classmethod
+    def untracked(cls) -> RunSummary:
+        """A record without a monitored metric (a config with ``callbacks.run_summary=null``)."""
+        summary = cls()
+        summary.monitor = ""
+        return summary
 
     def _update(self, trainer: Any, key: str, epoch: int) -> None:
         value = trainer.callback_metrics.get(key)
@@ -73,7 +94,7 @@ class RunSummary(Callback):
         )
 
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not self.monitor:
             return
         if self.monitor not in trainer.callback_metrics and not self._state and not self._loaded:
             logged = ", ".join(sorted(k for k in trainer.callback_metrics if "/" in k))
@@ -100,6 +121,8 @@ class RunSummary(Callback):
     def summary(self) -> dict[str, Any]:
         """The ``RunRecord`` fields this callback knows, as plain numbers (one host sync); None
         where never logged / never reached."""
+        if not self.monitor:
+            return {}
         values = {**self._loaded, **{k: float(v) for k, v in self._state.items()}}
 
         def read(key: str) -> tuple[float | None, int | None, int | None]:
@@ -134,3 +157,73 @@ class RunSummary(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._loaded = {k: float(v) for k, v in state_dict.items() if ":" in k}
         self._state = {}
+
+    def build_record(self, trainer: Any, final: dict[str, float]) -> RunRecord:
+        """The run record from the trainer's state (without the W&B and sync lines)."""
+        from project.callbacks.preemption import PreemptionCheckpoint
+
+        run_dir = Path(trainer.default_root_dir)
+        status = "interrupted" if getattr(trainer, "interrupted", False) else "finished"
+        for cb in trainer.callbacks:  # SIGTERM: preempted (last.ckpt saved); Ctrl-C: interrupted
+            if isinstance(cb, PreemptionCheckpoint) and cb.preempted:
+                status = "interrupted" if cb.interrupted else "preempted"
+        ckpt_dir = run_dir / "checkpoints"
+        logs = [
+            p.name for p in sorted(run_dir.iterdir()) if p.is_dir() and p.name.endswith("_logs")
+        ]
+        return RunRecord(
+            run_dir=str(run_dir),
+            status=status,
+            epochs=int(trainer.current_epoch),
+            steps=int(trainer.global_step),
+            final={k: float(v) for k, v in sorted(final.items())},
+            **self.summary(),
+            checkpoints=sorted(p.name for p in ckpt_dir.glob("*.ckpt"))
+            if ckpt_dir.is_dir()
+            else [],
+            logs=["run.log", *logs, *(["wandb"] if (run_dir / "wandb").is_dir() else [])],
+        )
+
+    def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
+        if not trainer.is_global_zero:
+            return
+        from project.train.loggers import finish_wandb
+
+        for logger in trainer.loggers:  # their files complete before the record and the copy
+            logger.finalize("success")
+        final = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        self.record = self.build_record(trainer, final)
+        self.record.wandb = finish_wandb(list(trainer.loggers))
+        self.record.write()
+
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if stage != "fit" or self.record is None:
+            return
+        record = read_summary(self.record.run_dir) or self.record  # with the sync result
+        self.record = None
+        lines = summary_lines(record)
+        for line in lines:
+            log.info(line)
+        failed = record.sync is not None and not record.sync["ok"]
+        try:  # a rule with the title, then the lines (never cropped: long paths wrap)
+            from rich.console import Console
+
+            console = Console(highlight=False, soft_wrap=True)
+            console.rule("[red]run summary" if failed else "[green]run summary")
+            for line in lines:
+                console.print(line, markup=False)
+        except Exception:  # no usable terminal: plain text
+            print("\n" + "\n".join(lines))
+
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """A failed checkpoint write (disk full): a record with status ``failed: <why>``, if it
+        still fits on the disk."""
+        from project.callbacks.checkpoints import CheckpointWriteError
+
+        if isinstance(exception, CheckpointWriteError) and trainer.is_global_zero:
+            try:
+                record = self.build_record(trainer, {})
+                record.status = f"failed: {exception}"
+                record.write()
+            except Exception:  # the disk is full: the record may not fit either
+                pass

@@ -183,8 +183,7 @@ def write_summary(
     log: MemberLog, status: str, epochs: int, steps: int, extra: dict[str, Any]
 ) -> dict[str, Any]:
     """``summary.json`` in the single run's shape; the one-screen lines appended to ``run.log``."""
-    from project.summary import RunRecord
-    from project.train.finish import summary_lines
+    from project.summary import RunRecord, summary_lines
 
     run_dir = log.run_dir
     ckpt_dir = run_dir / "checkpoints"

@@ -30,7 +30,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from project.train.rundir import find_run_dir
-from project.train.validate import constructor_signature, validate_config
+from project.train.signatures import signature
+from project.train.validate import validate_config
+from project.trust import replayed_untrusted
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
 MAX_JOBS_CHECKED = 256
@@ -140,8 +142,8 @@ def _default_node(parent: str, overrides: list[str] | None = None) -> tuple[list
 def _takes(target: Any, name: str) -> bool:
     """Whether ``target``'s constructor names an argument ``name`` (not merely ``**kwargs``: a
     typo there would be passed on and fail later)."""
-    found = constructor_signature(str(target)) if target else None
-    return isinstance(found, tuple) and name in found[0]
+    found = signature(str(target)) if target else None
+    return found is not None and not isinstance(found, Exception) and name in found.names
 
 
 def _one_line(exc: BaseException, overrides: list[str] | None = None) -> str:
@@ -272,7 +274,7 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
             raise PreflightError(lines) from None
-        if (untrusted := _replayed_untrusted(cfg)) is not None:
+        if (untrusted := replayed_untrusted(cfg)) is not None:
             raise PreflightError([untrusted])  # before anything of the stored run is built
         errors = validate_config(cfg, reference)
         lines += [line for line in _stale_key_lines(errors, job) if line not in lines]
@@ -280,11 +282,15 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
         checked.append((cfg, bad))
-    lines += [line for line in _build_errors(checked, reference) if line not in lines]
+    from project.build import build_errors, callback_errors
+
+    lines += [line for line in build_errors(checked, reference) if line not in lines]
     if not lines:  # second stage, like the builds: a static error is reported without Lightning
-        built: set[str] = set()
-        for cfg, _ in checked:
-            lines += [line for line in _callback_errors(cfg, reference, built) if line not in lines]
+        lines += [
+            line
+            for line in callback_errors([c for c, _ in checked], reference)
+            if line not in lines
+        ]
     if lines:
         raise PreflightError(lines)
 
@@ -311,8 +317,8 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
             lines.append(str(err))
     for node, keys in stale.items():
         target = replaced[node]
-        found = constructor_signature(target)
-        takes = ", ".join(found[0]) if isinstance(found, tuple) else "?"
+        found = signature(target)
+        takes = "?" if isinstance(found, Exception) else ", ".join(found.names)
         drop = " ".join(f"~{node}.{k}" for k in keys)
         lines[lines.index(node)] = (
             f"{node}._target_={target} is invalid: allowed a class that takes the node's keys; "
@@ -321,114 +327,6 @@ def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
             f"it takes {takes}"
         )
     return [line for line in lines if line]
-
-
-def _callback_errors(cfg: DictConfig, reference: DictConfig, built: set[str]) -> list[str]:
-    """Build each callback whose node differs from the default config's (once per distinct node:
-    ``built``), so its constructor's own checks (``callbacks.run_summary.threshold=nan``) run
-    before anything is created. A node that needs the run dir (``${hydra:runtime.output_dir}``)
-    is built in the run instead."""
-    from hydra.utils import instantiate
-
-    from project.build import error_line
-
-    lines = []
-    callbacks, defaults = cfg.get("callbacks") or {}, reference.get("callbacks") or {}
-    for name, node in callbacks.items():
-        if not isinstance(node, DictConfig) or "_target_" not in node or node == defaults.get(name):
-            continue
-        raw = OmegaConf.to_container(node, resolve=False)
-        if "${hydra:" in str(raw) or f"{name}={raw!r}" in built:
-            continue
-        built.add(f"{name}={raw!r}")
-        try:
-            instantiate(node)
-        except Exception as exc:
-            lines.append(error_line(f"callbacks.{name}", exc, raw))
-    return lines
-
-
-def _replayed_untrusted(cfg: DictConfig) -> str | None:
-    """Resuming a run dir replays its stored overrides (and ``hydra.searchpath``): that is data,
-    so every ``_target_`` of the config they compose must pass ``project.trust``."""
-    ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
-    run_dir = find_run_dir(ckpt) if ckpt else None
-    if run_dir is None:
-        return None
-    from project.trust import UntrustedTargetError, check_stored, searchpath_dirs
-
-    stored = OmegaConf.to_container(cfg, resolve=False)
-    source = f"run.ckpt_path's run dir {run_dir} (.hydra/overrides.yaml)"
-    try:
-        check_stored(stored, "", source, searchpath_dirs(run_dir))
-    except UntrustedTargetError as exc:
-        return str(exc)
-    return None
-
-
-def _build_errors(
-    checked: list[tuple[DictConfig, tuple[str, ...]]], reference: DictConfig
-) -> list[str]:
-    """Build each distinct (task, module) pair once; the classes' own errors as lines.
-
-    The default config's own pair is skipped: it is known to build, and building means importing
-    torch and Lightning (seconds), which a typo elsewhere on the command line should not wait for.
-    """
-    lines: list[str] = []
-    seen: set[str] = {_pair_key(reference)}
-    for cfg, bad in checked:
-        key = _pair_key(cfg)
-        if key in seen or not all(isinstance(cfg.get(k), DictConfig) for k in ("data", "model")):
-            continue
-        ckpt = OmegaConf.select(cfg, "run.ckpt_path") or OmegaConf.select(cfg, "run.init_from")
-        changed = {k for k in ("data", "model") if cfg.get(k) != reference.get(k)}
-        if changed <= set(bad) and not ckpt:
-            continue  # what differs from the default is already reported
-        seen.add(key)
-        checkpoint = None
-        if ckpt:
-            from project.checkpoint import CheckpointError, read_checkpoint
-
-            try:
-                checkpoint = read_checkpoint(ckpt)
-            except CheckpointError:
-                checkpoint = None  # already reported by validate_config
-        from project.build import check_buildable, optimizer_errors
-
-        if checkpoint is None and _only_optimizer_changed(cfg, reference):
-            # the task and the net are the default's (known to build): the optimiser and scheduler
-            # are checked on a dummy parameter with torch alone, without importing Lightning
-            new = optimizer_errors(cfg) if "model" not in bad else []
-        else:
-            new = check_buildable(cfg, checkpoint, bad)
-        lines += [line for line in new if line not in lines]
-    return lines
-
-
-def _only_optimizer_changed(cfg: DictConfig, reference: DictConfig) -> bool:
-    """Whether ``data`` and ``model`` equal the reference's but for the optimiser/scheduler."""
-    if cfg.get("data") != reference.get("data") or OmegaConf.select(
-        cfg, "seed"
-    ) != OmegaConf.select(reference, "seed"):
-        return False
-    mine = OmegaConf.to_container(cfg.model, resolve=False)
-    theirs = OmegaConf.to_container(reference.model, resolve=False)
-    if not isinstance(mine, dict) or not isinstance(theirs, dict):
-        return False
-    skip = ("optimizer", "scheduler")
-    return {k: v for k, v in mine.items() if k not in skip} == {
-        k: v for k, v in theirs.items() if k not in skip
-    }
-
-
-def _pair_key(cfg: DictConfig) -> str:
-    parts = [cfg.get(k) for k in ("data", "model")]
-    parts = [
-        OmegaConf.to_container(v, resolve=False) if isinstance(v, DictConfig) else v for v in parts
-    ]
-    return repr(
-        [*parts, OmegaConf.select(cfg, "run.ckpt_path"), OmegaConf.select(cfg, "run.init_from")]
-    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

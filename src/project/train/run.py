@@ -11,18 +11,22 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from project.build import error_line, fill_net_sizes, instantiate_task
+from project.build import (
+    BuildError,
+    build_callbacks,
+    building,
+    fill_net_sizes,
+    instantiate_task,
+    load_init_weights,
+)
 from project.summary import run_objective
-from project.train.finish import finish_run
 from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, run_preflight
 from project.train.resume import plan_job
@@ -59,59 +63,6 @@ def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoR
     raise SystemExit(2)
 
 
-@contextmanager
-def building(key: str, node: Any, run_dir: Path | None) -> Iterator[None]:
-    """A class's own error while building config node ``key`` (checks the preflight cannot run,
-    e.g. the Trainer's cross-argument ones) is rejected as one line. ``HYDRA_FULL_ERROR=1``
-    re-raises with the traceback."""
-    try:
-        yield
-    except Exception as exc:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
-        reject([error_line(key, exc, node)], run_dir)
-
-
-def start_from_weights(module: Any, path: str, run_dir: Path) -> None:
-    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
-    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Said on one line."""
-    from project.checkpoint import completed_epochs, read_checkpoint
-
-    weights = read_checkpoint(path)
-    with building("run.init_from", None, run_dir):
-        module.load_state_dict(weights["state_dict"])
-    done = completed_epochs(weights)
-    line = (
-        f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
-        "the optimiser, schedule and epoch count start fresh"
-    )
-    print(line, flush=True)
-    log.info(line)
-
-
-def build_callbacks(
-    cfg: DictConfig,
-    with_loggers: bool = True,
-    run_dir: Path | None = None,
-    datamodule: Any = None,
-) -> dict[str, Any]:
-    """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
-    needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
-    arguments against the task here, before training (a ``ValueError`` is one line, exit 2)."""
-    from lightning.pytorch.callbacks import LearningRateMonitor
-
-    built = {}
-    for name, node in (cfg.get("callbacks") or {}).items():
-        if node and "_target_" in node:
-            with building(f"callbacks.{name}", node, run_dir):
-                callback = hydra.utils.instantiate(node)
-                if datamodule is not None and callable(getattr(callback, "check_task", None)):
-                    callback.check_task(datamodule)
-            if with_loggers or not isinstance(callback, LearningRateMonitor):
-                built[str(name)] = callback
-    return built
-
-
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run in Hydra's run dir; returns the final logged metrics."""
     import lightning as L
@@ -139,26 +90,30 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return plan.metrics
 
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    with building("data", cfg.data, run_dir):
-        datamodule = instantiate_task(cfg)
-    with building("model.net", OmegaConf.select(cfg, "model.net"), run_dir):
-        fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
-    with building("model", cfg.model, run_dir):
-        module = hydra.utils.instantiate(cfg.model)
-    init_from = OmegaConf.select(cfg, "run.init_from")
-    if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its own weights
-        start_from_weights(module, str(init_from), run_dir)
-    with building("logger", cfg.get("logger"), run_dir):
-        loggers = build_loggers(cfg)
-    callbacks = build_callbacks(cfg, bool(loggers), run_dir, datamodule)
-    with building("trainer", cfg.trainer, run_dir):
-        trainer = hydra.utils.instantiate(
-            cfg.trainer,
-            logger=loggers or False,
-            callbacks=list(callbacks.values()),
-            plugins=[AtomicCheckpointIO()],
-            default_root_dir=str(run_dir),
-        )
+    try:  # a class's own error (checks the preflight cannot run, e.g. the Trainer's): one line
+        with building("data", cfg.data):
+            datamodule = instantiate_task(cfg)
+        with building("model.net", OmegaConf.select(cfg, "model.net")):
+            fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
+        with building("model", cfg.model):
+            module = hydra.utils.instantiate(cfg.model)
+        init_from = OmegaConf.select(cfg, "run.init_from")
+        if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its weights
+            print(line := load_init_weights(module, str(init_from)), flush=True)
+            log.info(line)
+        with building("logger", cfg.get("logger")):
+            loggers = build_loggers(cfg)
+        callbacks = build_callbacks(cfg, run_dir, bool(loggers), datamodule)
+        with building("trainer", cfg.trainer):
+            trainer = hydra.utils.instantiate(
+                cfg.trainer,
+                logger=loggers or False,
+                callbacks=list(callbacks.values()),
+                plugins=[AtomicCheckpointIO()],
+                default_root_dir=str(run_dir),
+            )
+    except BuildError as exc:
+        reject([str(exc)], run_dir)
     if is_global_zero():
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
@@ -174,14 +129,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         reject([f"callbacks.{name}.{exc}"], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
         log.error(str(exc))
-        raise SystemExit(write_failed_exit(run_dir, trainer, exc)) from None
+        raise SystemExit(write_failed_exit(exc)) from None
     except Exception as exc:  # anything else: its line in run.log, the traceback on stderr
         log.error("%s: %s", type(exc).__name__, exc)
         raise
 
+    # summary.json, the final sync and the printed summary: RunSummary and CloudSync at fit end
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    if trainer.is_global_zero:
-        finish_run(run_dir, trainer, metrics)
     if (code := preempted_exit(trainer)) is not None:  # SIGTERM: last.ckpt saved, exit 143
         raise SystemExit(code)
     return metrics

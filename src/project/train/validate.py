@@ -17,9 +17,11 @@ one line too.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 import os
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from project.train.rundir import unwritable
+from project.train.signatures import signature as constructor_signature
 
 
 @dataclass
@@ -84,16 +87,6 @@ class _Checker:
             self.fail(key, f"an integer >= {lo}{hi_s}" + (" or null" if optional else ""), v)
         return ok
 
-    def num_range(
-        self, key: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False
-    ) -> bool:
-        v = self.get(key)
-        ok = _is_num(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
-            self.fail(key, f"a number in {lb}{lo}, {hi}{rb}", v)
-        return ok
-
     def choice(self, key: str, options: list[Any]) -> bool:
         v = self.get(key)
         ok = v in options
@@ -101,32 +94,9 @@ class _Checker:
             self.fail(key, "one of " + ", ".join(str(o) for o in options), v)
         return ok
 
-    def boolean(self, key: str) -> bool:
-        v = self.get(key)
-        ok = isinstance(v, bool)
-        if not ok:
-            self.fail(key, "true or false", v)
-        return ok
-
 
 _PRECISIONS = ["32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"]
 _ACCELERATORS = ["auto", "cpu", "gpu", "cuda", "mps"]
-
-
-def _mps_available() -> bool:
-    import torch
-
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
-def resolve_accelerator(name: str) -> str:
-    """``auto`` -> the accelerator Lightning will pick here: cuda, mps or cpu."""
-    import torch  # here, not at import: a config error is reported without loading torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else ("mps" if _mps_available() else "cpu")
-    return "cuda" if name == "gpu" else name
 
 
 def _check_trainer(c: _Checker) -> None:
@@ -147,11 +117,13 @@ def _check_trainer(c: _Checker) -> None:
         return  # nothing left depends on this machine's accelerators: no torch import needed
     import torch
 
-    accel = resolve_accelerator(name)
+    from project.utils.helpers import auto_device
+
+    accel = auto_device().type if name == "auto" else ("cuda" if name == "gpu" else name)
     if accel == "cuda" and not torch.cuda.is_available():
         c.fail("trainer.accelerator", "cpu or auto here: no CUDA GPU is available on this machine")
         return
-    if accel == "mps" and not _mps_available():
+    if accel == "mps" and not torch.backends.mps.is_available():
         c.fail(
             "trainer.accelerator", "cpu or auto here: Apple MPS is not available on this machine"
         )
@@ -189,17 +161,6 @@ MAX_SEED = 2**32 - 1  # numpy's seed range, which seed_everything uses
 MAX_NAME_BYTES = 200  # the run dir is <HH-MM-SS>-<name>[_N]: a file name is at most 255 bytes
 
 
-def _read_checkpoint(c: _Checker, key: str, allowed: str) -> dict[str, Any] | None:
-    """The checkpoint at config ``key`` (verified), or None with the reason reported."""
-    from project.checkpoint import CheckpointError, read_checkpoint
-
-    try:
-        return read_checkpoint(c.get(key))
-    except CheckpointError as exc:
-        c.fail(key, f"{allowed} ({exc})")
-        return None
-
-
 def _check_run(c: _Checker) -> None:
     c.int_range("seed", 0, MAX_SEED)
     name = c.get("run.name")
@@ -210,33 +171,14 @@ def _check_run(c: _Checker) -> None:
     elif name is not None and len(str(name).encode()) > MAX_NAME_BYTES:
         shown = f"{str(name)[:20]}... ({len(str(name).encode())} bytes)"
         c.fail("run.name", f"a name of at most {MAX_NAME_BYTES} bytes (a file name)", shown)
-    ckpt = c.get("run.ckpt_path")
-    if ckpt is not None:
-        loaded = _read_checkpoint(c, "run.ckpt_path", "an existing, complete training checkpoint")
-        if loaded is not None and ("optimizer_states" not in loaded or "loops" not in loaded):
-            last = Path(str(ckpt)).absolute().parent / "last.ckpt"
-            fix = (
-                f"; resume the run with: python -m project.train.run run.ckpt_path={last}"
-                if last.is_file()
-                else ""
-            )
-            fix += (
-                "; or start a new run from its weights with: python -m project.train.run "
-                f"run.init_from={Path(str(ckpt)).absolute()}"
-            )
-            c.fail(
-                "run.ckpt_path",
-                "a complete training checkpoint (this is a weights-only snapshot: no optimiser "
-                f"or loop state to resume from){fix}",
-                ckpt,
-            )
-    init = c.get("run.init_from")
-    if init is not None:
-        weights = _read_checkpoint(c, "run.init_from", "an existing checkpoint")
-        if weights is not None and not isinstance(weights.get("state_dict"), dict):
-            c.fail("run.init_from", "a checkpoint with weights (no state_dict in it)", init)
-        if ckpt is not None:
-            c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
+    for key in ("run.ckpt_path", "run.init_from"):
+        if c.get(key) is not None:
+            from project.checkpoint import checkpoint_problem  # torch: only for a checkpoint
+
+            if problem := checkpoint_problem(c.get(key), key):
+                c.fail(key, problem)
+    if c.get("run.init_from") is not None and c.get("run.ckpt_path") is not None:
+        c.fail("run.init_from", "null when run.ckpt_path is set (a resume has its weights)")
     root = c.get("run.output_root")
     if root is not None and not str(root).strip():
         c.fail("run.output_root", "a directory path (empty would write runs into the cwd)", root)
@@ -267,142 +209,48 @@ def target_nodes(node: Any, prefix: str = "") -> dict[str, dict[str, Any]]:
     return found
 
 
-def _type_ok(value: Any, annotation: Any) -> bool | None:
-    """Whether ``value`` fits ``annotation``; None when the annotation is not a simple type."""
-    import types
-    import typing
-    from collections import abc
+def _has_any(annotation: Any) -> bool:
+    return annotation is Any or any(_has_any(a) for a in typing.get_args(annotation))
 
-    if annotation is inspect.Parameter.empty or annotation is Any:
+
+@functools.lru_cache(maxsize=256)
+def _adapter(annotation: Any) -> Any:
+    from pydantic import ConfigDict, TypeAdapter
+
+    return TypeAdapter(annotation, config=ConfigDict(strict=True, arbitrary_types_allowed=True))
+
+
+def _type_ok(value: Any, annotation: Any) -> bool | None:
+    """Whether ``value`` fits ``annotation``, by pydantic in strict mode (no ``"3"`` or ``True``
+    for an int; a list for a fixed-length tuple); None when it cannot tell (``Any`` in it, a type
+    pydantic does not check)."""
+    from pydantic import ValidationError
+
+    if annotation is inspect.Parameter.empty or _has_any(annotation):
         return None
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        results = [_type_ok(value, arg) for arg in typing.get_args(annotation)]
-        if any(r is True for r in results):
+    try:
+        adapter = _adapter(annotation)
+    except Exception:  # unhashable or not a type pydantic knows
+        return None
+    for candidate in (value, tuple(value)) if isinstance(value, list) else (value,):
+        try:
+            adapter.validate_python(candidate)
             return True
-        return None if any(r is None for r in results) else False
-    if annotation is type(None):
-        return value is None
-    if origin is typing.Literal:
-        return value in typing.get_args(annotation)
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return _is_int(value)
-    if annotation is float:
-        return _is_num(value)
-    if annotation is str:
-        return isinstance(value, str)
-    if origin is tuple and typing.get_args(annotation) and ... not in typing.get_args(annotation):
-        args = typing.get_args(annotation)  # a fixed-length tuple, e.g. betas: tuple[float, float]
-        if not isinstance(value, list | tuple) or len(value) != len(args):
-            return False
-        return all(_type_ok(v, a) is not False for v, a in zip(value, args, strict=True))
-    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence, abc.Sequence):
-        return isinstance(value, list | tuple)
-    if annotation is dict or origin is dict:
-        return isinstance(value, dict)
-    if inspect.isclass(annotation) and origin is None:
-        return isinstance(value, annotation)
-    return None
+        except ValidationError:
+            continue
+        except Exception:
+            return None
+    return False
 
 
 def _type_name(annotation: Any) -> str:
     """``Union[float, Tensor]``, ``one of add, sub``: module prefixes dropped."""
     import re
-    import typing
 
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(str(a) for a in typing.get_args(annotation))
     text = str(annotation).replace("<class '", "").replace("'>", "").replace("NoneType", "None")
     return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)  # typing.Union -> Union
-
-
-# bases whose constructors take no configurable keys (nn.Module's *args/**kwargs are not options)
-_CLOSED_BASES = {"builtins.object", "torch.nn.Module", "torch.nn.modules.module.Module"}
-
-
-def constructor_signature(
-    target: str, depth: int = 0
-) -> tuple[list[str], dict[str, Any], bool] | Exception:
-    """Argument names, annotations and whether ``**kwargs`` is taken, of ``target``'s constructor:
-    read from the source when possible (no import: keeps a bad command line's error fast), else
-    from the imported class. A class whose ``__init__`` passes ``**kwargs`` on to its base's
-    (``super().__init__(**kwargs)``) has the base's arguments too, up the chain: ``split_seed``
-    is a key of every ``TokenTask`` subclass, and a typo under it lists them all."""
-    from project.train.signatures import static_signature
-
-    if target in _CLOSED_BASES:
-        return [], {}, False
-    if (static := static_signature(target)) is not None:
-        own = static.names, static.annotations, static.takes_any_keyword
-        return _with_base(own, static.forwards_to, depth)
-    try:
-        from project.trust import locate
-
-        obj = locate(target)
-    except Exception as exc:
-        return exc
-    own_signature = _inspected_signature(obj)
-    if isinstance(own_signature, Exception) or not own_signature[2] or not inspect.isclass(obj):
-        return own_signature
-    return _with_base(own_signature, _forwarded_base(obj), depth)
-
-
-def _with_base(
-    own: tuple[list[str], dict[str, Any], bool], base: str | None, depth: int
-) -> tuple[list[str], dict[str, Any], bool]:
-    if base is None or depth > 8:
-        return own
-    inherited = constructor_signature(base, depth + 1)
-    if isinstance(inherited, Exception):
-        return own
-    names, hints, _ = own
-    extra = [n for n in inherited[0] if n not in names]
-    return [*names, *extra], {**inherited[1], **hints}, inherited[2]
-
-
-def _forwarded_base(cls: type) -> str | None:
-    """The next class in ``cls``'s MRO that defines ``__init__``, when ``cls.__init__`` passes
-    ``**kwargs`` on to it (read from the source; assumed when the source is not available)."""
-    import ast
-    import textwrap
-
-    from project.train.signatures import forwards_kwargs
-
-    base = next((b for b in cls.__mro__[1:] if "__init__" in vars(b)), object)
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(vars(cls).get("__init__", cls))))
-        init = tree.body[0]
-        kwarg = (
-            init.args.kwarg.arg if isinstance(init, ast.FunctionDef) and init.args.kwarg else None
-        )
-        if (
-            not isinstance(init, ast.FunctionDef)
-            or kwarg is None
-            or not forwards_kwargs(init, kwarg)
-        ):
-            return None
-    except (OSError, TypeError, SyntaxError, IndexError):
-        pass
-    return f"{base.__module__}.{base.__qualname__}"
-
-
-def _inspected_signature(obj: Any) -> tuple[list[str], dict[str, Any], bool] | Exception:
-    import typing
-
-    try:
-        params = inspect.signature(obj).parameters
-    except Exception as exc:
-        return exc
-    try:
-        hints = typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
-    except Exception:
-        hints = {}
-    hints = {k: hints.get(k, p.annotation) for k, p in params.items()}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    names = [p for p in params if p not in ("self", "args", "kwargs")]
-    return names, hints, takes_any
 
 
 def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
@@ -427,7 +275,11 @@ def _check_target_keys(c: _Checker, reference: DictConfig | None) -> None:
                 reason += f"; {import_fix(str(target))}"
             c.fail(f"{node_key}._target_", f"an importable class ({reason})", target)
             continue
-        names, hints, takes_any = signature
+        names, hints, takes_any = (
+            signature.names,
+            signature.annotations,
+            signature.takes_any_keyword,
+        )
         for key in keys:
             value = node[key]
             if key not in names:
