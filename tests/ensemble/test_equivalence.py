@@ -177,6 +177,23 @@ def test_unsupported_jobs_run_alone(extra: list[str]) -> None:
     assert groups == [[0], [1]] and not alone
 
 
+def test_the_default_config_packs_into_one_group() -> None:
+    """The docs' sweep command on the default config (every default callback, the LLC monitor off)
+    trains as one ensemble; the LLC monitor on sends the job to the normal path."""
+    from hydra import compose, initialize_config_dir
+
+    from project.ensemble.launch import plan_groups
+    from project.train.run import CONFIG_DIR
+
+    overrides = ["data.modulus=31", "callbacks.progress_measures.every_n_epochs=0"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        configs = [compose("config", [*overrides, f"seed={s}"]) for s in (0, 1)]
+        llc_on = compose("config", [*overrides, "seed=2", "callbacks.llc.every_n_epochs=5"])
+    groups, alone = plan_groups([*configs, llc_on], max_members=64, min_members=2)
+    assert groups == [[0, 1]], alone
+    assert alone[2] == ["callbacks.llc.every_n_epochs is not 0"]
+
+
 def test_plugin_discovery_imports_nothing_new() -> None:
     """Hydra imports every ``hydra_plugins`` module on every run: the launcher's must not pull in
     ``project.ensemble`` (or torch) on the plain training path."""

@@ -36,9 +36,10 @@ _ADAMW_DEFAULTS = {"amsgrad": False, "maximize": False, "capturable": False}
 # the callbacks the ensemble reproduces (configs/callbacks/default.yaml, data=modular's measures);
 # any other callback would be silently skipped, so its job runs alone. epoch_log (per-epoch lines
 # in run.log) is the one default it does not write: members' metrics.csv carries the same numbers.
+# progress_measures and llc are known only while off (every_n_epochs 0, checked below).
 KNOWN_CALLBACKS = {
     "last_checkpoint", "snapshots", "final_validation", "lr_monitor", "preemption", "run_summary",
-    "cloud_sync", "progress_bar", "progress_measures", "epoch_log",
+    "cloud_sync", "progress_bar", "progress_measures", "epoch_log", "llc",
 }  # fmt: skip
 # Trainer arguments the ensemble loop does not implement, with their defaults
 _TRAINER_DEFAULTS: dict[str, Any] = {
@@ -105,8 +106,9 @@ def unsupported(cfg: DictConfig) -> list[str]:
     for name, node in callbacks.items():
         if node and name not in KNOWN_CALLBACKS:
             why.append(f"callbacks.{name} is not one the ensemble reproduces")
-    if (callbacks.get("progress_measures") or {}).get("every_n_epochs", 0):
-        why.append("callbacks.progress_measures.every_n_epochs is not 0")
+    for name in ("progress_measures", "llc"):
+        if (callbacks.get(name) or {}).get("every_n_epochs", 0):
+            why.append(f"callbacks.{name}.every_n_epochs is not 0")
     snaps = callbacks.get("snapshots") or {}
     if snaps.get("dense_every_n_epochs", 0) or snaps.get("log_spaced", 0):
         why.append("callbacks.snapshots dense/log-spaced snapshots are on")
