@@ -49,7 +49,7 @@ def test_the_configs_name_the_classes_this_checks() -> None:
 VALUES = [1, 0.5, True, "x", None, [0.9, 0.98], {"a": 1}]
 _READ = """
 import json, sys
-from project.train.signatures import static_signature
+from project.signatures import static_signature
 from project.train.validate import _type_ok
 out = {}
 for target in sys.argv[1:]:
@@ -100,7 +100,7 @@ def test_signature_from_source_matches_the_imported_class(read_from_source, targ
 
 def test_a_fresh_process_reads_source_not_modules() -> None:
     code = (
-        "import sys; from project.train.signatures import static_signature as s; "
+        "import sys; from project.signatures import static_signature as s; "
         "a = s('project.data.modular.ModularDataModule'); b = s('torch.optim.AdamW'); "
         "print(a.names[:2], 'lr' in b.names, 'torch' in sys.modules, 'lightning' in sys.modules)"
     )

@@ -66,7 +66,7 @@ def test_an_optimiser_value_is_checked_without_building_the_task_or_module(
 ) -> None:
     """``model.optimizer.lr=-1``: the optimiser is built on a dummy parameter with torch alone;
     the task and module (which import Lightning, seconds) are the default's and not built."""
-    import project.build as assemble
+    import project.build_checks as assemble
 
     def fail(*args: object, **kwargs: object) -> list[str]:
         raise AssertionError("check_buildable was called")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import difflib
 import io
 import sys
@@ -26,11 +27,11 @@ from typing import Any
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException, MissingConfigException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from project.signatures import signature
 from project.train.rundir import find_run_dir
-from project.train.signatures import signature
 from project.train.validate import validate_config
 from project.trust import replayed_untrusted
 
@@ -118,12 +119,28 @@ def finished_run(overrides: list[str]) -> str | None:
     )
 
 
+# While ``check`` runs: what it composed, with the ``hydra`` node, by (config name, overrides),
+# so each job is composed once (and a single run's config goes on to Hydra's ``run_job`` as is)
+_composed: dict[tuple[str, tuple[str, ...]], DictConfig] | None = None
+
+
 def compose_config(
     overrides: list[str], config_name: str = "config", with_hydra: bool = False
 ) -> DictConfig:
     """Compose the job config exactly as the entrypoint sees it (``hydra`` node only on request)."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="run"):
-        return compose(config_name=config_name, overrides=overrides, return_hydra_config=with_hydra)
+    key = (config_name, tuple(overrides))
+    full = _composed.get(key) if _composed is not None else None
+    if full is None:
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="run"):
+            full = compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+        if _composed is not None:
+            _composed[key] = full
+    if with_hydra:
+        return full
+    cfg = copy.deepcopy(full)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as compose(return_hydra_config=False) does
+    return cfg
 
 
 def _default_node(parent: str, overrides: list[str] | None = None) -> tuple[list[str], Any]:
@@ -257,8 +274,24 @@ def _group_path_errors(overrides: list[str]) -> list[str]:
     return lines
 
 
-def check(overrides: list[str], multirun: bool = False, config_name: str = "config") -> None:
-    """Raise ``PreflightError`` (one line per problem) if any job of this command is invalid."""
+def check(
+    overrides: list[str], multirun: bool = False, config_name: str = "config"
+) -> DictConfig | None:
+    """Raise ``PreflightError`` (one line per problem) if any job of this command is invalid.
+
+    Returns a single run's config as composed here, with its ``hydra`` node (the entrypoint runs
+    it as is: the command line is composed once); None for a multirun."""
+    global _composed
+    _composed = {}
+    try:
+        jobs = _check_jobs(overrides, multirun, config_name)
+        single = not multirun and jobs == [overrides]
+        return _composed.get((config_name, tuple(overrides))) if single else None
+    finally:
+        _composed = None
+
+
+def _check_jobs(overrides: list[str], multirun: bool, config_name: str) -> list[list[str]]:
     if group_errors := _group_path_errors(overrides):
         raise PreflightError(group_errors)
     try:
@@ -268,12 +301,14 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
     lines: list[str] = []
     reference = compose_config([], config_name)  # target keys already known to be valid
     checked: list[tuple[DictConfig, tuple[str, ...]]] = []
+    keys = set()  # before the builds below fill in what they fill in (model.net sizes)
     for job in jobs:
         try:
             cfg = compose_config(job, config_name) if job else reference
         except (HydraException, OmegaConfBaseException) as exc:
             lines.append(_one_line(exc, job))
             raise PreflightError(lines) from None
+        keys.add(config_key(cfg))
         if (untrusted := replayed_untrusted(cfg)) is not None:
             raise PreflightError([untrusted])  # before anything of the stored run is built
         errors = validate_config(cfg, reference)
@@ -282,7 +317,7 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         if any(e.key == "seed" for e in errors):  # interpolated into the task (shuffle_seed)
             bad = (*bad, "data")
         checked.append((cfg, bad))
-    from project.build import build_errors, callback_errors
+    from project.build_checks import build_errors, callback_errors
 
     lines += [line for line in build_errors(checked, reference) if line not in lines]
     if not lines:  # second stage, like the builds: a static error is reported without Lightning
@@ -293,6 +328,20 @@ def check(overrides: list[str], multirun: bool = False, config_name: str = "conf
         ]
     if lines:
         raise PreflightError(lines)
+    VALIDATED.update(keys)
+    return jobs
+
+
+# Configs (``config_key``) this process's preflight found valid: a run of one of them (a single
+# run, a basic-launcher sweep job) is not checked a second time
+VALIDATED: set[str] = set()
+
+
+def config_key(cfg: DictConfig) -> str:
+    """A job config as written (interpolations unresolved), without its ``hydra`` node."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(container, dict)
+    return repr({k: v for k, v in container.items() if k != "hydra"})
 
 
 def _stale_key_lines(errors: list[Any], overrides: list[str]) -> list[str]:
@@ -340,20 +389,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def run_preflight(argv: list[str]) -> list[str]:
     """Validate the command line; returns the (possibly resume-expanded) argv, or exits 2."""
+    return prepare(argv)[0]
+
+
+def prepare(argv: list[str]) -> tuple[list[str], DictConfig | None]:
+    """``run_preflight``, and a single run's composed config (with its ``hydra`` node) for the
+    entrypoint to run as is; None where Hydra's own entrypoint should compose (a multirun, or a
+    flag such as ``--cfg``, ``--help`` or ``--config-dir``)."""
     if "--version" in argv:
-        return argv
+        return argv, None
     try:
         args = parse_args(argv)
     except SystemExit:
-        return argv
+        return argv, None
     if args.help or args.hydra_help or args.cfg or args.info:
-        return argv
+        return argv, None
     if args.shell_completion or args.experimental_rerun or args.config_path or args.config_dir:
-        return argv
+        return argv, None
     flags = [a for a in argv if a not in args.overrides]
     overrides = resume_overrides(list(args.overrides))
     try:
-        check(overrides, multirun=bool(args.multirun), config_name=args.config_name or "config")
+        composed = check(overrides, bool(args.multirun), args.config_name or "config")
     except PreflightError as err:
         for line in err.lines:
             print(f"error: {line}", file=sys.stderr)
@@ -366,4 +422,4 @@ def run_preflight(argv: list[str]) -> list[str]:
     if problem := check_rclone_dest():
         print(f"error: {problem}", file=sys.stderr)
         raise SystemExit(2)
-    return [*flags, *overrides]
+    return [*flags, *overrides], composed

@@ -16,7 +16,7 @@ from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from project.build import (
     BuildError,
@@ -28,7 +28,7 @@ from project.build import (
 )
 from project.summary import run_objective
 from project.train.loggers import build_loggers, redact_secrets
-from project.train.preflight import CONFIG_DIR, run_preflight
+from project.train.preflight import CONFIG_DIR, VALIDATED, config_key, prepare
 from project.train.resume import plan_job
 from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.threads import limit_threads_per_job
@@ -80,8 +80,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     capture_warnings()  # run.log gets every warning too
-    errors = validate_config(cfg)  # again: multirun jobs past the preflight sample, API callers
-    if errors:
+    checked = config_key(cfg) in VALIDATED  # else a job the preflight did not see (joblib, API)
+    if not checked and (errors := validate_config(cfg)):
         reject([str(err) for err in errors], run_dir)
     limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
     # sweeps: skip a finished job, resume an interrupted one from its last.ckpt
@@ -141,17 +141,52 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float:
-    train(cfg)  # the sweeper's objective: `optimized_metric`, else epochs to the threshold
+def run_task(cfg: DictConfig) -> float:
+    """The job: train, then the sweeper's objective (``optimized_metric``, else epochs to the
+    threshold)."""
+    train(cfg)
     run_dir = HydraConfig.get().runtime.output_dir
     return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
 
 
+_hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(run_task)
+
+
+def run_composed(cfg: DictConfig) -> None:
+    """What Hydra's ``Hydra.run`` does for a single run, on the config the preflight composed and
+    checked (so the command line is composed once): run dir, ``.hydra/``, logging, callbacks."""
+    from hydra import initialize_config_dir
+    from hydra._internal.callbacks import Callbacks
+    from hydra._internal.utils import run_and_report
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.utils import configure_log, run_job
+    from hydra.types import HydraContext, RunMode
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="run"):
+        configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
+        with read_write(cfg.hydra):  # as Hydra's main records a single run
+            cfg.hydra.mode = RunMode.RUN
+            cfg.hydra.overrides.hydra.append("hydra.mode=RUN")
+        callbacks = Callbacks(cfg)
+        context = HydraContext(GlobalHydra.instance().config_loader(), callbacks)
+
+        def run() -> None:
+            callbacks.on_run_start(config=cfg, config_name=cfg.hydra.job.config_name)
+            ret = run_job(run_task, cfg, "hydra.run.dir", None, hydra_context=context)
+            callbacks.on_run_end(config=cfg, config_name=cfg.hydra.job.config_name, job_return=ret)
+            _ = ret.return_value  # the job's exception, raised
+
+        run_and_report(run)
+
+
 def main() -> None:
     register_resolvers()
-    sys.argv = [sys.argv[0], *run_preflight(sys.argv[1:])]
-    _hydra_main()
+    argv, composed = prepare(sys.argv[1:])
+    sys.argv = [sys.argv[0], *argv]  # Lightning's DDP launcher starts each rank with sys.argv
+    if composed is None:  # a multirun, --cfg, --help, ...: Hydra composes
+        _hydra_main()
+    else:
+        run_composed(composed)
 
 
 if __name__ == "__main__":

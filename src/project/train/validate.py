@@ -28,8 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from project.signatures import signature as constructor_signature
 from project.train.rundir import unwritable
-from project.train.signatures import signature as constructor_signature
 
 
 @dataclass
