@@ -1,0 +1,74 @@
+"""Compose once (issue #22): a single run's command line is composed by Hydra once, checked, and
+that same config is the one the run trains with; the run does not check it a second time.
+
+A real CLI process, with Hydra's config loader and the config check counted from inside it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, SMALL, cli_env, run_dirs
+
+COUNTING_RUN = """
+import json, sys
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+import project.train.run as run
+
+composed, checked_in_run = [], []
+load = ConfigLoaderImpl.load_configuration
+def counting_load(self, config_name, overrides, *args, **kwargs):
+    composed.append(list(overrides))
+    return load(self, config_name, overrides, *args, **kwargs)
+ConfigLoaderImpl.load_configuration = counting_load
+validate = run.validate_config
+def counting_validate(cfg, *args):
+    checked_in_run.append(1)
+    return validate(cfg, *args)
+run.validate_config = counting_validate
+sys.argv = ["project.train.run", *sys.argv[1:]]
+try:
+    run.main()
+finally:
+    print("COUNTS " + json.dumps({"composed": composed, "checked_in_run": len(checked_in_run)}))
+"""
+
+
+def _counts(out: Path, *overrides: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-c", COUNTING_RUN, f"run.output_root={out}", *overrides],
+        cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("COUNTS ")]
+    assert line, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return {"returncode": proc.returncode, **json.loads(line[-1][len("COUNTS ") :])}
+
+
+def test_a_single_run_composes_its_command_line_once(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    overrides = [*SMALL, "trainer.max_epochs=1", "logger=csv"]
+    counts = _counts(out, *overrides)
+    assert counts["returncode"] == 0
+    command_line = [f"run.output_root={out}", *overrides]
+    assert counts["composed"].count(command_line) == 1  # Hydra's main composed it twice more
+    assert all(c in ([], command_line) for c in counts["composed"])  # and the default config
+    assert counts["checked_in_run"] == 0  # checked once, by the preflight
+    (run_dir,) = run_dirs(out)
+    assert (run_dir / "summary.json").is_file()
+    hydra_cfg = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+    assert hydra_cfg["mode"] == "RUN"  # recorded as Hydra's own entrypoint records a single run
+    assert hydra_cfg["overrides"]["hydra"] == ["hydra.mode=RUN"]
+    assert hydra_cfg["overrides"]["task"] == command_line
+    saved = yaml.safe_load((run_dir / "resolved_config.yaml").read_text())
+    assert saved["data"]["modulus"] == 23 and saved["trainer"]["max_epochs"] == 1
+
+
+def test_a_bad_value_is_still_one_line_and_leaves_no_run_dir(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    counts = _counts(out, *SMALL, "trainer.max_epochs=0")
+    assert counts["returncode"] == 2
+    assert not out.exists() or not run_dirs(out)
