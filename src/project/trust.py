@@ -27,12 +27,13 @@ import functools
 import importlib
 import inspect
 from collections.abc import Iterable, Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-TEMPLATE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+TEMPLATE_CONFIGS = Path(str(resources.files("project") / "configs")).resolve()
 TRUSTED_PACKAGES = ("project", "torch", "lightning")
 # role (config key) -> the class its target must subclass, as "module:Class"
 ROLE_BASES = {

@@ -21,6 +21,7 @@ import copy
 import difflib
 import io
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,9 @@ from project.train.rundir import find_run_dir
 from project.train.validate import validate_config
 from project.trust import replayed_untrusted
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[3] / "configs")
+# the template's configs, found through the package (``pkg://project.configs`` for Hydra): an
+# installed wheel has them too; the clone's ``configs/`` is a link to this folder
+CONFIG_DIR = str(Path(str(resources.files("project") / "configs")).resolve())
 MAX_JOBS_CHECKED = 256
 PARAMS_PREFIX = "hydra.sweeper.params."
 # Hydra plugins that live in an optional extra (pyproject.toml), by the config they provide
