@@ -14,6 +14,7 @@ from omegaconf import OmegaConf, open_dict
 from project.build import build_callbacks, fill_net_sizes, task_sizes
 from project.train.preflight import CONFIG_DIR, check, compose_config
 from project.train.validate import validate_config
+from tests.conftest import ROOT
 
 GROUPS = {
     g.name: sorted(p.stem for p in g.glob("*.yaml"))
@@ -78,7 +79,7 @@ def test_every_option_composes_and_instantiates(group: str, option: str, tmp_pat
         pytest.skip("search spaces are sweeper configs, checked by tests/sweeps")
     extra = []
     if option == "text" and group in ("data", "experiment"):  # a char-level LM needs a file
-        extra = [f"data.path={Path(CONFIG_DIR).parent / 'README.md'}"]
+        extra = [f"data.path={ROOT / 'README.md'}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="t"):
         cfg = compose("config", overrides=[f"{group}={option}", *extra], return_hydra_config=True)
         with open_dict(cfg):
