@@ -17,10 +17,8 @@ with the reason (``report.json``: ``not_shown``). Epochs are completed epochs th
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,39 +235,10 @@ def check_run_dir(run_dir: Path) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m project.runs.report", description=__doc__)
-    parser.add_argument("run_dir", help="a run dir written by project.train.run")
-    parser.add_argument("--max-snapshots", type=int, default=40,
-                        help="analyse at most this many checkpoint snapshots (default 40)")  # fmt: skip
-    parser.add_argument("--xscale", choices=("linear", "log"), default="linear",
-                        help="epoch axis (default linear, as in the paper)")  # fmt: skip
-    parser.add_argument("--llc", action="store_true",
-                        help="estimate the local learning coefficient of the snapshots with "
-                        "devinterp (uv sync --extra llc); cached in <run>/llc.json")  # fmt: skip
-    parser.add_argument("--llc-snapshots", type=int, default=12,
-                        help="LLC of at most this many snapshots (default 12)")  # fmt: skip
-    args = parser.parse_args(argv)
-    run_dir = Path(args.run_dir)
-    error = check_run_dir(run_dir)
-    if error:
-        print(error, file=sys.stderr)
-        return 2
-    if args.llc:
-        from project.interp.llc import INSTALL_HINT, have_devinterp
+    """``python -m project.runs.report RUN``: the same command as ``python -m project.report``."""
+    from project.report import main as report_main
 
-        if not have_devinterp():
-            print(f"error: --llc: {INSTALL_HINT}", file=sys.stderr)
-            return 2
-    from project.checkpoint import CheckpointError
-    from project.trust import UntrustedTargetError
-
-    try:
-        out = build_report(run_dir, args.max_snapshots, args.xscale, args.llc, args.llc_snapshots)
-    except (CheckpointError, UntrustedTargetError) as exc:  # a corrupt or crafted run dir
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"report: {out}")
-    return 0
+    return report_main(argv)
 
 
 if __name__ == "__main__":
