@@ -324,4 +324,6 @@ def _catch_sigterm() -> _Flag:
             flag.set = True
 
         flag.previous = signal.signal(signal.SIGTERM, handler)
+        # a SIGTERM noted before training began (a parallel worker's handler: ensemble.parallel)
+        flag.set = bool(getattr(flag.previous, "received", False))
     return flag
