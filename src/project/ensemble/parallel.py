@@ -70,9 +70,7 @@ class GroupRunner:
             self.pool = ProcessPoolExecutor(
                 self.workers - 1, mp_context=ctx, initializer=_init_worker, initargs=(self._stop,)
             )
-            for _ in range(
-                self.workers - 1
-            ):  # start them now: torch loads while groups are prepared
+            for _ in range(self.workers - 1):  # started now: torch loads while groups are prepared
                 self.pool.submit(_warm, self.target)
             if threading.current_thread() is threading.main_thread():
                 self._previous = signal.signal(signal.SIGTERM, self._on_sigterm)
@@ -86,8 +84,9 @@ class GroupRunner:
             self._previous = None
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self.terminated = True
-        self._stop.set()  # only this handler touches the event in this process: no lock held
+        if not self.terminated:  # set first, so a second signal never re-enters the event's lock
+            self.terminated = True
+            self._stop.set()
 
     def submit(self, key: Any, members: Members, resume_from: Sequence[Path | None]) -> None:
         if self.terminated:  # SIGTERM while preparing: nothing new starts
@@ -133,9 +132,9 @@ class GroupRunner:
         except SystemExit as exc:
             if self.pool is None:
                 raise  # in-process alone: as before (SIGTERM: 143 at once)
-            self.done[key] = exc  # SIGTERM caught by train_ensemble here: now tell the workers
-            self.terminated = self.terminated or exc.code == 143
-            if self.terminated:
+            self.done[key] = exc
+            if exc.code == 143 and not self.terminated:  # SIGTERM, caught by train_ensemble here
+                self.terminated = True  # now the workers hear it
                 self._stop.set()
         finally:
             if threads is not None:
