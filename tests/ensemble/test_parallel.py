@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -113,6 +114,13 @@ def test_groups_in_two_workers_equal_in_process(
         torch.set_num_threads(threads)
     table = collect_runs(tmp_path / "parallel")
     assert len(table) == 4 and set(table["status"]) == {"finished"}
+    trained_by = [
+        json.loads((tmp_path / "parallel" / job / "summary.json").read_text())["ensemble"]
+        for job in ("0", "1", "2", "3")
+    ]
+    assert {e["torch_threads"] for e in trained_by} == {1}
+    assert len({e["pid"] for e in trained_by}) == 2  # this process and a worker, a group each
+    assert os.getpid() in {e["pid"] for e in trained_by}
     for job in ("0", "1", "2", "3"):
         run_dir = tmp_path / "parallel" / job
         for name in (".hydra/config.yaml", "attempts.jsonl", "resolved_config.yaml",
