@@ -5,10 +5,12 @@
 
 Jobs whose configs differ only in ensemble-able values (``members.ENSEMBLE_KEYS``: seed, split
 and shuffle seeds, lr, weight decay, scheduler arguments) form a group and train together
-(``train.train_ensemble``), at most ``hydra.launcher.max_members`` per group; a job that cannot be
-a member (``members.unsupported``: e.g. progress measures on, Grokfast, another optimiser) or a
-group smaller than ``hydra.launcher.min_members`` runs through the normal path, one after the
-other, as the basic launcher runs it. Every job keeps its own numbered dir with Hydra's
+(``train.train_ensemble``), at most ``hydra.launcher.max_members`` per group, and groups train
+``hydra.launcher.n_jobs`` at a time (``parallel``: the largest first, in this process and spawned
+workers; a group that raises marks its jobs failed). A job that cannot be a member
+(``members.unsupported``: e.g. progress measures on, Grokfast, another optimiser) or a group
+smaller than ``hydra.launcher.min_members`` runs through the normal path after the groups, one
+after the other in this process, as the basic launcher runs it. Every job keeps its own numbered dir with Hydra's
 ``.hydra/`` files, ``attempts.jsonl`` and the sweeper's objective; a job finished before is
 skipped (``project.train.resume``); an interrupted group resumes from its members' ``last.ckpt``
 when all have one at the same epoch (``ensemble.resume``), else it starts again.
