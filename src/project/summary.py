@@ -62,7 +62,7 @@ class RunRecord:
     logs: list[str] = field(default_factory=list)
     wandb: str | None = None
     sync: dict[str, Any] | None = None
-    ensemble: dict[str, Any] | None = None  # a member of an ensemble: its size, train seconds
+    ensemble: dict[str, Any] | None = None  # an ensemble member: size, train s, pid, threads
     version: int = VERSION
 
     @property

@@ -1,8 +1,8 @@
 """``hydra/launcher=ensemble``: a multirun's jobs that differ only in ensemble-able values train
-together in this process (``project.ensemble``); every other job runs as the basic launcher runs
-it. The work is in ``project.ensemble.launch``; this module is only what Hydra discovers (no
-``from __future__ import annotations``: Hydra loads plugin modules outside ``sys.modules``, where
-a dataclass cannot resolve string annotations)."""
+together (``project.ensemble``; groups in parallel worker processes, ``n_jobs``); every other job
+runs as the basic launcher runs it. The work is in ``project.ensemble.launch``; this module is
+only what Hydra discovers (no ``from __future__ import annotations``: Hydra loads plugin modules
+outside ``sys.modules``, where a dataclass cannot resolve string annotations)."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +20,9 @@ class EnsembleLauncherConf:
     _target_: str = "hydra_plugins.project_ensemble_launcher.ensemble_launcher.EnsembleLauncher"
     max_members: int = 64  # members per vectorised group (a larger group is split)
     min_members: int = 2  # a group smaller than this runs its jobs one by one, as usual
+    # groups trained at once, each in a worker process with cores // n_jobs torch threads
+    # (joblib's meaning: -1 = all cores, -2 = all but one; 1 = one after the other, in-process)
+    n_jobs: int = -1
 
 
 ConfigStore.instance().store(
@@ -28,8 +31,8 @@ ConfigStore.instance().store(
 
 
 class EnsembleLauncher(Launcher):
-    def __init__(self, max_members: int = 64, min_members: int = 2) -> None:
-        self.max_members, self.min_members = int(max_members), int(min_members)
+    def __init__(self, max_members: int = 64, min_members: int = 2, n_jobs: int = -1) -> None:
+        self.max_members, self.min_members, self.n_jobs = int(max_members), int(min_members), n_jobs
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
         self.task_function: TaskFunction | None = None

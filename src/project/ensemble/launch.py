@@ -5,10 +5,12 @@
 
 Jobs whose configs differ only in ensemble-able values (``members.ENSEMBLE_KEYS``: seed, split
 and shuffle seeds, lr, weight decay, scheduler arguments) form a group and train together
-(``train.train_ensemble``), at most ``hydra.launcher.max_members`` per group; a job that cannot be
-a member (``members.unsupported``: e.g. progress measures on, Grokfast, another optimiser) or a
-group smaller than ``hydra.launcher.min_members`` runs through the normal path, one after the
-other, as the basic launcher runs it. Every job keeps its own numbered dir with Hydra's
+(``train.train_ensemble``), at most ``hydra.launcher.max_members`` per group, and groups train
+``hydra.launcher.n_jobs`` at a time (``parallel``: the largest first, in this process and spawned
+workers; a group that raises marks its jobs failed). A job that cannot be a member
+(``members.unsupported``: e.g. progress measures on, Grokfast, another optimiser) or a group
+smaller than ``hydra.launcher.min_members`` runs through the normal path after the groups, one
+after the other in this process, as the basic launcher runs it. Every job keeps its own numbered dir with Hydra's
 ``.hydra/`` files, ``attempts.jsonl`` and the sweeper's objective; a job finished before is
 skipped (``project.train.resume``); an interrupted group resumes from its members' ``last.ckpt``
 when all have one at the same epoch (``ensemble.resume``), else it starts again.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -61,6 +64,28 @@ def plan_groups(
     return groups, alone
 
 
+def _cost(configs: Sequence[DictConfig], group: Sequence[int]) -> float:
+    """A group's training work, for ordering: members x epochs x the train share of the data
+    (``data.frac_train`` when the data config has one)."""
+    cfg = configs[group[0]]
+    try:
+        epochs = float(OmegaConf.select(cfg, "trainer.max_epochs", default=1) or 1)
+        frac = float(OmegaConf.select(cfg, "data.frac_train", default=1.0) or 1.0)
+    except Exception:  # noqa: BLE001  an unresolvable or odd value: count members only
+        epochs, frac = 1.0, 1.0
+    return len(group) * epochs * frac
+
+
+def _fail(ret: Any, run_dir: Path, exc: BaseException) -> None:
+    """Mark a member's ``JobReturn`` failed as Hydra's ``run_job`` does (the sweeper raises
+    ``exc`` when it reads the result) and say so in the member's ``run.log``."""
+    from hydra.core.utils import JobStatus
+
+    ret.status, ret.return_value = JobStatus.FAILED, exc
+    with (run_dir / "run.log").open("a") as f:
+        f.write(f"error: the ensemble group failed: {exc!r}\n")
+
+
 def _collector(pending: list[tuple[DictConfig, Path, Path | None]], done: list[Path]) -> Any:
     """A task function that prepares a member inside Hydra's ``run_job`` (run dir, ``.hydra/``,
     logging) and records it in ``pending`` (to train) and ``done`` (every job, in order)."""
@@ -88,9 +113,9 @@ def _collector(pending: list[tuple[DictConfig, Path, Path | None]], done: list[P
 
 def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
     """``Launcher.launch``: returns one ``JobReturn`` per job, in the sweep's order."""
-    from hydra.core.utils import configure_log, run_job, setup_globals
+    from hydra.core.utils import JobStatus, configure_log, run_job, setup_globals
 
-    from project.ensemble.train import train_ensemble
+    from project.ensemble.parallel import GroupRunner
     from project.summary import run_objective
 
     setup_globals()
@@ -114,21 +139,40 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         configure_log(config.hydra.hydra_logging, config.hydra.verbose)
         return ret
 
-    for group in groups:
-        nums = ", ".join(str(initial_job_idx + i) for i in group)
-        print(f"ensemble: jobs {nums} train together ({len(group)} members)", flush=True)
-        pending: list[tuple[DictConfig, Path, Path | None]] = []
-        done: list[Path] = []
-        collect = _collector(pending, done)
+    prepared: list[tuple[list[int], dict[int, Path], set[Path]]] = []
+    with GroupRunner(launcher.n_jobs, len(groups)) as runner:
+        if runner.pool is not None:  # the largest first, so the longest group does not start last
+            groups = sorted(groups, key=lambda group: -_cost(configs, group))
+        for group in groups:
+            nums = ", ".join(str(initial_job_idx + i) for i in group)
+            print(f"ensemble: jobs {nums} train together ({len(group)} members)", flush=True)
+            pending: list[tuple[DictConfig, Path, Path | None]] = []
+            done: list[Path] = []
+            dirs: dict[int, Path] = {}
+            collect = _collector(pending, done)
+            for i in group:
+                returns[i] = run(i, collect)
+                if len(done) > len(dirs):  # prepared (a job whose preparation raised is not)
+                    dirs[i] = done[-1]
+            prepared.append((group, dirs, {d for _, d, _ in pending}))
+            if pending:  # in a worker when pooled (this process prepares the next group meanwhile)
+                members, resume = [(c, d) for c, d, _ in pending], [p for *_, p in pending]
+                runner.submit(len(prepared) - 1, members, resume)
+        outcomes = runner.outcomes()
+    for k, (group, dirs, trained) in enumerate(prepared):
+        outcome = outcomes.get(k)
+        if isinstance(outcome, BaseException):
+            nums = ", ".join(str(initial_job_idx + i) for i in group)
+            print(f"ensemble: jobs {nums} failed: {outcome!r}", file=sys.stderr, flush=True)
         for i in group:
-            returns[i] = run(i, collect)
-        if pending:
-            train_ensemble([(c, d) for c, d, _ in pending], resume_from=[p for *_, p in pending])
-        for j, i in enumerate(group):
+            if returns[i].status != JobStatus.COMPLETED:
+                continue
+            if isinstance(outcome, BaseException) and dirs[i] in trained:
+                _fail(returns[i], dirs[i], outcome)
+                continue
             max_epochs = OmegaConf.select(configs[i], "trainer.max_epochs")
-            if returns[i].status.name == "COMPLETED":
-                metric = OmegaConf.select(configs[i], "optimized_metric")
-                returns[i].return_value = run_objective(done[j], max_epochs, metric)
+            metric = OmegaConf.select(configs[i], "optimized_metric")
+            returns[i].return_value = run_objective(dirs[i], max_epochs, metric)
     for i, why in sorted(alone.items()):
         print(f"ensemble: job {initial_job_idx + i} runs alone ({'; '.join(why)})", flush=True)
         returns[i] = run(i, launcher.task_function)

@@ -25,6 +25,7 @@ others go on.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -286,7 +287,8 @@ def train_ensemble(
                 f.write(f"error: {m.diverged}; member stopped, last good checkpoint kept\n")
             results.append({})
             continue
-        extra = {"ensemble": {"members": n, "train_seconds": round(seconds, 3)}}
+        extra = {"ensemble": {"members": n, "train_seconds": round(seconds, 3),
+                              "pid": os.getpid(), "torch_threads": torch.get_num_threads()}}  # fmt: skip
         status = "preempted" if stop else "finished"
         results.append(write_summary(m.log, status, epoch + 1, step, extra))
     if stop:
@@ -324,4 +326,6 @@ def _catch_sigterm() -> _Flag:
             flag.set = True
 
         flag.previous = signal.signal(signal.SIGTERM, handler)
+        # a SIGTERM noted before training began (a parallel worker's handler: ensemble.parallel)
+        flag.set = bool(getattr(flag.previous, "received", False))
     return flag
