@@ -69,16 +69,12 @@ def test_stacked_adamw_is_torch_adamw_bitwise() -> None:
             torch.testing.assert_close(got[k], want[k], rtol=1e-4, atol=1e-4)  # 1% of a step
 
 
-def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:
-    """The sweep (2 seeds x 2 lrs, 4 members) through the CLI entrypoint; returns its dir."""
+def run_main(*args: str) -> None:
+    """``python -m project.train.run *args`` in this process (Hydra's multirun may exit 0)."""
     from project.train import run as run_module
 
-    sweep = tmp_path / "sweep"
     argv = sys.argv
-    sys.argv = [
-        "project.train.run", "-m", *COMMON, *TIED, "seed=0,1",
-        "model.optimizer.lr=0.01,0.003", *extra, "hydra/launcher=ensemble", f"hydra.sweep.dir={sweep}",
-    ]  # fmt: skip
+    sys.argv = ["project.train.run", *args]
     try:
         run_module.main()
     except SystemExit as exc:  # Hydra exits 0 after a multirun in some versions
@@ -86,6 +82,15 @@ def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:
             raise
     finally:
         sys.argv = argv
+
+
+def _ensemble_sweep(tmp_path: Path, *extra: str) -> Path:
+    """The sweep (2 seeds x 2 lrs, 4 members) through the CLI entrypoint; returns its dir."""
+    sweep = tmp_path / "sweep"
+    run_main(
+        "-m", *COMMON, *TIED, "seed=0,1", "model.optimizer.lr=0.01,0.003", *extra,
+        "hydra/launcher=ensemble", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
     return sweep
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.ensemble._workers import fake_train, train_until_sigterm
-from tests.ensemble.test_equivalence import COMMON
+from tests.ensemble.test_equivalence import COMMON, run_main
 
 
 def test_a_failing_group_does_not_lose_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,20 +77,10 @@ def test_sigterm_stops_every_worker_and_exits_143(tmp_path: Path, first: str) ->
 
 
 def _sweep(sweep: Path, n_jobs: int, *extra: str) -> None:
-    from project.train import run as run_module
-
-    argv = sys.argv
-    sys.argv = [
-        "project.train.run", "-m", *COMMON, "seed=0,1", "data.frac_train=0.3,0.5", *extra,
-        "hydra/launcher=ensemble", f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep}",
-    ]  # fmt: skip
-    try:
-        run_module.main()
-    except SystemExit as exc:  # Hydra exits 0 after a multirun in some versions
-        if exc.code:
-            raise
-    finally:
-        sys.argv = argv
+    run_main(
+        "-m", *COMMON, "seed=0,1", "data.frac_train=0.3,0.5", *extra, "hydra/launcher=ensemble",
+        f"hydra.launcher.n_jobs={n_jobs}", f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
 
 
 def test_groups_in_two_workers_equal_in_process(
