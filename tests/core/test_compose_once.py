@@ -65,3 +65,14 @@ def test_a_single_run_composes_its_command_line_once(tmp_path: Path) -> None:
     assert hydra_cfg["overrides"]["task"] == command_line
     saved = yaml.safe_load((run_dir / "resolved_config.yaml").read_text())
     assert saved["data"]["modulus"] == 23 and saved["trainer"]["max_epochs"] == 1
+
+
+def test_a_config_in_multirun_mode_still_sweeps(tmp_path: Path) -> None:
+    """``hydra.mode=MULTIRUN`` (as an ``hparams_search`` preset sets it) without ``-m``: Hydra's
+    multirun, one job in the sweep dir, not a single run."""
+    out, sweep = tmp_path / "out", tmp_path / "sweep"
+    counts = _counts(out, *SMALL, "trainer.max_epochs=1", "logger=csv", "hydra.mode=MULTIRUN",
+                     f"hydra.sweep.dir={sweep}")  # fmt: skip
+    assert counts["returncode"] == 0
+    assert (sweep / "0" / "summary.json").is_file()
+    assert not out.exists() or not run_dirs(out)

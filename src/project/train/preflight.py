@@ -288,8 +288,10 @@ def check(
     _composed = {}
     try:
         jobs = _check_jobs(overrides, multirun, config_name)
-        single = not multirun and jobs == [overrides]
-        return _composed.get((config_name, tuple(overrides))) if single else None
+        composed = _composed.get((config_name, tuple(overrides)))
+        if multirun or jobs != [overrides] or composed is None:
+            return None
+        return None if "MULTIRUN" in str(composed.hydra.get("mode")) else composed
     finally:
         _composed = None
 
