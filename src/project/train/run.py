@@ -44,7 +44,8 @@ def report_error(line: str) -> None:
 
 
 def is_global_zero() -> bool:
-    """Rank from the launcher's environment (valid before the Trainer sets up its strategy)."""
+    """Rank from the launcher's environment, for what happens before the Trainer exists (once it
+    does, ``trainer.is_global_zero`` is Lightning's answer)."""
     for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
         if key in os.environ and not (key == "SLURM_PROCID" and "LOCAL_RANK" in os.environ):
             return int(os.environ[key]) == 0
@@ -114,7 +115,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             )
     except BuildError as exc:
         reject([str(exc)], run_dir)
-    if is_global_zero():
+    if trainer.is_global_zero:  # Lightning's ranks, set when the Trainer was built
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
 
