@@ -1,8 +1,8 @@
 """Build a run's parts from its config: the task, the net's sizes from the task, the module.
 
-The one builder: the training entrypoint (``project.train.run``), its preflight (which builds
-everything once on the meta device, before any run dir exists, so a constructor's ``ValueError``
-becomes one line and exit 2), ``project.eval`` and the ensemble all build through it;
+The one builder: the training entrypoint (``project.train.run``), the preflight's builds
+(``project.build_checks``: before any run dir exists, a constructor's ``ValueError`` becomes one
+line and exit 2), ``project.eval`` and the ensemble all build through it;
 ``build_stored`` rebuilds a finished run from its ``resolved_config.yaml`` (checked by
 ``project.trust`` first).
 """

@@ -33,6 +33,8 @@ from typing import Any
 
 import yaml
 
+# the template's configs, found through the package (an installed wheel carries them); the
+# clone's ``configs/`` is a link to this folder
 TEMPLATE_CONFIGS = Path(str(resources.files("project") / "configs")).resolve()
 TRUSTED_PACKAGES = ("project", "torch", "lightning")
 # role (config key) -> the class its target must subclass, as "module:Class"

@@ -10,8 +10,8 @@ and shuffle seeds, lr, weight decay, scheduler arguments) form a group and train
 workers; a group that raises marks its jobs failed). A job that cannot be a member
 (``members.unsupported``: e.g. progress measures on, Grokfast, another optimiser) or a group
 smaller than ``hydra.launcher.min_members`` runs through the normal path after the groups, one
-after the other in this process, as the basic launcher runs it. Every job keeps its own numbered dir with Hydra's
-``.hydra/`` files, ``attempts.jsonl`` and the sweeper's objective; a job finished before is
+after the other in this process, as the basic launcher runs it. Every job keeps its own numbered
+dir with Hydra's ``.hydra/`` files, ``attempts.jsonl`` and the sweeper's objective; a job finished before is
 skipped (``project.train.resume``); an interrupted group resumes from its members' ``last.ckpt``
 when all have one at the same epoch (``ensemble.resume``), else it starts again.
 """

@@ -21,7 +21,6 @@ import copy
 import difflib
 import io
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,9 @@ from omegaconf.errors import OmegaConfBaseException
 from project.signatures import signature
 from project.train.rundir import find_run_dir
 from project.train.validate import validate_config
-from project.trust import replayed_untrusted
+from project.trust import TEMPLATE_CONFIGS, replayed_untrusted
 
-# the template's configs, found through the package (``pkg://project.configs`` for Hydra): an
-# installed wheel has them too; the clone's ``configs/`` is a link to this folder
-CONFIG_DIR = str(Path(str(resources.files("project") / "configs")).resolve())
+CONFIG_DIR = str(TEMPLATE_CONFIGS)  # in the package (a wheel has them); configs/ links there
 MAX_JOBS_CHECKED = 256
 PARAMS_PREFIX = "hydra.sweeper.params."
 # Hydra plugins that live in an optional extra (pyproject.toml), by the config they provide
