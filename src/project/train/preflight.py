@@ -21,6 +21,7 @@ import copy
 import difflib
 import io
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from project.trust import TEMPLATE_CONFIGS, replayed_untrusted
 CONFIG_DIR = str(TEMPLATE_CONFIGS)  # in the package (a wheel has them); configs/ links there
 MAX_JOBS_CHECKED = 256
 PARAMS_PREFIX = "hydra.sweeper.params."
+MULTIRUN_MODE = "hydra.mode=MULTIRUN"
 # Hydra plugins that live in an optional extra (pyproject.toml), by the config they provide
 OPTIONAL_PLUGINS = {"hydra/sweeper/optuna": "optuna"}
 
@@ -255,6 +257,8 @@ def expand_jobs(
         (ov,) = parser.parse_overrides([f"{key}={spec}"])
         values = _sweep_values(ov)
         axes.append([f"{key}={v}" for v in values] if values is not None else [f"{key}={spec}"])
+    if multirun and "MULTIRUN" not in str(hydra_cfg.get("mode")):
+        axes.append([MULTIRUN_MODE])  # Hydra's main adds it for -m: each job is composed with it
     jobs: list[list[str]] = [[]]
     for axis in axes:
         jobs = [job + [value] for job in jobs for value in axis][:MAX_JOBS_CHECKED]
@@ -274,23 +278,66 @@ def _group_path_errors(overrides: list[str]) -> list[str]:
     return lines
 
 
+@dataclass
+class Sweep:
+    """A multirun as the preflight checked it, for the entrypoint to hand to Hydra's sweeper:
+    Hydra's overrides (with the ``hydra.mode=MULTIRUN`` Hydra's main adds for ``-m``) and each
+    checked job's config as composed, by ``sweep_key``."""
+
+    overrides: list[str]
+    config_name: str
+    composed: dict[tuple[str, tuple[str, ...]], DictConfig]
+
+
+def sweep_key(config_name: str, overrides: list[str]) -> tuple[str, tuple[str, ...]] | None:
+    """A sweep job's overrides in the form Hydra's sweeper writes them (``lr=1e-2`` is
+    ``lr=0.01`` there) and in any order (the preflight and the sweeper order a job's overrides
+    differently); None where a key is set twice (then order matters)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException:
+        return None
+    keys = [ov.get_key_element() for ov in parsed]
+    if len(set(keys)) != len(keys):
+        return None
+    written = sorted(f"{ov.get_key_element()}={ov.get_value_element_as_str()}" for ov in parsed)
+    return config_name, tuple(written)
+
+
 def check(
     overrides: list[str], multirun: bool = False, config_name: str = "config"
-) -> DictConfig | None:
+) -> DictConfig | Sweep | None:
     """Raise ``PreflightError`` (one line per problem) if any job of this command is invalid.
 
-    Returns a single run's config as composed here, with its ``hydra`` node (the entrypoint runs
-    it as is: the command line is composed once); None for a multirun."""
+    Returns what it composed, with the ``hydra`` node, for the entrypoint to run as is (the
+    command line is composed once): a single run's config, or a multirun's ``Sweep``."""
     global _composed
     _composed = {}
     try:
         jobs = _check_jobs(overrides, multirun, config_name)
+        if len(jobs) > 1 or multirun or jobs != [overrides]:
+            return _sweep(jobs, overrides, multirun, config_name)
         composed = _composed.get((config_name, tuple(overrides)))
-        if multirun or jobs != [overrides] or composed is None:
-            return None
-        return None if "MULTIRUN" in str(composed.hydra.get("mode")) else composed
+        if composed is not None and "MULTIRUN" in str(composed.hydra.get("mode")):
+            return _sweep(jobs, overrides, multirun, config_name)
+        return composed
     finally:
         _composed = None
+
+
+def _sweep(jobs: list[list[str]], overrides: list[str], multirun: bool, config_name: str) -> Sweep:
+    assert _composed is not None
+    if multirun and jobs[0][-1:] == [MULTIRUN_MODE] and overrides[-1:] != [MULTIRUN_MODE]:
+        overrides = [*overrides, MULTIRUN_MODE]  # as Hydra's main adds it for -m
+    composed = {}
+    for job in jobs:
+        key = sweep_key(config_name, job)
+        cfg = _composed.get((config_name, tuple(job)))
+        if key is not None and cfg is not None:
+            composed[key] = cfg
+    return Sweep(overrides, config_name, composed)
 
 
 def _check_jobs(overrides: list[str], multirun: bool, config_name: str) -> list[list[str]]:
@@ -394,10 +441,10 @@ def run_preflight(argv: list[str]) -> list[str]:
     return prepare(argv)[0]
 
 
-def prepare(argv: list[str]) -> tuple[list[str], DictConfig | None]:
-    """``run_preflight``, and a single run's composed config (with its ``hydra`` node) for the
-    entrypoint to run as is; None where Hydra's own entrypoint should compose (a multirun, or a
-    flag such as ``--cfg``, ``--help`` or ``--config-dir``)."""
+def prepare(argv: list[str]) -> tuple[list[str], DictConfig | Sweep | None]:
+    """``run_preflight``, and what it composed for the entrypoint to run as is (a single run's
+    config with its ``hydra`` node, or a multirun's ``Sweep``); None where Hydra's own entrypoint
+    should compose (a flag such as ``--cfg``, ``--help`` or ``--config-dir``)."""
     if "--version" in argv:
         return argv, None
     try:

@@ -8,6 +8,7 @@ line per problem and leaves nothing behind.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
@@ -28,7 +29,7 @@ from project.build import (
 )
 from project.summary import run_objective
 from project.train.loggers import build_loggers, redact_secrets
-from project.train.preflight import CONFIG_DIR, VALIDATED, config_key, prepare
+from project.train.preflight import CONFIG_DIR, VALIDATED, Sweep, config_key, prepare, sweep_key
 from project.train.resume import plan_job
 from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.threads import limit_threads_per_job
@@ -180,14 +181,53 @@ def run_composed(cfg: DictConfig) -> None:
         run_and_report(run)
 
 
+def run_sweep(sweep: Sweep) -> None:
+    """What Hydra's main does for a multirun, with a config loader that hands each job the
+    config the preflight composed and checked for its overrides (a job is composed once)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+    from hydra._internal.hydra import Hydra
+    from hydra._internal.utils import create_config_search_path, run_and_report
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    class ComposedOnce(ConfigLoaderImpl):
+        def load_sweep_config(
+            self, master_config: DictConfig, sweep_overrides: list[str]
+        ) -> DictConfig:
+            hydra_overrides = list(master_config.hydra.overrides.hydra)
+            key = sweep_key(sweep.config_name, [*hydra_overrides, *sweep_overrides])
+            if key not in sweep.composed:  # a job the preflight did not compose (Optuna's)
+                return super().load_sweep_config(master_config, sweep_overrides)
+            cfg = copy.deepcopy(sweep.composed[key])
+            parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
+            names = cfg.hydra.job.config.override_dirname
+            with read_write(cfg.hydra):  # as the sweeper writes them, as Hydra records them
+                cfg.hydra.overrides.hydra = hydra_overrides
+                cfg.hydra.overrides.task = list(sweep_overrides)
+                cfg.hydra.job.override_dirname = get_overrides_dirname(
+                    parsed, names.exclude_keys, names.item_sep, names.kv_sep
+                )
+            OmegaConf.copy_cache(from_config=master_config, to_config=cfg)  # as Hydra's does
+            return cfg
+
+    app = Hydra(task_name="run", config_loader=ComposedOnce(create_config_search_path(CONFIG_DIR)))
+    GlobalHydra.instance().initialize(app)
+    try:
+        run_and_report(lambda: app.multirun(sweep.config_name, run_task, sweep.overrides))
+    finally:
+        GlobalHydra.instance().clear()
+
+
 def main() -> None:
     register_resolvers()
     argv, composed = prepare(sys.argv[1:])
     sys.argv = [sys.argv[0], *argv]  # Lightning's DDP launcher starts each rank with sys.argv
-    if composed is None:  # a multirun, --cfg, --help, ...: Hydra composes
-        _hydra_main()
-    else:
+    if isinstance(composed, Sweep):
+        run_sweep(composed)
+    elif composed is not None:
         run_composed(composed)
+    else:  # --cfg, --help, ...: Hydra composes
+        _hydra_main()
 
 
 if __name__ == "__main__":
