@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
+from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+from hydra._internal.utils import create_config_search_path
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from project.build import (
@@ -181,36 +184,43 @@ def run_composed(cfg: DictConfig) -> None:
         run_and_report(run)
 
 
+class ComposedOnceLoader(ConfigLoaderImpl):
+    """Hydra's config loader, handing a sweep job the config the preflight composed and checked
+    for the same overrides (so a job is composed once), recorded as Hydra's own loader records
+    it; a job the preflight did not compose (an Optuna trial, past the first 256) is composed."""
+
+    def __init__(self, sweep: Sweep) -> None:
+        super().__init__(create_config_search_path(CONFIG_DIR))
+        self.sweep = sweep
+
+    def load_sweep_config(
+        self, master_config: DictConfig, sweep_overrides: list[str]
+    ) -> DictConfig:
+        hydra_overrides = list(master_config.hydra.overrides.hydra)
+        key = sweep_key(self.sweep.config_name, [*hydra_overrides, *sweep_overrides])
+        if key not in self.sweep.composed:
+            return super().load_sweep_config(master_config, sweep_overrides)
+        cfg = copy.deepcopy(self.sweep.composed[key])
+        parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
+        names = cfg.hydra.job.config.override_dirname
+        with read_write(cfg.hydra):  # as the sweeper writes them (lr=1e-2 is lr=0.01 there)
+            cfg.hydra.overrides.hydra = hydra_overrides
+            cfg.hydra.overrides.task = list(sweep_overrides)
+            cfg.hydra.job.override_dirname = get_overrides_dirname(
+                parsed, names.exclude_keys, names.item_sep, names.kv_sep
+            )
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)  # as Hydra's loader does
+        return cfg
+
+
 def run_sweep(sweep: Sweep) -> None:
-    """What Hydra's main does for a multirun, with a config loader that hands each job the
-    config the preflight composed and checked for its overrides (a job is composed once)."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
+    """What Hydra's main does for a multirun (sweeper, launcher, callbacks), each job handed the
+    config the preflight composed and checked (``ComposedOnceLoader``)."""
     from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import create_config_search_path, run_and_report
+    from hydra._internal.utils import run_and_report
     from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    class ComposedOnce(ConfigLoaderImpl):
-        def load_sweep_config(
-            self, master_config: DictConfig, sweep_overrides: list[str]
-        ) -> DictConfig:
-            hydra_overrides = list(master_config.hydra.overrides.hydra)
-            key = sweep_key(sweep.config_name, [*hydra_overrides, *sweep_overrides])
-            if key not in sweep.composed:  # a job the preflight did not compose (Optuna's)
-                return super().load_sweep_config(master_config, sweep_overrides)
-            cfg = copy.deepcopy(sweep.composed[key])
-            parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
-            names = cfg.hydra.job.config.override_dirname
-            with read_write(cfg.hydra):  # as the sweeper writes them, as Hydra records them
-                cfg.hydra.overrides.hydra = hydra_overrides
-                cfg.hydra.overrides.task = list(sweep_overrides)
-                cfg.hydra.job.override_dirname = get_overrides_dirname(
-                    parsed, names.exclude_keys, names.item_sep, names.kv_sep
-                )
-            OmegaConf.copy_cache(from_config=master_config, to_config=cfg)  # as Hydra's does
-            return cfg
-
-    app = Hydra(task_name="run", config_loader=ComposedOnce(create_config_search_path(CONFIG_DIR)))
+    app = Hydra(task_name="run", config_loader=ComposedOnceLoader(sweep))
     GlobalHydra.instance().initialize(app)
     try:
         run_and_report(lambda: app.multirun(sweep.config_name, run_task, sweep.overrides))
