@@ -29,6 +29,10 @@ GENERIC_FILES = [
     "src/project/build.py",
     "src/project/checkpoint.py",
     "src/project/eval.py",
+    "src/project/loggers.py",  # moved out of train/ (shared with callbacks/ and ensemble/)
+    "src/project/build_checks.py",
+    "src/project/signatures.py",
+    "src/project/sync.py",
 ]
 WORDS = re.compile(r"modular|modulus|fourier|frequenc|grok", re.IGNORECASE)
 # Code that must not import the plugin (it may name a plugin's module in a string: a task's
@@ -43,6 +47,8 @@ NO_PLUGIN_IMPORTS = [
     "src/project/summary.py",
     "src/project/checkpoint.py",
     "src/project/eval.py",
+    "src/project/loggers.py",
+    "src/project/build_checks.py",
 ]
 
 

@@ -142,7 +142,7 @@ def test_no_secret_in_any_file_of_the_run_dir(wandb_runs) -> None:
 
 
 def test_offline_reason(monkeypatch, tmp_path) -> None:
-    from project.train.loggers import wandb_offline_reason
+    from project.loggers import wandb_offline_reason
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

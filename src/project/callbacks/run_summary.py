@@ -187,7 +187,7 @@ class RunSummary(Callback):
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        from project.train.loggers import finish_wandb
+        from project.loggers import finish_wandb
 
         for logger in trainer.loggers:  # their files complete before the record and the copy
             logger.finalize("success")

@@ -165,7 +165,7 @@ def train_ensemble(
     decides whether the group resumes). SIGTERM: the epoch finishes, every member's ``last.ckpt``
     and a ``preempted`` summary are written, then ``SystemExit(143)``."""
     _check_group(members)
-    from project.train.loggers import redact_secrets
+    from project.loggers import redact_secrets
     from project.train.threads import limit_threads_per_job
 
     limit_threads_per_job()  # TORCH_NUM_THREADS, as for single runs

@@ -67,7 +67,7 @@ def config_differences(previous: dict[str, Any], current: dict[str, Any]) -> lis
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
-    from project.train.loggers import redact_secrets
+    from project.loggers import redact_secrets
 
     loaded = yaml.safe_load(redact_secrets(OmegaConf.to_yaml(cfg, resolve=True)))
     return loaded if isinstance(loaded, dict) else {}

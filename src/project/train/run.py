@@ -30,8 +30,8 @@ from project.build import (
     instantiate_task,
     load_init_weights,
 )
+from project.loggers import build_loggers, redact_secrets
 from project.summary import run_objective
-from project.train.loggers import build_loggers, redact_secrets
 from project.train.preflight import CONFIG_DIR, VALIDATED, Sweep, config_key, prepare, sweep_key
 from project.train.resume import plan_job
 from project.train.rundir import discard_run_dir, register_resolvers

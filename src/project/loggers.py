@@ -155,8 +155,9 @@ def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
 
 def finish_wandb(loggers: list[Any]) -> str | None:
     """Close the W&B run (flushes its files); returns a one-line summary, or None without W&B."""
-    wandb_loggers = [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
-    if not wandb_loggers:
+    from lightning.pytorch.loggers import WandbLogger
+
+    if not any(isinstance(lg, WandbLogger) for lg in loggers):
         return None
     import wandb
 
