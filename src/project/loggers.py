@@ -105,8 +105,8 @@ def _run_id(run_dir: Path, write: bool) -> str:
 def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -> Any:
     """A ``WandbLogger`` that is offline whenever online is impossible; started on rank zero."""
     import wandb
-    from lightning.pytorch.loggers import WandbLogger
 
+    logger_class = hydra.utils.get_class(cfg.logger._target_)  # WandbLogger or a subclass
     if wandb.run is not None:  # left over from a crashed job of the same sweep process
         wandb.finish()
     kwargs: dict[str, Any] = dict(OmegaConf.to_container(cfg.logger, resolve=True))  # type: ignore[arg-type]
@@ -124,7 +124,7 @@ def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -
         config={"run_dir": str(run_dir), **redacted_container(cfg)},
         settings=wandb.Settings(**settings),
     )
-    logger = WandbLogger(**kwargs)
+    logger = logger_class(**kwargs)
     if rank_zero:
         try:
             _ = logger.experiment  # start now: failures show up before training, not mid-run
@@ -132,7 +132,7 @@ def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -
             print(f"wandb: offline (online start failed: {exc})".splitlines()[0], file=sys.stderr)
             wandb.finish()
             kwargs["offline"] = True
-            logger = WandbLogger(**kwargs)
+            logger = logger_class(**kwargs)
             _ = logger.experiment
     return logger
 
@@ -141,7 +141,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
     """Instantiate ``cfg.logger`` (empty list for ``logger=none``)."""
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return []
-    if cfg.logger._target_.endswith("WandbLogger"):
+    from lightning.pytorch.loggers import WandbLogger
+
+    target = hydra.utils.get_object(cfg.logger._target_)
+    if isinstance(target, type) and issubclass(target, WandbLogger):
         if run_dir is None:
             from hydra.core.hydra_config import HydraConfig
 

@@ -150,3 +150,20 @@ def test_offline_reason(monkeypatch, tmp_path) -> None:
     assert wandb_offline_reason() == "no W&B API key (set WANDB_API_KEY or run 'wandb login')"
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert wandb_offline_reason() is None  # chosen by the user: no notice
+
+
+def test_a_wandb_logger_subclass_is_built_as_itself(monkeypatch, tmp_path) -> None:
+    """``logger._target_`` naming a subclass of ``WandbLogger`` gets the W&B handling (run dir,
+    run id) and is built as that subclass, not replaced by the base class. Built as a rank other
+    than zero, which does not start the W&B run (seconds)."""
+    from lightning.pytorch.utilities.rank_zero import rank_zero_only
+    from omegaconf import OmegaConf
+
+    from project.loggers import build_loggers
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    target = "tests.integrations.wandb_subclass.TaggedWandbLogger"
+    cfg = OmegaConf.create({"logger": {"_target_": target, "project": "t", "offline": True}})
+    (logger,) = build_loggers(cfg, tmp_path)
+    assert type(logger).__name__ == "TaggedWandbLogger" and logger.tagged
+    assert logger.save_dir == str(tmp_path) and len(logger.version) == 8  # the run id

@@ -317,20 +317,18 @@ def check(
     _composed = {}
     try:
         jobs = _check_jobs(overrides, multirun, config_name)
-        if len(jobs) > 1 or multirun or jobs != [overrides]:
-            return _sweep(jobs, overrides, multirun, config_name)
-        composed = _composed.get((config_name, tuple(overrides)))
-        if composed is not None and "MULTIRUN" in str(composed.hydra.get("mode")):
-            return _sweep(jobs, overrides, multirun, config_name)
-        return composed
+        single = _composed.get((config_name, tuple(overrides)))
+        if multirun or jobs != [overrides] or "MULTIRUN" in str(single and single.hydra.mode):
+            return _sweep(jobs, overrides, config_name)
+        return single
     finally:
         _composed = None
 
 
-def _sweep(jobs: list[list[str]], overrides: list[str], multirun: bool, config_name: str) -> Sweep:
+def _sweep(jobs: list[list[str]], overrides: list[str], config_name: str) -> Sweep:
     assert _composed is not None
-    if multirun and jobs[0][-1:] == [MULTIRUN_MODE] and overrides[-1:] != [MULTIRUN_MODE]:
-        overrides = [*overrides, MULTIRUN_MODE]  # as Hydra's main adds it for -m
+    if jobs[0][-1:] == [MULTIRUN_MODE] and overrides[-1:] != [MULTIRUN_MODE]:
+        overrides = [*overrides, MULTIRUN_MODE]  # expand_jobs added it for -m, as Hydra's main
     composed = {}
     for job in jobs:
         key = sweep_key(config_name, job)
