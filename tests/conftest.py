@@ -47,6 +47,21 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted(p for p in root.glob("*/*") if p.is_dir())
 
 
+def main_in_process(argv: list[str]) -> None:
+    """``python -m project.train.run <argv>`` in this process (``SystemExit`` propagates)."""
+    from project.train import run as run_module
+    from project.train.rundir import _CLAIMED
+
+    _CLAIMED.clear()
+    saved = sys.argv
+    sys.argv = ["project.train.run", *argv]
+    try:
+        run_module.main()
+    finally:
+        sys.argv = saved
+        _CLAIMED.clear()
+
+
 def train_in_process(tmp_path: Path, *overrides: str) -> Path:
     """Run the real entrypoint in this process; returns the run dir it created."""
     from project.train import run as run_module

@@ -1,10 +1,7 @@
-"""Build a run's parts from its config: the task, the net's sizes from the task, the module.
+"""Build a run's parts from its (composed, trusted) config: the task, the net's sizes from the
+task, the callbacks; a constructor's error becomes one line naming the key (``building``).
 
-The one builder: the training entrypoint (``project.train.run``), the preflight's builds
-(``project.build_checks``: before any run dir exists, a constructor's ``ValueError`` becomes one
-line and exit 2), ``project.eval`` and the ensemble all build through it;
-``build_stored`` rebuilds a finished run from its ``resolved_config.yaml`` (checked by
-``project.trust`` first).
+Stored configs (run dirs, checkpoints) are never built here: ``project.stored`` builds those.
 """
 
 from __future__ import annotations
@@ -20,6 +17,21 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 # net constructor argument <- task attribute
 SIZE_ARGS = {"d_vocab": "vocab_size", "n_ctx": "seq_len", "d_vocab_out": "d_vocab_out"}
+
+
+def locate(target: str) -> Any:
+    """The object a ``_target_`` of a config you gave names (Hydra's lookup, without the
+    ``log.error`` it prints before logging is set up)."""
+    import logging
+
+    from hydra.utils import get_object
+
+    hydra_log = logging.getLogger("hydra.utils")
+    was_disabled, hydra_log.disabled = hydra_log.disabled, True
+    try:
+        return get_object(target)
+    finally:
+        hydra_log.disabled = was_disabled
 
 
 def task_sizes(datamodule: Any) -> dict[str, int]:
@@ -51,8 +63,6 @@ def fill_net_sizes(cfg: DictConfig, datamodule: Any) -> None:
     net = OmegaConf.select(cfg, "model.net")
     if not isinstance(net, DictConfig) or "_target_" not in net:
         return
-    from project.trust import locate
-
     params = inspect.signature(locate(str(net._target_))).parameters
     sizes = task_sizes(datamodule)
     with open_dict(net):
@@ -114,42 +124,6 @@ def instantiate_task(cfg: DictConfig) -> Any:
     from hydra.utils import instantiate
 
     return instantiate(cfg.data)
-
-
-def _drop_retired_keys(node: DictConfig, where: str) -> None:
-    """Keys a run written by an older version stored that its class no longer takes (a setting
-    that moved elsewhere): dropped, with a note, so the run still rebuilds."""
-    from project.trust import locate
-
-    params = inspect.signature(locate(str(node._target_))).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    retired = [str(k) for k in node if not str(k).startswith("_") and str(k) not in params]
-    if retired:
-        print(f"note: {where}: ignoring {', '.join(retired)} (no longer taken by {node._target_})")
-        with open_dict(node):
-            for key in retired:
-                del node[key]
-
-
-def build_stored(run_dir: Path) -> tuple[Any, Any]:
-    """``(task, module)`` of a finished run, from its ``resolved_config.yaml``: every stored
-    ``_target_`` must pass ``project.trust`` before anything is imported or called."""
-    from hydra.utils import instantiate
-
-    from project.trust import check_stored, searchpath_dirs
-
-    source = run_dir / "resolved_config.yaml"
-    cfg = OmegaConf.load(source)
-    assert isinstance(cfg, DictConfig)
-    stored = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(stored, dict)
-    for key in ("data", "model"):  # data, never code: only classes your configs name
-        check_stored(stored.get(key), key, str(source), searchpath_dirs(run_dir))
-    _drop_retired_keys(cfg.model, str(source))
-    datamodule = instantiate_task(cfg)
-    fill_net_sizes(cfg, datamodule)
-    return datamodule, instantiate(cfg.model)
 
 
 def load_init_weights(module: Any, path: str) -> str:

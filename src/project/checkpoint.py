@@ -7,8 +7,8 @@ A checkpoint is data, never code:
 * its content hash (``integrity``: SHA-256 over every tensor's bytes and every other value, written
   by ``AtomicCheckpointIO`` at save time) is verified on every read: a flipped bit is "corrupt or
   tampered", never a silently different model;
-* ``load_checkpoint(path)`` rebuilds the net the run's config named (``hyper_parameters.net``) only
-  if ``project.trust`` allows that ``_target_`` (a ``torch.nn.Module`` subclass your configs name).
+* ``load_checkpoint(path)`` rebuilds the net the run's config named (``hyper_parameters.net``)
+  through ``project.stored`` (a ``torch.nn.Module`` class you can import, plain values: no code).
 
 Checkpoints written before the template contract (flat TinyTransformer hyperparameters) and before
 the hash (no ``integrity`` entry) still load.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -186,19 +185,18 @@ def checkpoint_problem(path: str | Path, key: str = "run.ckpt_path") -> str | No
 
 
 def build_net(
-    hparams: dict[str, Any], source: str = "checkpoint", config_dirs: Iterable[Path] = ()
+    hparams: dict[str, Any], source: str = "checkpoint", run_dir: Path | None = None
 ) -> nn.Module:
-    """The net a checkpoint's ``hyper_parameters`` describe (not yet loaded with weights).
-
-    Its ``_target_`` must pass ``project.trust`` (a ``torch.nn.Module`` subclass named by the
-    template's configs or ``config_dirs``): else ``CheckpointError`` and nothing is called."""
+    """The net a checkpoint's ``hyper_parameters`` describe (not yet loaded with weights), built
+    by ``project.stored`` (a ``torch.nn.Module`` class you can import; else ``CheckpointError``
+    and nothing was called)."""
     spec = hparams.get("net")
     if isinstance(spec, dict) and "_target_" in spec:
-        from project.trust import UntrustedTargetError, instantiate_stored
+        from project.stored import StoredDataError, build
 
         try:
-            return instantiate_stored(spec, "model.net", source, config_dirs)  # type: ignore[no-any-return]
-        except UntrustedTargetError as exc:
+            return build(spec, "model.net", source, run_dir)  # type: ignore[no-any-return]
+        except StoredDataError as exc:
             raise CheckpointError(str(exc)) from None
     from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
 
@@ -216,12 +214,10 @@ def load_checkpoint(
     Safe: ``torch.load(weights_only=True)``. A GPU checkpoint loads on CPU. The hyperparameters
     hold ``net`` / ``optimizer`` / ``scheduler`` configs plus ``epoch`` and ``global_step``.
     """
-    from project.trust import searchpath_dirs
-
     ckpt = read_checkpoint(path)
     hparams = dict(ckpt.get("hyper_parameters", {}))
     run_dir = Path(path).absolute().parent.parent  # <run dir>/checkpoints/x.ckpt
-    model = build_net(hparams, f"checkpoint {str(path)!r}", searchpath_dirs(run_dir))
+    model = build_net(hparams, f"checkpoint {str(path)!r}", run_dir)
     state = {
         k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
     }

@@ -45,12 +45,13 @@ def evaluate(target: str | Path, splits: tuple[str, ...] = ("train", "val")) -> 
     dir or checkpoint."""
     import lightning as L
 
-    from project.build import build_stored
     from project.checkpoint import completed_epochs, read_checkpoint
+    from project.stored import build_module, build_task, run_config
 
     ckpt_path, run_dir = resolve(target)
     ckpt = read_checkpoint(ckpt_path)
-    datamodule, module = build_stored(run_dir)
+    config = run_config(run_dir)
+    datamodule, module = build_task(run_dir, config), build_module(run_dir, config)
     module.load_state_dict(ckpt["state_dict"])
     trainer = L.Trainer(
         accelerator="cpu",
@@ -76,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     from project.checkpoint import CheckpointError
+    from project.stored import StoredDataError
 
     try:
         results = evaluate(args.target)
-    except (FileNotFoundError, ValueError, CheckpointError) as exc:
+    except (FileNotFoundError, ValueError, CheckpointError, StoredDataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if args.json:

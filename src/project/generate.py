@@ -25,21 +25,15 @@ def load_vocab(run_dir: Path, data_path: str | None = None) -> Any:
     """The run's ``TextDataModule`` rebuilt from ``resolved_config.yaml`` (``data_path``
     replaces ``data.path``; a relative path is tried from the cwd, then from the run dir's
     project root)."""
-    from omegaconf import OmegaConf
+    from project.stored import build_task, run_config
 
-    from project.trust import instantiate_stored, searchpath_dirs
-
-    config = run_dir / "resolved_config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"{run_dir}: no resolved_config.yaml (is this a run dir?)")
-    data = OmegaConf.to_container(OmegaConf.load(config).data, resolve=False)
-    assert isinstance(data, dict)
+    config = run_config(run_dir)
+    data = dict(config.get("data") or {})
     if "TextDataModule" not in str(data.get("_target_", "")):
         raise ValueError(
             f"{run_dir}: data._target_={data.get('_target_')!r} is not a text task "
             "(project.data.text.TextDataModule); generation needs a character vocabulary"
         )
-    data["shuffle_seed"] = 0  # ${seed} interpolations do not resolve outside the run
     if data_path is not None:
         data["path"] = data_path
     path = Path(str(data["path"])).expanduser()
@@ -48,7 +42,7 @@ def load_vocab(run_dir: Path, data_path: str | None = None) -> Any:
             if (base / path).is_file():
                 data["path"] = str(base / path)
                 break
-    return instantiate_stored(data, "data", str(config), searchpath_dirs(run_dir))
+    return build_task(run_dir, config, path=data["path"])
 
 
 @torch.no_grad()

@@ -63,6 +63,33 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+class ConfigValueError(ValueError):
+    """A config value found wrong once training starts (the optimiser's own range checks, the
+    net's output shape), as one line naming the key."""
+
+
+def _config_line(node_key: str, spec: Any, exc: BaseException) -> str:
+    """``model.optimizer.lr=-1 is invalid: allowed what AdamW accepts (Invalid learning rate:
+    -1)``: the key is the argument the message names, else the one whose value it shows."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    values = {k: v for k, v in (spec if isinstance(spec, Mapping) else {}).items() if k[0] != "_"}
+    named = [k for k in values if k in message] or [
+        k for k, v in values.items() if isinstance(v, int | float) and str(v) in message
+    ]
+    name = str(
+        values.get(
+            "_target_", (spec or {}).get("_target_", "it") if isinstance(spec, Mapping) else "it"
+        )
+    )
+    short = name.rpartition(".")[2]
+    if named:
+        key = named[0]
+        return (
+            f"{node_key}.{key}={values[key]!r} is invalid: allowed what {short} accepts ({message})"
+        )
+    return f"{node_key}: {short}: {message}"
+
+
 def plain(spec: Any) -> Any:
     """A config node (DictConfig or dict) as plain Python containers; other values unchanged."""
     if isinstance(spec, DictConfig):
@@ -94,10 +121,10 @@ class LitCausalLM(L.LightningModule):
         steps_per_batch: int = 1,
     ) -> None:
         super().__init__()
-        from project.callbacks.checkpoints import require_int  # (it imports this module)
-
-        note = " (K > 1: K full-batch optimiser steps per Lightning step)"
-        require_int("steps_per_batch", steps_per_batch, 1, note)
+        k = steps_per_batch
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"steps_per_batch={k!r} is invalid: allowed an integer >= 1 (K > 1: "
+                             "K full-batch optimiser steps per Lightning step)")  # fmt: skip
         if loss not in LOSSES:
             raise ValueError(f"loss={loss!r} is invalid: allowed {', '.join(LOSSES)}")
         if loss_dtype not in LOSS_DTYPES:
@@ -138,6 +165,8 @@ class LitCausalLM(L.LightningModule):
         self.loss_dtype = LOSS_DTYPES[loss_dtype]
         self.net_takes_last_only = "last_only" in inspect.signature(self.net.forward).parameters
         self.last_position_only = False  # set from the task in setup()
+        self.expected_vocab_out: int | None = None
+        self.output_checked = False
         # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
         # compile="reduce-overhead" captures CUDA graphs for the fixed-shape full-batch step on a
         # GPU (tiny models are launch-bound there); on CPU it compiles like compile=true
@@ -154,6 +183,32 @@ class LitCausalLM(L.LightningModule):
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
         self.last_position_only = bool(getattr(datamodule, "last_position_only", False))
+        vocab = getattr(datamodule, "d_vocab_out", None) or getattr(datamodule, "vocab_size", None)
+        self.expected_vocab_out = vocab
+
+    def check_output(self, tokens: torch.Tensor, logits: Any, last_only: bool) -> None:
+        """Logits must be ``[batch, pos, d_vocab_out]`` (``pos`` may be 1 with ``last_only``): a
+        net that forgot its unembedding or pools over positions would otherwise train on the
+        wrong classes silently. Checked on the first batch only."""
+        self.output_checked = True
+        batch, pos = tokens.shape
+        vocab = self.expected_vocab_out
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else None
+        if (
+            shape is not None
+            and len(shape) == 3
+            and shape[0] == batch
+            and shape[1] in ((pos, 1) if last_only else (pos,))
+            and (vocab is None or shape[2] == vocab)
+        ):
+            return
+        got = "[" + ", ".join(map(str, shape)) + "]" if shape else f"a {type(logits).__name__}"
+        target = (self.hparams.get("net") or {}).get("_target_", type(self.net).__name__)
+        raise ConfigValueError(
+            f"model.net is invalid: its forward returned {got} for tokens [{batch}, {pos}] of the "
+            f"task; allowed logits [batch, pos, d_vocab_out] = [{batch}, "
+            f"{'1 or ' if last_only else ''}{pos}, {vocab}] ({target})"
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [batch, pos] -> logits [batch, pos, d_vocab_out]."""
@@ -162,13 +217,13 @@ class LitCausalLM(L.LightningModule):
     def logits_and_labels(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits ``[n, d_vocab_out]`` and labels ``[n]`` of the positions the loss looks at."""
         tokens, labels = batch
+        last_only = self.last_position_only and self.net_takes_last_only
+        out = self._forward(tokens, last_only=True) if last_only else self._forward(tokens)
+        if not self.output_checked:
+            self.check_output(tokens, out, last_only)
         if self.last_position_only:
-            if self.net_takes_last_only:
-                logits = self._forward(tokens, last_only=True)[:, -1]
-            else:
-                logits = self._forward(tokens)[:, -1]
-            return logits, labels[:, -1]
-        return self._forward(tokens).flatten(0, 1), labels.flatten()
+            return out[:, -1], labels[:, -1]
+        return out.flatten(0, 1), labels.flatten()
 
     def loss_and_correct(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Mean cross-entropy over supervised positions, number correct, number supervised."""
@@ -299,12 +354,22 @@ class LitCausalLM(L.LightningModule):
             )
 
     def configure_optimizers(self) -> Any:
-        optimizer = build(self.optimizer_factory, params=self.parameters())
+        try:
+            optimizer = build(self.optimizer_factory, params=self.parameters())
+        except (ValueError, TypeError) as exc:
+            raise ConfigValueError(
+                _config_line("model.optimizer", self.optimizer_factory, exc)
+            ) from exc
         if self.orthograd:
             optimizer = OrthoGrad(optimizer)
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = build(self.scheduler_factory, optimizer=optimizer)
+        try:
+            scheduler = build(self.scheduler_factory, optimizer=optimizer)
+        except (ValueError, TypeError) as exc:
+            raise ConfigValueError(
+                _config_line("model.scheduler", self.scheduler_factory, exc)
+            ) from exc
         return {
             "optimizer": optimizer,
             "lr_scheduler": {

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --llc: {INSTALL_HINT}", file=sys.stderr)
             return 2
     from project.checkpoint import CheckpointError
-    from project.trust import UntrustedTargetError
+    from project.stored import StoredDataError
 
     try:
         if len(args.runs) == 1:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             from project.runs.report_compare import build_comparison
 
             out = build_comparison(args.runs, args.out)
-    except (CheckpointError, UntrustedTargetError) as exc:  # a corrupt or crafted run dir
+    except (CheckpointError, StoredDataError) as exc:  # a corrupt or crafted run dir
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"report: {out}")

@@ -91,15 +91,13 @@ def _collector(pending: list[tuple[DictConfig, Path, Path | None]], done: list[P
     logging) and records it in ``pending`` (to train) and ``done`` (every job, in order)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from project.train.preflight import VALIDATED, config_key
+    from project.train.checks import config_errors
     from project.train.resume import decide
-    from project.train.validate import validate_config
 
     def collect(task_cfg: DictConfig) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
-        checked = config_key(task_cfg) in VALIDATED  # by this process's preflight
-        if not checked and (errors := validate_config(task_cfg)):
-            raise ValueError("; ".join(str(e) for e in errors))
+        if errors := config_errors(task_cfg):
+            raise ValueError("; ".join(errors))
         plan = decide(task_cfg, run_dir)
         _record(run_dir, plan.action)
         if not plan.skip:  # resolved now: ${hydra:runtime.output_dir} is this job's dir

@@ -107,20 +107,17 @@ class Run:
 
     def datamodule(self) -> Any:
         """The run's task rebuilt from its config (``data._target_``: same class, same split)."""
-        from project.trust import instantiate_stored, searchpath_dirs
+        from project.stored import build_task
 
-        source = str(self.run_dir / "resolved_config.yaml")
-        return instantiate_stored(self._data_node(), "data", source, searchpath_dirs(self.run_dir))
+        return build_task(self.run_dir, {"data": self._data_node()})
 
     def task_class(self) -> type:
-        """The class ``data._target_`` names, imported once ``project.trust`` accepts it (a
-        ``LightningDataModule`` your configs or the template's name), without building it."""
-        from project.trust import check_stored, locate, searchpath_dirs
+        """The class ``data._target_`` names (a ``LightningDataModule`` you can import:
+        ``project.stored``), without building it."""
+        from project.stored import locate_class
 
-        node = {"_target_": self._data_node()["_target_"]}
-        check_stored(node, "data", str(self.run_dir / "resolved_config.yaml"),
-                     searchpath_dirs(self.run_dir))  # fmt: skip
-        return locate(node["_target_"])  # type: ignore[no-any-return]
+        source = str(self.run_dir / "resolved_config.yaml")
+        return locate_class(self._data_node()["_target_"], "data", source, self.run_dir)
 
     def history(self, name: str) -> pd.DataFrame:
         """``epoch`` and ``name`` columns of the rows where ``name`` was logged."""

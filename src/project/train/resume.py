@@ -30,7 +30,76 @@ from omegaconf import DictConfig, OmegaConf
 from project.summary import read_summary
 
 ATTEMPTS_FILE = "attempts.jsonl"
+RUN_COMMAND = "python -m project.train.run"
 _IGNORED_KEYS = ("run.ckpt_path",)
+
+
+class ResumeError(Exception):
+    """A resume that cannot go on, as one line (``code``: the exit code)."""
+
+    def __init__(self, line: str, code: int = 2) -> None:
+        super().__init__(line)
+        self.code = code
+
+
+def _last_value(overrides: list[str], key: str) -> str | None:
+    value = None
+    for override in overrides:
+        k, sep, v = override.lstrip("+~").partition("=")
+        if sep and k == key:
+            value = v
+    if value and len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1]  # a quoted path: run.ckpt_path='.../epoch=000400.ckpt'
+    return None if value in (None, "null") else value
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """The command line with a run's stored overrides in front when ``run.ckpt_path`` (resume it
+    in its own dir) or ``run.init_from`` (a new run from its weights, built the same) names a
+    checkpoint inside a run dir; this command line's overrides still win. What is replayed is
+    plain data only (``project.stored.replay_overrides``); a refused override, a run dir with a
+    symlink leaving it, or a finished run is a ``ResumeError``."""
+    from project.stored import (
+        StoredDataError,
+        check_no_escaping_links,
+        find_run_dir,
+        replay_overrides,
+    )
+
+    ckpt = _last_value(argv, "run.ckpt_path")
+    new_run = ckpt is None
+    path = _last_value(argv, "run.init_from") if new_run else ckpt
+    if path is None or _last_value(argv, "hydra.run.dir") is not None:
+        return argv
+    run_dir = find_run_dir(path)
+    if run_dir is None:
+        return argv
+    try:
+        if not new_run:
+            check_no_escaping_links(run_dir)
+        replayed = replay_overrides(run_dir, keep_name=not new_run)
+    except StoredDataError as exc:
+        raise ResumeError(str(exc)) from None
+    if not new_run and (done := _finished(run_dir, argv)):
+        raise ResumeError(done, code=0)
+    flags = [a for a in argv if a.startswith("-")]
+    rest = [a for a in argv if not a.startswith("-")]
+    tail = [] if new_run else [f"hydra.run.dir={run_dir}"]
+    return [*flags, *replayed, *rest, *tail]
+
+
+def _finished(run_dir: Path, argv: list[str]) -> str | None:
+    """The line for rerunning a finished run's resume command with the same ``max_epochs``."""
+    record = read_summary(run_dir)
+    if record is None or record.status != "finished":
+        return None
+    asked = _last_value(argv, "trainer.max_epochs")
+    if asked is not None and asked != str(record.epochs):
+        return None
+    return (
+        f"run {run_dir} is finished ({record.epochs} epochs; summary.json): nothing to do, the "
+        "run is left as it is (raise trainer.max_epochs to train on)"
+    )
 
 
 @dataclass

@@ -1,14 +1,13 @@
-"""Training entrypoint: compose -> validate -> instantiate -> fit -> artifacts.
+"""Training entrypoint: Hydra composes -> check -> instantiate -> fit -> record.
 
     uv run python -m project.train.run [hydra overrides]
 
-Validation (``preflight``) runs before Hydra creates the run dir; a bad value exits 2 with one
-line per problem and leaves nothing behind.
+The job checks its config first (``project.train.checks``); a bad value is one line per problem,
+exit 2, and the run dir Hydra made for it is removed. A sweep job checks itself when it starts.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import sys
@@ -16,11 +15,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
-from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
-from hydra._internal.utils import create_config_search_path
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from project.build import (
     BuildError,
@@ -32,11 +28,16 @@ from project.build import (
 )
 from project.loggers import build_loggers, redact_secrets
 from project.summary import run_objective
-from project.train.preflight import CONFIG_DIR, VALIDATED, Sweep, config_key, prepare, sweep_key
-from project.train.resume import plan_job
+from project.train.checks import (
+    CONFIG_DIR,
+    checkpoint_mismatch,
+    composition_error,
+    config_errors,
+    memory_problem,
+)
+from project.train.resume import ResumeError, plan_job, resume_argv
 from project.train.rundir import discard_run_dir, register_resolvers
 from project.train.threads import limit_threads_per_job
-from project.train.validate import validate_config
 
 log = logging.getLogger("project.train")
 
@@ -81,13 +82,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from project.callbacks.epoch_log import capture_warnings
     from project.callbacks.preemption import preempted_exit
     from project.callbacks.run_summary import MonitorNotLoggedError, RunSummary
-    from project.lit_module import NonFiniteLossError
+    from project.lit_module import ConfigValueError, NonFiniteLossError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     capture_warnings()  # run.log gets every warning too
-    checked = config_key(cfg) in VALIDATED  # else a job the preflight did not see (joblib, API)
-    if not checked and (errors := validate_config(cfg)):
-        reject([str(err) for err in errors], run_dir)
+    if errors := config_errors(cfg):  # the task's own range checks too, unless its keys failed
+        if not any(e.startswith("data.") for e in errors):
+            try:
+                with building("data", cfg.data):
+                    instantiate_task(cfg)
+            except BuildError as exc:
+                errors.append(str(exc))
+        reject(errors, run_dir)
     limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
     # sweeps: skip a finished job, resume an interrupted one from its last.ckpt
     plan = plan_job(cfg, run_dir, record=is_global_zero())
@@ -95,13 +101,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return plan.metrics
 
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    try:  # a class's own error (checks the preflight cannot run, e.g. the Trainer's): one line
+    ckpt = plan.ckpt_path or cfg.run.ckpt_path
+    try:  # a class's own error (its range checks, the Trainer's): one line
         with building("data", cfg.data):
             datamodule = instantiate_task(cfg)
         with building("model.net", OmegaConf.select(cfg, "model.net")):
             fill_net_sizes(cfg, datamodule)  # model.net.{d_vocab,n_ctx,d_vocab_out} from the task
+            if problem := memory_problem(OmegaConf.select(cfg, "model.net")):
+                reject([problem], run_dir)
         with building("model", cfg.model):
             module = hydra.utils.instantiate(cfg.model)
+        if cfg.run.ckpt_path and (problem := checkpoint_mismatch(module, cfg.run.ckpt_path, cfg)):
+            reject([problem], run_dir)
         init_from = OmegaConf.select(cfg, "run.init_from")
         if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its weights
             print(line := load_init_weights(module, str(init_from)), flush=True)
@@ -123,7 +134,6 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
 
-    ckpt = plan.ckpt_path or cfg.run.ckpt_path
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
@@ -132,6 +142,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     except MonitorNotLoggedError as exc:  # found at the first validation: a config error
         name = next(n for n, cb in callbacks.items() if isinstance(cb, RunSummary))
         reject([f"callbacks.{name}.{exc}"], run_dir, started=not ckpt)
+    except ConfigValueError as exc:  # the optimiser's own checks, the net's output shape
+        reject([str(exc)], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
         log.error(str(exc))
         raise SystemExit(write_failed_exit(exc)) from None
@@ -146,98 +158,54 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def run_task(cfg: DictConfig) -> float:
     """The job: train, then the sweeper's objective (``optimized_metric``, else epochs to the
     threshold)."""
+    _restore_full_error()  # composition is over: the job's own errors are reported as usual
     train(cfg)
     run_dir = HydraConfig.get().runtime.output_dir
     return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
 
 
-_hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")(run_task)
+_USER_FULL_ERROR: list[str | None] = []
 
 
-def run_composed(cfg: DictConfig) -> None:
-    """What Hydra's ``Hydra.run`` does for a single run, on the config the preflight composed and
-    checked (so the command line is composed once): run dir, ``.hydra/``, logging, callbacks."""
-    from hydra import initialize_config_dir
-    from hydra._internal.callbacks import Callbacks
-    from hydra._internal.utils import run_and_report
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.utils import configure_log, run_job
-    from hydra.types import HydraContext, RunMode
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3", job_name="run"):
-        configure_log(cfg.hydra.hydra_logging, cfg.hydra.verbose)
-        with read_write(cfg.hydra):  # as Hydra's main records a single run
-            cfg.hydra.mode = RunMode.RUN
-            cfg.hydra.overrides.hydra.append("hydra.mode=RUN")
-        callbacks = Callbacks(cfg)
-        context = HydraContext(GlobalHydra.instance().config_loader(), callbacks)
-
-        def run() -> None:
-            callbacks.on_run_start(config=cfg, config_name=cfg.hydra.job.config_name)
-            ret = run_job(run_task, cfg, "hydra.run.dir", None, hydra_context=context)
-            callbacks.on_run_end(config=cfg, config_name=cfg.hydra.job.config_name, job_return=ret)
-            _ = ret.return_value  # the job's exception, raised
-
-        run_and_report(run)
-
-
-class ComposedOnceLoader(ConfigLoaderImpl):
-    """Hydra's config loader, handing a sweep job the config the preflight composed and checked
-    for the same overrides (so a job is composed once), recorded as Hydra's own loader records
-    it; a job the preflight did not compose (an Optuna trial, past the first 256) is composed."""
-
-    def __init__(self, sweep: Sweep) -> None:
-        super().__init__(create_config_search_path(CONFIG_DIR))
-        self.sweep = sweep
-
-    def load_sweep_config(
-        self, master_config: DictConfig, sweep_overrides: list[str]
-    ) -> DictConfig:
-        hydra_overrides = list(master_config.hydra.overrides.hydra)
-        key = sweep_key(self.sweep.config_name, [*hydra_overrides, *sweep_overrides])
-        if key not in self.sweep.composed:
-            return super().load_sweep_config(master_config, sweep_overrides)
-        cfg = copy.deepcopy(self.sweep.composed[key])
-        parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
-        names = cfg.hydra.job.config.override_dirname
-        with read_write(cfg.hydra):  # as the sweeper writes them (lr=1e-2 is lr=0.01 there)
-            cfg.hydra.overrides.hydra = hydra_overrides
-            cfg.hydra.overrides.task = list(sweep_overrides)
-            cfg.hydra.job.override_dirname = get_overrides_dirname(
-                parsed, names.exclude_keys, names.item_sep, names.kv_sep
-            )
-        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)  # as Hydra's loader does
-        return cfg
-
-
-def run_sweep(sweep: Sweep) -> None:
-    """What Hydra's main does for a multirun (sweeper, launcher, callbacks), each job handed the
-    config the preflight composed and checked (``ComposedOnceLoader``)."""
-    from hydra._internal.hydra import Hydra
-    from hydra._internal.utils import run_and_report
-    from hydra.core.global_hydra import GlobalHydra
-
-    app = Hydra(task_name="run", config_loader=ComposedOnceLoader(sweep))
-    GlobalHydra.instance().initialize(app)
-    try:
-        run_and_report(lambda: app.multirun(sweep.config_name, run_task, sweep.overrides))
-    finally:
-        GlobalHydra.instance().clear()
+def _restore_full_error() -> None:
+    if _USER_FULL_ERROR:
+        value = _USER_FULL_ERROR.pop()
+        if value is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = value
 
 
 def main() -> None:
+    """``python -m project.train.run``: a resume's stored overrides first (``resume_argv``), then
+    Hydra's own main. A composition error (unknown key, no such config) is one line, exit 2."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
     register_resolvers()
-    argv, composed = prepare(sys.argv[1:])
+    try:
+        argv = resume_argv(sys.argv[1:])
+    except ResumeError as exc:
+        print(f"{'error: ' if exc.code else ''}{exc}", file=sys.stderr if exc.code else sys.stdout)
+        raise SystemExit(exc.code) from None
     sys.argv = [sys.argv[0], *argv]  # Lightning's DDP launcher starts each rank with sys.argv
-    if isinstance(composed, Sweep):
-        run_sweep(composed)
-    elif composed is not None:
-        run_composed(composed)
-    else:  # --cfg, --help, ...: Hydra composes
-        _hydra_main()
+    # Hydra prints a composition error with advice and exits 1; raised, it becomes our one line
+    _USER_FULL_ERROR.append(os.environ.get("HYDRA_FULL_ERROR"))
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        run_task()
+    except (HydraException, OmegaConfBaseException) as exc:
+        if not _USER_FULL_ERROR or _USER_FULL_ERROR[0] == "1":
+            raise  # raised by the job, or the user asked for tracebacks
+        line = composition_error(exc, [a for a in argv if not a.startswith("-")])
+        print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        _restore_full_error()
 
 
 if __name__ == "__main__":

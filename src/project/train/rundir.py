@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -19,10 +18,23 @@ _CLAIMED: dict[tuple[str, str], str] = {}
 _CREATED: set[str] = set()  # output-root folders this process created for its run dir
 
 
+class RunDirError(ValueError):
+    """``run.name`` / ``run.output_root`` cannot make a run dir: one line."""
+
+
 def claim_run_dir(root: str, name: str | None = None, now: datetime | None = None) -> str:
     key = (str(root), str(name or ""))
     if key in _CLAIMED:
         return _CLAIMED[key]
+    from project.train.checks import MAX_NAME_BYTES, invalid, unwritable
+
+    text = str(name or "")
+    if "/" in text or text in (".", "..") or len(text.encode()) > MAX_NAME_BYTES:
+        shown = text if len(text) < 40 else f"{text[:20]}... ({len(text.encode())} bytes)"
+        raise RunDirError(invalid("run.name", shown, f"a plain name without '/' of at most "
+                                  f"{MAX_NAME_BYTES} bytes (the run dir's name), or null"))  # fmt: skip
+    if not str(root).strip() or (problem := unwritable(Path(root))):
+        raise RunDirError(invalid("run.output_root", root, f"a writable directory ({problem})"))
     now = now or datetime.now()
     day = Path(root) / now.strftime("%Y-%m-%d")
     missing = [p for p in (day, *day.parents) if not p.exists()]
@@ -60,27 +72,3 @@ def discard_run_dir(run_dir: Path, force: bool = False) -> None:
             if str(parent) not in _CREATED or not parent.is_dir() or any(parent.iterdir()):
                 break
             parent.rmdir()
-
-
-def find_run_dir(ckpt_path: str | Path) -> Path | None:
-    """The run dir a checkpoint belongs to (``<run_dir>/checkpoints/x.ckpt``), if it is one."""
-    path = Path(ckpt_path).absolute()
-    candidate = path.parent.parent
-    if path.parent.name == "checkpoints" and (candidate / ".hydra").is_dir():
-        return candidate
-    return None
-
-
-def unwritable(root: Path) -> str | None:
-    """Why ``root`` cannot hold new files and folders, or None. Probes the nearest existing
-    folder with a temp dir that is removed again."""
-    probe = root.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a directory"
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=probe))
-    except OSError as exc:
-        return f"cannot create files in {probe}: {exc.strerror or str(exc)}"
-    return None

@@ -1,0 +1,282 @@
+"""The one reader of stored data: run dirs and checkpoints are data, never code.
+
+What a run dir or checkpoint from someone else can make the tools do (the threat model, also in
+the README): build a class **of its role's kind** (a net is an ``nn.Module``, a task a
+``LightningDataModule``, ...) from a package **you** can import (installed, or on the
+``PYTHONPATH`` you set), with plain keyword values. It cannot
+
+* name a function, a method, a ``__main__`` module, a private module (``_x``), a standard-library
+  module (``this``, ``os``, ``builtins``: importing some of them runs code), or a module that
+  resolves to a file inside the run dir itself (``python -m`` puts the cwd on ``sys.path``):
+  each is refused before any import;
+* evaluate anything: stored YAML is read with ``yaml.safe_load`` and a ``${...}`` value is
+  refused (no OmegaConf resolver, so no ``oc.create``), ``_args_`` / ``_partial_`` /
+  ``_convert_`` and a ``_recursive_`` other than ``false`` are refused, and classes are called
+  directly (``cls(**values)``), never through ``hydra.utils.instantiate``;
+* replay ``hydra.*`` overrides (callbacks, searchpath, run dir) on a resume, or any override
+  with an interpolation, a sweep, or a path outside the run dir (``/x``, ``~``, ``..``);
+* make the tools write outside the run dir: a run dir holding a symlink that leaves it is refused.
+
+Trusted: your installed packages, ``PYTHONPATH`` as you set it, and the config dirs you give on
+the command line. A checkpoint's SHA-256 is integrity (a damaged file), not authenticity: anyone
+can recompute it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# role (config key) -> the class its target must subclass, as "module:Class"
+ROLE_BASES = {
+    "model": "lightning.pytorch:LightningModule",
+    "model.net": "torch.nn:Module",
+    "model.optimizer": "torch.optim:Optimizer",
+    "model.scheduler": "torch.optim.lr_scheduler:LRScheduler",
+    "data": "lightning.pytorch:LightningDataModule",
+    "trainer": "lightning.pytorch:Trainer",
+    "logger": "lightning.pytorch.loggers:Logger",
+    "callbacks": "lightning.pytorch.callbacks:Callback",
+    "nested": "torch.nn:Module",  # a target inside a net's arguments
+}
+REFUSED_KEYS = ("_args_", "_partial_", "_convert_")
+
+
+class StoredDataError(ValueError):
+    """Stored data that the tools refuse to use; its message is one line (nothing was run)."""
+
+
+def role_of(key: str) -> str:
+    """The role of the node at config key ``key`` (``callbacks.x`` -> ``callbacks``)."""
+    if key in ROLE_BASES:
+        return key
+    parent = key.rpartition(".")[0]
+    return parent if parent in ("callbacks", "logger") else "nested"
+
+
+def _inside(path: str | Path, root: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(root)
+
+
+def _refuse_name(target: str, source: str, where: str, run_dir: Path | None) -> str | None:
+    """Why the name ``target`` may not be imported at all, checked before any import."""
+    parts = target.split(".")
+    if len(parts) < 2 or not all(p.isidentifier() for p in parts):
+        return "not a dotted class path (package.module.Class)"
+    if "__main__" in parts[:-1]:
+        return "a __main__ module (importing it runs a program)"
+    if any(p.startswith("_") for p in parts[:-1]):
+        return "a private module"
+    if parts[0] in sys.stdlib_module_names:
+        return "a standard-library module (no net, task or callback lives there)"
+    try:
+        spec = importlib.util.find_spec(parts[0])  # finds the top package; runs none of it
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return None  # reported as not importable below, with the fix
+    origins = [spec.origin, *(spec.submodule_search_locations or [])]
+    if run_dir is not None and any(o and _inside(o, run_dir) for o in origins):
+        return f"its package {parts[0]!r} is a file inside the run dir being read"
+    return None
+
+
+def locate_class(target: Any, key: str, source: str, run_dir: Path | None = None) -> type:
+    """The class ``target`` names at config key ``key``, once it passes the rules (module doc);
+    else :class:`StoredDataError` in one line."""
+    root = Path(os.path.realpath(run_dir)) if run_dir is not None else None
+    shown = f"{source}: {key}._target_={target!r}"
+    if not isinstance(target, str):
+        raise StoredDataError(f"{shown} is refused: not a class path")
+    if why := _refuse_name(target, source, key, root):
+        raise StoredDataError(f"{shown} is refused: {why} (nothing was run)")
+    module_name, _, name = target.rpartition(".")
+    try:
+        spec = importlib.util.find_spec(module_name)  # imports the (trusted) parent packages
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        top = target.split(".")[0]
+        raise StoredDataError(
+            f"{shown} cannot be imported (no module {module_name!r}): make the package {top!r} "
+            f"importable (install it, or PYTHONPATH=<the directory that holds {top}>)"
+        )
+    if root is not None and spec.origin and _inside(spec.origin, root):
+        raise StoredDataError(f"{shown} is refused: a module inside the run dir being read")
+    obj = getattr(importlib.import_module(module_name), name, None)
+    role = role_of(key)
+    module, _, base_name = ROLE_BASES[role].partition(":")
+    base = getattr(importlib.import_module(module), base_name)
+    if not (inspect.isclass(obj) and issubclass(obj, base)):
+        what = "no such name" if obj is None else f"not a {base.__module__}.{base_name} subclass"
+        raise StoredDataError(f"{shown} is refused: {what} (only classes of the role's kind)")
+    return obj
+
+
+def plain(value: Any, where: str, source: str) -> Any:
+    """``value`` checked to be plain data: no ``${`` interpolation anywhere in it."""
+    if isinstance(value, str) and "${" in value:
+        raise StoredDataError(
+            f"{source}: {where}={value!r} is refused: stored values are plain data, not "
+            "interpolations (nothing was resolved)"
+        )
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            plain(v, f"{where}.{k}", source)
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            plain(v, f"{where}[{i}]", source)
+    elif not isinstance(value, str | int | float | bool | type(None)):
+        raise StoredDataError(f"{source}: {where} is refused: a {type(value).__name__}")
+    return value
+
+
+def build(node: Any, key: str, source: str, run_dir: Path | None = None, **extra: Any) -> Any:
+    """``cls(**values, **extra)`` for a stored ``{_target_: cls, ...}`` node at config key ``key``.
+
+    A nested ``_target_`` node is built the same way when it sits in a net (role ``nested``: an
+    ``nn.Module``); in a module it is left as data (``net`` is built as ``model.net``)."""
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        raise StoredDataError(f"{source}: {key} is not a config node with a _target_")
+    plain(node, key, source)
+    for name in node:  # instantiate's keywords: this node is built by a plain call, or refused
+        if name in REFUSED_KEYS or (name == "_recursive_" and node[name] is not False):
+            raise StoredDataError(f"{source}: {key}.{name} is refused: a class is built from "
+                                  "plain keyword values only")  # fmt: skip
+    cls = locate_class(node["_target_"], key, source, run_dir)
+    kwargs: dict[str, Any] = {}
+    for name, value in node.items():
+        if str(name).startswith("_") and str(name).endswith("_"):
+            continue
+        child_key = "model.net" if (key == "model" and name == "net") else f"{key}.{name}"
+        is_node = isinstance(value, Mapping) and "_target_" in value
+        if is_node and (child_key == "model.net" or key.startswith("model.net")):
+            value = build(value, child_key if key == "model" else "nested", source, run_dir)
+        kwargs[str(name)] = value
+    return cls(**{**kwargs, **extra})
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A stored YAML mapping (``resolved_config.yaml``), read as plain data."""
+    path = Path(path)
+    if not path.is_file():
+        raise StoredDataError(f"{path} does not exist (is this a run dir?)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StoredDataError(f"{path} is not valid YAML ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise StoredDataError(f"{path} is invalid: allowed a mapping of config keys, not a "
+                              f"{type(data).__name__}")  # fmt: skip
+    return data
+
+
+def find_run_dir(ckpt_path: str | Path) -> Path | None:
+    """The run dir a checkpoint belongs to (``<run_dir>/checkpoints/x.ckpt``), if it is one."""
+    path = Path(ckpt_path).absolute()
+    candidate = path.parent.parent
+    if path.parent.name == "checkpoints" and (candidate / ".hydra").is_dir():
+        return candidate
+    return None
+
+
+def check_no_escaping_links(run_dir: str | Path) -> None:
+    """Refuse a run dir that holds a symlink leading out of it: every file the tools write into a
+    run dir (report/, resolved_config.yaml, summary.json, run.log, checkpoints, tb_logs ...) then
+    stays inside it."""
+    root = Path(os.path.realpath(run_dir))
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            if path.is_symlink() and not _inside(path, root):
+                raise StoredDataError(
+                    f"{path} is refused: a symlink leaving the run dir (-> {os.readlink(path)}); "
+                    "the tools write only inside the run dir"
+                )
+
+
+def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
+    """The overrides a run was started with (``.hydra/overrides.yaml``), for a resume or a
+    ``run.init_from``: only plain settings are replayed (module doc); a ``_target_`` must name a
+    class of its role's kind."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    source = str(run_dir / ".hydra" / "overrides.yaml")
+    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
+        return []
+    try:
+        stored = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise StoredDataError(f"{source} is not valid YAML ({type(exc).__name__})") from None
+    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
+        raise StoredDataError(f"{source} is invalid: allowed a list of override strings")
+    skip = ("run.ckpt_path", "run.init_from", "run.output_root", *(() if keep_name else ("run.name",)))
+    replayed = []
+    for text in stored:
+        try:
+            (override,) = OverridesParser.create().parse_overrides([text])
+        except Exception:
+            raise StoredDataError(f"{source}: {text!r} is not a valid override") from None
+        key = override.key_or_group
+        if key in skip:
+            continue
+        if key.split(".")[0].split("/")[0] == "hydra" or key.split("@")[0] == "hydra":
+            raise StoredDataError(
+                f"{source}: {text!r} is refused: a stored hydra.* override is never replayed "
+                "(give hydra settings on this command line)"
+            )
+        if override.is_sweep_override() or any(k in key for k in (*REFUSED_KEYS, "_recursive_")):
+            raise StoredDataError(f"{source}: {text!r} is refused: not a plain setting")
+        value = override.value()
+        plain(value, key, source)
+        for item in value if isinstance(value, list) else [value]:
+            if (
+                isinstance(item, str)
+                and not key.startswith("data.")
+                and (item.startswith(("/", "~")) or ".." in Path(item).parts)
+            ):
+                raise StoredDataError(
+                    f"{source}: {text!r} is refused: a stored path outside the run dir (give it "
+                    "on this command line if you meant it)"
+                )
+        if key.endswith("._target_") or key == "_target_":
+            locate_class(value, key.removesuffix("._target_"), source, run_dir)
+        replayed.append(text)
+    return replayed
+
+
+def run_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run dir's ``resolved_config.yaml`` as plain data (the run dir checked for links that
+    leave it: the tools may write into it)."""
+    check_no_escaping_links(run_dir)
+    return read_config(Path(run_dir) / "resolved_config.yaml")
+
+
+def build_task(run_dir: str | Path, config: dict[str, Any] | None = None, **changes: Any) -> Any:
+    """A run's task rebuilt from its stored ``data`` node (``changes`` replace stored values)."""
+    from project.data.base import RENAMED_TASKS
+
+    config = run_config(run_dir) if config is None else config
+    data = dict(config.get("data") or {})
+    source = str(Path(run_dir) / "resolved_config.yaml")
+    if "_target_" not in data:
+        raise StoredDataError(f"{source} is invalid: it names no data._target_ (the task)")
+    data["_target_"] = RENAMED_TASKS.get(data["_target_"], data["_target_"])
+    if isinstance(data.get("shuffle_seed"), str):  # a ${seed} written before configs resolved
+        data["shuffle_seed"] = 0
+    return build({**data, **changes}, "data", source, Path(run_dir))
+
+
+def build_module(run_dir: str | Path, config: dict[str, Any] | None = None) -> Any:
+    """A run's LightningModule (its net built) from its stored ``model`` node."""
+    config = run_config(run_dir) if config is None else config
+    source = str(Path(run_dir) / "resolved_config.yaml")
+    return build(config.get("model"), "model", source, Path(run_dir))
