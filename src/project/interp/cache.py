@@ -15,12 +15,17 @@ patching replace exactly that slice with ``torch.where`` whatever the hook's sha
 Stacking helpers (``stack_activation``, ``accumulated_resid``, ``decompose_resid``,
 ``stack_head_results``, ``logit_attribution``) work on an ``ActivationCache`` of a model with
 TransformerLens hook names (``blocks.{i}.hook_resid_pre`` ...).
+
+:func:`progress_bar` is the progress bar of long interp calls (``probe_cache``): rich, on stderr,
+only on a terminal unless asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -276,3 +281,31 @@ def logit_attribution(
         comps = (comps - comps.mean(-1, keepdim=True)) / scale * model.get_parameter("ln_final.w")
     directions = w_u[:, labels].T.to(comps.dtype)  # [batch, d_model]
     return (comps * directions).sum(-1)
+
+
+@contextlib.contextmanager
+def progress_bar(
+    total: int, description: str, enabled: bool | None = None
+) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar on stderr for ``total`` steps; yields ``advance(description)``, to call
+    after each step. ``enabled``: None shows it only when stderr is a terminal (not in logs, pipes
+    or tests); False never; True always (a terminal's control codes even where there is none).
+    The bar is removed when done."""
+    if enabled is None:
+        enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    if not enabled or total <= 0:
+        yield lambda _description: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(file=sys.stderr, force_terminal=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(text: str) -> None:
+            bar.update(task, advance=1, description=text)
+
+        yield advance
