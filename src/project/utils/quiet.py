@@ -1,8 +1,11 @@
 """Third-party noise, turned off where it starts (never with a global warning filter).
 
-* Lightning's ``💡 Tip: ... try installing [litlogger]`` on every ``Trainer``: a
-  ``logging.Filter`` on Lightning's own ``rank_zero`` loggers drops that one message (the
-  documented way to configure Lightning's console output is its loggers).
+* Lightning's ``💡 Tip: ... try installing [litlogger]`` and its device lines (``GPU available:
+  False, used: False``, ``TPU available: ...``, ``HPU available: ...``) on every ``Trainer``: a
+  ``logging.Filter`` on Lightning's own ``rank_zero`` loggers drops those messages and no other
+  (the documented way to configure Lightning's console output is its loggers; raising their level
+  would also hide e.g. "Restoring states from the checkpoint path"). The device a run used is in
+  its ``resolved_config.yaml`` (``trainer.accelerator``, ``trainer.devices``).
 * torch's ``FutureWarning`` "``isinstance(treespec, LeafSpec)`` is deprecated": Lightning's
   ``utilities._pytree`` still calls the deprecated ``LeafSpec()`` constructor on every fit and
   validate; its module gets torch's replacement, ``treespec_leaf()`` (the same shared leaf spec).
@@ -15,11 +18,16 @@ from __future__ import annotations
 import logging
 
 _TIP = "try installing [litlogger]"
+_DEVICE_LINES = ("GPU available:", "TPU available:", "HPU available:", "IPU available:")
 
 
 class _DropLitLoggerTip(logging.Filter):
+    """Drops the litlogger tip and the device-availability lines (the name is kept: a filter
+    already installed by an earlier import is recognised by its class)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return _TIP not in str(record.msg)
+        msg = str(record.msg)
+        return _TIP not in msg and not msg.startswith(_DEVICE_LINES)
 
 
 def quiet_libraries() -> None:
