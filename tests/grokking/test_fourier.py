@@ -168,7 +168,7 @@ def test_weight_ginis_and_total_norm() -> None:
         for param in model.parameters():
             param.fill_(0.5)
     n = sum(param.numel() for param in model.parameters())
-    assert fo.total_weight_norm(model) == pytest.approx(0.25 * n)
+    assert fo.total_weight_sq_sum(model) == pytest.approx(0.25 * n)
 
 
 def test_grid_forward_matches_the_model_and_its_hook() -> None:
@@ -199,7 +199,7 @@ def test_progress_measures_on_a_fresh_model_agree_with_direct_computation() -> N
     assert m["n_key_freqs"] == len(keys)
     assert m["restricted_loss"] == pytest.approx(fo.restricted_loss(logits, labels, P, keys))
     assert m["excluded_loss"] == pytest.approx(fo.excluded_loss(logits, labels, P, keys, train_idx))
-    assert m["weight_norm"] == pytest.approx(fo.total_weight_norm(model))
+    assert m["weight_sq_sum"] == pytest.approx(fo.total_weight_sq_sum(model))
     # fixed key frequencies are used as given; non-sum operations skip the logit measures
     fixed = fo.progress_measures(model, P, key_freqs=[2, 1], operation="mul")
     assert fixed["key_freqs"] == [1, 2] and "restricted_loss" not in fixed

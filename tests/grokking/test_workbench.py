@@ -65,7 +65,7 @@ def test_callback_writes_progress_file_and_logs_to_tensorboard(tb_run: Path) -> 
             "restricted_loss",
             "excluded_loss",
             "embed_gini",
-            "weight_norm",
+            "weight_sq_sum",
             "seconds",
         ):
             assert math.isfinite(r[key]), (key, r)

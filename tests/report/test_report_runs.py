@@ -11,6 +11,7 @@ import torch
 
 from project.checkpoint import load_checkpoint, read_checkpoint
 from project.grokking.report_phases import PHASES
+from project.interp.fourier import KEY_RULE
 from project.report import main as report_main
 from project.runs.report import build_report
 from tests.conftest import SMALL, train_in_process
@@ -71,9 +72,13 @@ def test_report_json_schema(modular_runs: list[Path]) -> None:
     traj = data["trajectory"]
     assert traj["epoch"] == [0, 1, 2, 3, 6, 10, 12]
     for col in ("restricted_loss", "excluded_loss", "restricted_acc", "excluded_acc",
-                "weight_norm", "embed_gini", "logit_weights_gini", "sq_embed.W_E"):  # fmt: skip
+                "weight_sq_sum", "embed_gini", "logit_weights_gini", "sq_embed.W_E"):  # fmt: skip
         assert len(traj[col]) == len(traj["epoch"]), col
     final = data["final"]
+    assert final["key_rule"].startswith("neuron clusters")  # the rule that found key_freqs
+    assert final["key_rule_embedding"] == KEY_RULE  # ... and the one behind key_freqs_embedding
+    for key in ("phase_checks", "phase_check_values", "phase_sensitivity", "phases_not_placed"):
+        assert key in data, key
     assert len(final["embed_norms_cos"]) == len(final["embed_norms_sin"]) == 23 // 2
     text = page.read_text()
     for heading in ("Training curves", "Fourier spectra of W_E and W_L", "Per key frequency",

@@ -12,6 +12,7 @@ from project.grokking.report_phases import (
     acc_epochs,
     detect_phases,
     phase_measures,
+    with_sq_sum,
 )
 from project.runs import report_plot as rp
 from project.runs.report_generic import CompareContext, Section
@@ -21,7 +22,7 @@ MEASURES = [
     ("restricted_loss", "Restricted loss (live keys)", True),
     ("excluded_loss", "Excluded loss (live keys)", True),
     ("logit_weights_gini", "Gini of W_L", False),
-    ("weight_norm", "Total sum of squared weights", False),
+    ("weight_sq_sum", "Total sum of squared weights", False),
 ]
 
 
@@ -33,21 +34,24 @@ def compare_sections(ctx: CompareContext) -> list[Section]:
         run, df, name = ctx.runs[i], ctx.curves[i], ctx.labels[i]
         measures, _ = phase_measures(run.progress, pd.DataFrame(), df)
         memorised, grok = acc_epochs(run.reached, df)
-        phases = detect_phases(measures, grok, memorised)["phases"] if len(measures) else None
+        found = detect_phases(measures, grok, memorised) if len(measures) else None
+        phases = found["phases"] if found else None
+        why = found["not_placed"] if found else {}
         for key, span in (phases or {}).items():
-            ctx.table[name][f"phase: {PHASE_LABELS[key]}"] = f"{span[0]}-{span[1]}" if span else "-"
+            cell = f"{span[0]}-{span[1]}" if span else why.get(key, "-").split(":")[0]
+            ctx.table[name][f"phase: {PHASE_LABELS[key]}"] = cell
         ctx.data["runs"][i]["phases"] = phases
-    runs = [ctx.runs[i] for i in modular]
+    progress = [with_sq_sum(ctx.runs[i].progress) for i in modular]
     names = [ctx.labels[i] for i in modular]
-    present = [m for m in MEASURES if any(m[0] in r.progress for r in runs)]
+    present = [m for m in MEASURES if any(m[0] in p for p in progress)]
     if not present:
         ctx.note(TITLE, "no run recorded live progress measures (progress.jsonl)")
         return []
     fig, axes = rp.figure(len(present), height=3.6, cols=2)
     for ax, (col, title, logy) in zip(axes, present, strict=True):
-        for name, run in zip(names, runs, strict=True):
-            if col in run.progress:
-                ax.plot(run.progress["epoch"], run.progress[col], label=name)
+        for name, prog in zip(names, progress, strict=True):
+            if col in prog:
+                ax.plot(prog["epoch"], prog[col], label=name)
         if logy:
             rp.positive_log_y(ax)
         ax.set_title(title)

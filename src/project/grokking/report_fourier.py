@@ -122,7 +122,7 @@ def fig_structure(traj: pd.DataFrame, marks: rp.Marks | None, xscale: str) -> st
     x = traj["epoch"]
     rp.lines(axes[0], x, {"W_E": traj.get("embed_gini"), "W_L": traj.get("logit_weights_gini")})
     axes[0].set_title("Gini of the Fourier-component norms")
-    rp.lines(axes[1], x, {"all parameters": traj["weight_norm"]})
+    rp.lines(axes[1], x, {"all parameters": traj.get("weight_sq_sum")})
     axes[1].set_title("Total sum of squared weights")
     sq = _cols(traj, "sq_")
     rp.lines(axes[2], x, {c[3:]: traj[c] for c in sq})
@@ -297,8 +297,8 @@ def trajectory_sections(
                     "carries the train fit; restricted loss falling before val loss = it "
                     "generalises."))  # fmt: skip
         out.append(("Progress measures: weight structure", fig_structure(traj, marks, xscale),
-                    "Gini rising and the weight norm falling mark clean-up; the per-parameter "
-                    "sums show which weights weight decay removes."))  # fmt: skip
+                    "Gini rising and the sum of squared weights falling mark clean-up; the "
+                    "per-parameter sums show which weights weight decay removes."))  # fmt: skip
         if _cols(traj, "alpha_k"):
             out.append(("Per key frequency", fig_per_key(traj, marks, p, xscale),
                         "Removing one key frequency should hurt the train loss once the circuit "
@@ -352,7 +352,7 @@ def report_sections(ctx: ReportContext) -> list[Section]:
     trajectory (else the recorded one, else the live progress records), the phases, and the
     Fourier figures; adds summary rows and ``final``, ``trajectory``, ``phases``... to report.json.
     """
-    from project.grokking.report_phases import report_phases
+    from project.grokking.report_phases import report_phases, with_sq_sum
     from project.grokking.report_record import read_trajectory
 
     run, dm, model = ctx.run, ctx.dm, ctx.model
@@ -376,7 +376,7 @@ def report_sections(ctx: ReportContext) -> list[Section]:
             ctx.data["final"] = final_rec
             ctx.data["trajectory"] = frame_json(traj)
         elif len(run.progress) and "key_freqs" in run.progress:
-            traj = run.progress  # the live measures stand in for the snapshot trajectory
+            traj = with_sq_sum(run.progress)  # the live measures stand in for the snapshots
             keys = list(run.progress["key_freqs"].dropna().iloc[-1])
             ctx.summary["key frequencies (live, last progress record)"] = keys or "none"
             ctx.data["final"] = {"key_freqs": keys, "key_rule": "live (progress.jsonl)"}
@@ -395,7 +395,8 @@ def report_sections(ctx: ReportContext) -> list[Section]:
         ctx.summary["final train / val acc"] = f"{final['train_acc']:.2%} / {final['val_acc']:.2%}"
         ctx.summary["neurons >85% one frequency"] = f"{final.get('neuron_explained_frac', 0.0):.0%}"
         ctx.data["final"] = {**jsonable(final), **final_numbers(model, dm, keys),
-                             "key_freqs_embedding": embed_keys, "key_rule": fo.KEY_RULE}  # fmt: skip
+                             "key_rule": fo.key_rule(final), "key_freqs_embedding": embed_keys,
+                             "key_rule_embedding": fo.KEY_RULE}  # fmt: skip
         ctx.data["trajectory"] = frame_json(traj)
     report_phases(ctx, phase_traj)
     ctx.summary["snapshots analysed"] = len(traj)

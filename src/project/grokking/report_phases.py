@@ -20,10 +20,11 @@ rename call it ``weight_norm``, read as the same column). Boundaries:
   as low as the train loss ever got has no further to fall).
 * **e3, clean-up ends**: where the last of the two ends its sharp fall.
 
-A phase whose boundaries do not come in order is **not separated**: ``phases[name]`` is None and
-``not_placed[name]`` says why (e.g. the test loss is already falling sharply where memorisation
-ends: no stretch of circuit formation lies between them), never a zero-length interval; clean-up
-then starts at e1. A run that has not generalised (``grok_epoch`` None) has circuit formation open
+A phase whose boundaries are out of order or closer than the smoothing window (``window`` x the
+run length: the detector cannot tell them apart) is **not separated**: ``phases[name]`` is None
+and ``not_placed[name]`` says why (e.g. the restricted loss is already falling sharply where
+memorisation ends: no circuit formation lies between them), never a zero-length interval;
+clean-up then starts at e1. A run that has not generalised (``grok_epoch`` None) has circuit formation open
 to its last measured epoch and no clean-up.
 
 ``checks`` test the paper's description of each phase on the placed spans, and can fail; each
@@ -258,7 +259,9 @@ def _checks(
 
     def put(name: str, ok: bool | None, **vals: Any) -> None:
         checks[name] = ok
-        values[name] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in vals.items()}
+        values[name] = {
+            k: float(f"{v:.4g}") if isinstance(v, float) else v for k, v in vals.items()
+        }
 
     def moved(name: str, col: str, span: tuple[float, float] | None, falls: bool) -> None:
         d = None if span is None else _fall(m, col, *span)
@@ -376,17 +379,23 @@ def detect_phases(
         first = b["first"].replace("_", " ")
         ev["e2"] = {"rule": f"{first} starts its sharp fall", **values(e2)}
         ev["e3"] = {"rule": f"{b['last_fall'].replace('_', ' ')} ends its sharp fall", **values(e3)}
-        if round(e2) <= round(e1):
+        res = window * (last - start)  # the smoothing window: boundaries closer are one epoch
+        ev["resolution"] = {"rule": "the smoothing window (window x run length)", "epochs": res}
+        if e2 - e1 < res:
+            when = "before" if e2 < e1 else f"within {res:.0f} epochs (the smoothing window) of"
             why["circuit_formation"] = (
-                f"not separated: {first} is already falling sharply at epoch {e2:.0f}, before "
-                f"memorisation ends at {e1:.0f} ({b['rule1']}); no stretch lies between the end "
-                "of memorisation and the start of clean-up"
+                f"not separated: {first} is already falling sharply at epoch {e2:.0f}, {when} "
+                f"the end of memorisation at {e1:.0f} ({b['rule1']}); no stretch in which "
+                "excluded loss rises while test loss stays high lies between them"
             )
-            e2 = e1
+            e2 = e1  # clean-up starts where memorisation ends: nothing lies between
         else:
             spans["circuit_formation"] = (e1, e2)
-        if round(e3) <= round(e2):
-            why["cleanup"] = f"not separated: the sharp falls end at {e3:.0f}, by {e2:.0f}"
+        if e3 - e2 < res:
+            why["cleanup"] = (
+                f"not separated: the sharp falls end at {e3:.0f}, within {res:.0f} epochs "
+                f"(the smoothing window) of where clean-up would start ({e2:.0f})"
+            )
         else:
             spans["cleanup"] = (e2, e3)
     out["phases"] = {name: None if spans.get(name) is None else

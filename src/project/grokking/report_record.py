@@ -11,7 +11,8 @@ Writes to the output dir:
 - ``trajectory.jsonl``: the Nanda et al. measures of every snapshot recomputed with the final
   model's key frequencies (what the report computes from the checkpoints:
   ``report_fourier.trajectory``), one JSON object per snapshot;
-- ``final.json``: the final model's measures and key frequencies.
+- ``final.json``: the final model's measures and key frequencies, ``key_rule`` naming the rule
+  that found them (neuron clusters for the transformer).
 
 ``python -m project.report <output dir>`` then recomputes the phases, key frequencies and measure
 figures from these files (``trajectory.jsonl`` in place of the snapshots); the sections that need
@@ -53,10 +54,20 @@ def read_trajectory(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``trajectory.jsonl`` and ``final.json`` of a recorded run dir (empty when absent)."""
     path, final = run_dir / "trajectory.jsonl", run_dir / "final.json"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    traj = pd.DataFrame(rows)
+    from project.grokking.report_phases import with_sq_sum
+    from project.interp import fourier as fo
+
+    traj = with_sq_sum(pd.DataFrame(rows))
     if "embed_norms" in traj:
         traj["embed_norms"] = traj["embed_norms"].map(np.asarray)
-    return traj, (json.loads(final.read_text()) if final.is_file() else {})
+    rec = json.loads(final.read_text()) if final.is_file() else {}
+    if "weight_norm" in rec and "weight_sq_sum" not in rec:  # written before the rename
+        rec["weight_sq_sum"] = rec.pop("weight_norm")
+    if rec.get("key_rule") == fo.KEY_RULE and "neuron_explained_frac" in rec:
+        rec["key_rule"] = (
+            fo.NEURON_KEY_RULE
+        )  # recorded with the wrong label: keys came from neurons
+    return traj, rec
 
 
 def record(run_dir: str | Path, out_dir: str | Path) -> Path:
@@ -85,7 +96,7 @@ def record(run_dir: str | Path, out_dir: str | Path) -> Path:
     with (out / "trajectory.jsonl").open("w") as f:
         for row in traj.to_dict("records"):
             f.write(json.dumps(_plain(row)) + "\n")
-    extra = {"key_rule": fo.KEY_RULE, "source_run": str(run.run_dir)}
+    extra = {"key_rule": fo.key_rule(final), "source_run": str(run.run_dir)}
     (out / "final.json").write_text(json.dumps(_plain({**final, **extra}), indent=1))
     return out
 

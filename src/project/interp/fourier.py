@@ -81,6 +81,18 @@ KEY_RULE = (
 )
 
 
+NEURON_KEY_RULE = (
+    "neuron clusters: the distinct best frequencies of the MLP neurons whose best frequency explains "
+    ">= 85% of their variance over the (a, b) grid"
+)
+
+
+def key_rule(measures: dict[str, Any]) -> str:
+    """The rule that gave ``progress_measures``' ``key_freqs_found``: neuron clusters where the model
+    has MLP neurons (``neuron_explained_frac`` measured), else the embedding-spectrum rule."""
+    return NEURON_KEY_RULE if "neuron_explained_frac" in measures else KEY_RULE
+
+
 def key_frequencies_from_norms(norms: torch.Tensor, min_ratio: float = 2.0) -> list[int]:
     """Frequencies that stand out of a spectrum ``norms [p // 2 + 1]`` (index 0 = constant, ignored).
 
@@ -403,8 +415,8 @@ def logit_weights_gini(model: nn.Module, p: int) -> float:
     return gini((fourier_basis(p, device=w_l.device)[0] @ w_l.T).norm(dim=1))
 
 
-def total_weight_norm(model: nn.Module) -> float:
-    """Sum of squared weights over every parameter."""
+def total_weight_sq_sum(model: nn.Module) -> float:
+    """The total sum of squared weights over every parameter (the paper's measure; not a norm)."""
     return float(sum(param.detach().double().pow(2).sum() for param in model.parameters()))
 
 
@@ -463,7 +475,7 @@ def progress_measures(
     logits, acts = grid_forward(model, p)
     emb_norms = embedding_frequency_norms(model, p)
     out: dict[str, Any] = {
-        "weight_norm": total_weight_norm(model),
+        "weight_sq_sum": total_weight_sq_sum(model),
         "embed_gini": gini(embedding_fourier(model, p).norm(dim=1)),
     }
     if hasattr(model, "blocks") and hasattr(model, "unembed"):
