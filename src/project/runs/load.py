@@ -127,11 +127,36 @@ class Run:
         return rows.reset_index(drop=True)
 
 
+def last_attempt_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a log that a resume appended to, each epoch's from its last attempt.
+
+    A run killed (``kill -9``) after its last checkpoint and resumed from it writes the epochs
+    since that checkpoint again: the file holds attempt after attempt, each starting where the
+    ``epoch`` (or ``step``) goes back. Each attempt's rows at or past the epoch the next attempt
+    starts from are dropped (keep the last of each epoch; a resumed run reproduces them bit for
+    bit, so only the count changes); a log without such a restart is returned as it is.
+    """
+    if df.empty or "epoch" not in df:
+        return df
+    epoch = pd.to_numeric(df["epoch"], errors="coerce").ffill()
+    back = epoch.diff() < 0
+    if "step" in df:
+        back |= pd.to_numeric(df["step"], errors="coerce").ffill().diff() < 0
+    if not back.any():
+        return df
+    attempt = back.cumsum()
+    starts = epoch.groupby(attempt).min()  # the epoch each attempt starts from
+    later = starts[::-1].cummin()[::-1].shift(-1)  # the earliest restart after each attempt
+    cut = attempt.map(later)
+    keep = cut.isna() | epoch.isna() | (epoch < cut)
+    return df[keep.to_numpy()].reset_index(drop=True)
+
+
 def _read_csv_metrics(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
+    df = last_attempt_rows(pd.read_csv(path))
     if "step" not in df:
         df["step"] = range(len(df))
-    return df.groupby("step", as_index=False).first()
+    return df.groupby("step", as_index=False).last()  # a step's train and val rows, merged
 
 
 def _read_tb_metrics(log_dir: Path) -> pd.DataFrame:
@@ -326,7 +351,11 @@ def read_metrics(
     run_dir: str | Path, progress: pd.DataFrame | None = None
 ) -> tuple[pd.DataFrame, str]:
     """The metric history of a run dir and its source (``csv``, ``tensorboard``,
-    ``progress.jsonl``): one row per logged step, ``epoch`` = completed epochs."""
+    ``progress.jsonl``): one row per logged step, ``epoch`` = completed epochs.
+
+    Rows written twice by a resume (the epochs redone after a ``kill -9``) are read once: every
+    source keeps the last of each epoch (``metrics.csv``: :func:`last_attempt_rows`; TensorBoard:
+    the last value at each step; ``progress.jsonl``: the last record of each epoch)."""
     run_dir = Path(run_dir)
     csv_files = sorted(run_dir.glob("csv_logs/**/metrics.csv"))
     if csv_files:
