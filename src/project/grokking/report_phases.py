@@ -265,8 +265,9 @@ def _checks(
 
     def moved(name: str, col: str, span: tuple[float, float] | None, falls: bool) -> None:
         d = None if span is None else _fall(m, col, *span)
-        ok = None if d is None else bool(d > 0 if falls else d < 0)
-        put(name, ok, fall_nats=d) if d is not None else put(name, None)
+        if d is None:
+            return put(name, None)
+        put(name, bool(d > 0), fall_nats=d) if falls else put(name, bool(d < 0), rise_nats=-d)
 
     def stays_high(name: str, col: str, start: float, upto: float | None) -> None:
         """< ``share`` of the loss's fall from ``start`` to its lowest value is done by ``upto``."""
