@@ -218,13 +218,18 @@ def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
         raise StoredDataError(f"{source} is not valid YAML ({type(exc).__name__})") from None
     if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
         raise StoredDataError(f"{source} is invalid: allowed a list of override strings")
-    skip = ("run.ckpt_path", "run.init_from", "run.output_root", *(() if keep_name else ("run.name",)))
+    skip = (
+        "run.ckpt_path",
+        "run.init_from",
+        "run.output_root",
+        *(() if keep_name else ("run.name",)),
+    )
     replayed = []
     for text in stored:
         try:
             (override,) = OverridesParser.create().parse_overrides([text])
         except Exception:
-            raise StoredDataError(f"{source}: {text!r} is not a valid override") from None
+            raise StoredDataError(f"{source}: {text!r} is refused: not a valid override") from None
         key = override.key_or_group
         if key in skip:
             continue

@@ -110,6 +110,9 @@ def build_report(
     devinterp (needs ``uv sync --extra llc``; cached in ``<run_dir>/llc.json``). Without it, LLC
     values already cached (by the live callback or an earlier report) are still shown.
     """
+    from project.stored import check_no_escaping_links
+
+    check_no_escaping_links(run_dir)  # report/, llc.json: written only inside the run dir
     run = load_run(run_dir)
     dm = run.datamodule()
     model = run.final_model() if has_weights(run) else None
