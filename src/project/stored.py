@@ -116,7 +116,7 @@ def locate_class(target: Any, key: str, source: str, run_dir: Path | None = None
     module, _, base_name = ROLE_BASES[role].partition(":")
     base = getattr(importlib.import_module(module), base_name)
     if not (inspect.isclass(obj) and issubclass(obj, base)):
-        what = "no such name" if obj is None else f"not a {base.__module__}.{base_name} subclass"
+        what = "no such name" if obj is None else f"not a {module}.{base_name} subclass"
         raise StoredDataError(f"{shown} is refused: {what} (only classes of the role's kind)")
     return obj
 
@@ -159,7 +159,7 @@ def build(node: Any, key: str, source: str, run_dir: Path | None = None, **extra
         child_key = "model.net" if (key == "model" and name == "net") else f"{key}.{name}"
         is_node = isinstance(value, Mapping) and "_target_" in value
         if is_node and (child_key == "model.net" or key.startswith("model.net")):
-            value = build(value, child_key if key == "model" else "nested", source, run_dir)
+            value = build(value, child_key, source, run_dir)
         kwargs[str(name)] = value
     return cls(**{**kwargs, **extra})
 

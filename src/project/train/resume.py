@@ -80,6 +80,11 @@ def resume_argv(argv: list[str]) -> list[str]:
         replayed = replay_overrides(run_dir, keep_name=not new_run)
     except StoredDataError as exc:
         raise ResumeError(str(exc)) from None
+    if not new_run:  # a damaged checkpoint is reported as such, even for a finished run
+        from project.checkpoint import checkpoint_problem
+
+        if problem := checkpoint_problem(path):
+            raise ResumeError(f"run.ckpt_path={path!r} is invalid: allowed {problem}")
     if not new_run and (done := _finished(run_dir, argv)):
         raise ResumeError(done, code=0)
     flags = [a for a in argv if a.startswith("-")]
