@@ -255,6 +255,10 @@ def test_record_writes_a_trajectory_the_report_reads_without_checkpoints(
     assert [r["epoch"] for r in rows] == load_run(tb_run).epochs  # every snapshot
     final = json.loads((out / "final.json").read_text())
     assert all(r["key_freqs"] == final["key_freqs"] for r in rows)  # the final model's keys
+    from project.interp.fourier import NEURON_KEY_RULE
+
+    assert final["key_rule"] == NEURON_KEY_RULE  # labelled with the rule that found them
+    assert "weight_sq_sum" in rows[0] and "weight_norm" not in rows[0]
     header = (out / "csv_logs" / "metrics.csv").read_text().splitlines()[0].split(",")
     assert set(header) <= {"epoch", "step", "lr", "train/loss", "train/acc", "val/loss", "val/acc"}
     assert main([str(out)]) == 0
