@@ -310,8 +310,13 @@ def _checks(
                 needs=f">= {share}")  # fmt: skip
     moved("restricted_loss_falls_in_cleanup", "restricted_loss", cu, falls=True)
     moved("weight_sq_sum_falls_in_cleanup", "weight_sq_sum", cu, falls=True)
-    rates = [None if s is None or s[1] <= s[0] or _fall(m, "weight_sq_sum", *s) is None
-             else _fall(m, "weight_sq_sum", *s) / (s[1] - s[0]) for s in (cf, cu)]  # type: ignore[operator]  # fmt: skip
+
+    def rate(span: tuple[float, float] | None) -> float | None:
+        """How fast (ln per epoch) the sum of squared weights falls over ``span``."""
+        d = None if span is None or span[1] <= span[0] else _fall(m, "weight_sq_sum", *span)
+        return None if d is None or span is None else d / (span[1] - span[0])
+
+    rates = [rate(cf), rate(cu)]
     if rates[0] is None or rates[1] is None:
         put("weight_sq_sum_falls_faster_in_cleanup", None)
     else:
@@ -399,9 +404,9 @@ def detect_phases(
             )
         else:
             spans["cleanup"] = (e2, e3)
-    out["phases"] = {name: None if spans.get(name) is None else
-                     [int(round(spans[name][0])), int(round(spans[name][1]))]  # type: ignore[index]
-                     for name in PHASES}  # fmt: skip
+    for name in PHASES:
+        span = spans.get(name)
+        out["phases"][name] = None if span is None else [int(round(span[0])), int(round(span[1]))]
     out["checks"], out["check_values"] = _checks(measures, spans, grok_epoch, share)
     if sensitivity:
         out["sensitivity"] = boundary_sensitivity(
