@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -142,6 +144,45 @@ def load_init_weights(module: Any, path: str) -> str:
     )
 
 
+_SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|_PASS$|CREDENTIAL)", re.I)
+REDACTED = "<redacted>"  # a plain YAML scalar (``***`` would read as an alias)
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables that look like secrets (``*_API_KEY``, ``*TOKEN*``, ...)."""
+    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6}
+    return sorted(values, key=len, reverse=True)
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every secret environment value replaced by ``<redacted>``."""
+    for value in secret_values():
+        text = text.replace(value, REDACTED)
+    return text
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
+    """``cfg.logger`` built (empty for ``logger=none``); a W&B logger through
+    ``project.loggers`` (offline when it must, its run id kept for a resume)."""
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return []
+    from hydra.utils import instantiate
+    from lightning.pytorch.loggers import WandbLogger
+
+    target = locate(str(cfg.logger._target_))
+    if isinstance(target, type) and issubclass(target, WandbLogger):
+        from project.loggers import build_wandb_logger
+
+        if run_dir is None:
+            from hydra.core.hydra_config import HydraConfig
+
+            run_dir = Path(HydraConfig.get().runtime.output_dir)
+        from lightning.pytorch.utilities.rank_zero import rank_zero_only
+
+        return [build_wandb_logger(cfg, run_dir, getattr(rank_zero_only, "rank", 0) == 0)]
+    return [instantiate(cfg.logger)]
+
+
 def build_callbacks(
     cfg: DictConfig, run_dir: Path, with_loggers: bool = True, datamodule: Any = None
 ) -> dict[str, Any]:
@@ -156,9 +197,7 @@ def build_callbacks(
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 
-    from project.callbacks.cloud_sync import CloudSync
     from project.callbacks.run_summary import RunSummary
-    from project.sync import ENV_VAR
 
     built = {}
     for name, node in (cfg.get("callbacks") or {}).items():
@@ -171,10 +210,18 @@ def build_callbacks(
                 built[str(name)] = callback
     if not any(isinstance(cb, RunSummary) for cb in built.values()):
         built["_run_summary"] = RunSummary.untracked()
-    if os.environ.get(ENV_VAR) and not any(isinstance(cb, CloudSync) for cb in built.values()):
-        built["_cloud_sync"] = CloudSync(str(run_dir))
+    cloud_sync: Any = sys.modules.get("project.callbacks.cloud_sync")  # imported if configured
+    if os.environ.get("RCLONE_DEST") and not (cloud_sync and any(
+        isinstance(cb, cloud_sync.CloudSync) for cb in built.values()
+    )):  # fmt: skip
+        from project.callbacks.cloud_sync import CloudSync as Sync
+
+        built["_cloud_sync"] = Sync(str(run_dir))
+    cloud_sync = sys.modules.get("project.callbacks.cloud_sync")
+    sync_type: Any = cloud_sync.CloudSync if cloud_sync else ()
 
     def last(name: str) -> tuple[bool, bool]:  # a stable sort: only these two move
-        return isinstance(built[name], RunSummary | CloudSync), isinstance(built[name], CloudSync)
+        is_sync = isinstance(built[name], sync_type)
+        return isinstance(built[name], RunSummary) or is_sync, is_sync
 
     return {name: built[name] for name in sorted(built, key=last)}

@@ -37,6 +37,7 @@ run is a block of its own (``FinalValidation`` sees it coming).
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -47,8 +48,6 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from project.data.base import IGNORE_INDEX
-from project.losses import softmax_collapsed, stablemax_cross_entropy
-from project.optim import OrthoGrad
 from project.utils.quiet import quiet_libraries
 
 quiet_libraries()  # every command that trains or evaluates imports this module: no library noise
@@ -210,6 +209,22 @@ class LitCausalLM(L.LightningModule):
             f"{'1 or ' if last_only else ''}{pos}, {vocab}] ({target})"
         )
 
+    def _first_forward(self, tokens: torch.Tensor, last_only: bool) -> torch.Tensor:
+        """The first batch's forward: a net that cannot run on the task's tokens is a config
+        error in one line (``HYDRA_FULL_ERROR=1``: its traceback)."""
+        try:
+            return self._forward(tokens, last_only=True) if last_only else self._forward(tokens)
+        except Exception as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            target = (self.hparams.get("net") or {}).get("_target_", type(self.net).__name__)
+            message = " ".join(str(exc).split()) or "(no message)"
+            batch, pos = tokens.shape
+            raise ConfigValueError(
+                f"model.net: forward failed on a batch of {batch} examples of the task (tokens "
+                f"[{batch}, {pos}], {target}): {type(exc).__name__}: {message}"
+            ) from exc
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [batch, pos] -> logits [batch, pos, d_vocab_out]."""
         return self._forward(tokens)
@@ -218,8 +233,10 @@ class LitCausalLM(L.LightningModule):
         """Logits ``[n, d_vocab_out]`` and labels ``[n]`` of the positions the loss looks at."""
         tokens, labels = batch
         last_only = self.last_position_only and self.net_takes_last_only
-        out = self._forward(tokens, last_only=True) if last_only else self._forward(tokens)
-        if not self.output_checked:
+        if self.output_checked:
+            out = self._forward(tokens, last_only=True) if last_only else self._forward(tokens)
+        else:
+            out = self._first_forward(tokens, last_only)
             self.check_output(tokens, out, last_only)
         if self.last_position_only:
             return out[:, -1], labels[:, -1]
@@ -233,6 +250,8 @@ class LitCausalLM(L.LightningModule):
         loss = self.loss_fn(logits, labels)
         correct = ((logits.argmax(-1) == labels) & supervised).sum()
         if self.softmax_collapse and self.training:
+            from project.losses import softmax_collapsed  # (only when switched on)
+
             self._collapse = torch.stack(
                 [(softmax_collapsed(logits, dt) & supervised).sum() for dt in LOSS_DTYPES.values()]
             )
@@ -242,6 +261,8 @@ class LitCausalLM(L.LightningModule):
         """Mean loss (cross-entropy or StableMax's, in ``loss_dtype``) of ``logits [n, c]`` over
         the supervised ``labels [n]``."""
         if self.loss_kind == "stablemax":
+            from project.losses import stablemax_cross_entropy  # (only when switched on)
+
             return stablemax_cross_entropy(logits, labels, self.loss_dtype)
         supervised = (labels != IGNORE_INDEX).sum()
         return F.cross_entropy(
@@ -361,6 +382,8 @@ class LitCausalLM(L.LightningModule):
                 _config_line("model.optimizer", self.optimizer_factory, exc)
             ) from exc
         if self.orthograd:
+            from project.optim import OrthoGrad  # (only when switched on)
+
             optimizer = OrthoGrad(optimizer)
         if self.scheduler_factory is None:
             return optimizer

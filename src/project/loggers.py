@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import netrc
 import os
-import re
 import secrets
 import socket
 import sys
@@ -24,27 +23,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from project.build import _SECRET_NAME, REDACTED, redact_secrets, secret_values
+
+__all__ = ["build_wandb_logger", "finish_wandb", "redact_secrets", "redacted_container"]
+
 ID_FILE = "wandb_run_id"
-_SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|_PASS$|CREDENTIAL)", re.I)
-REDACTED = "<redacted>"  # a plain YAML scalar (``***`` would read as an alias)
-
-
-def secret_values() -> list[str]:
-    """Values of environment variables that look like secrets (``*_API_KEY``, ``*TOKEN*``, ...)."""
-    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact_secrets(text: str) -> str:
-    """``text`` with every secret environment value replaced by ``<redacted>``."""
-    for value in secret_values():
-        text = text.replace(value, REDACTED)
-    return text
-
-
 def redacted_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as a plain dict; secret-looking keys and secret values -> ``<redacted>``."""
     secrets = set(secret_values())
@@ -106,7 +91,9 @@ def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -
     """A ``WandbLogger`` that is offline whenever online is impossible; started on rank zero."""
     import wandb
 
-    logger_class = hydra.utils.get_class(cfg.logger._target_)  # WandbLogger or a subclass
+    from hydra.utils import get_class
+
+    logger_class = get_class(cfg.logger._target_)  # WandbLogger or a subclass
     if wandb.run is not None:  # left over from a crashed job of the same sweep process
         wandb.finish()
     kwargs: dict[str, Any] = dict(OmegaConf.to_container(cfg.logger, resolve=True))  # type: ignore[arg-type]
@@ -135,25 +122,6 @@ def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -
             logger = logger_class(**kwargs)
             _ = logger.experiment
     return logger
-
-
-def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
-    """Instantiate ``cfg.logger`` (empty list for ``logger=none``)."""
-    if not cfg.get("logger") or "_target_" not in cfg.logger:
-        return []
-    from lightning.pytorch.loggers import WandbLogger
-
-    target = hydra.utils.get_object(cfg.logger._target_)
-    if isinstance(target, type) and issubclass(target, WandbLogger):
-        if run_dir is None:
-            from hydra.core.hydra_config import HydraConfig
-
-            run_dir = Path(HydraConfig.get().runtime.output_dir)
-        from lightning.pytorch.utilities.rank_zero import rank_zero_only
-
-        rank = getattr(rank_zero_only, "rank", 0)
-        return [build_wandb_logger(cfg, run_dir, rank_zero=rank == 0)]
-    return [hydra.utils.instantiate(cfg.logger)]
 
 
 def finish_wandb(loggers: list[Any]) -> str | None:

@@ -187,13 +187,16 @@ class RunSummary(Callback):
     def on_fit_end(self, trainer: Any, pl_module: Any) -> None:
         if not trainer.is_global_zero:
             return
-        from project.loggers import finish_wandb
+        from lightning.pytorch.loggers import WandbLogger
 
         for logger in trainer.loggers:  # their files complete before the record and the copy
             logger.finalize("success")
         final = {k: float(v) for k, v in trainer.callback_metrics.items()}
         self.record = self.build_record(trainer, final)
-        self.record.wandb = finish_wandb(list(trainer.loggers))
+        if any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
+            from project.loggers import finish_wandb
+
+            self.record.wandb = finish_wandb(list(trainer.loggers))
         self.record.write()
 
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:

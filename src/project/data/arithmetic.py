@@ -8,7 +8,6 @@ randperm) is theirs exactly. The task (``ModularDataModule``) is in ``project.da
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import torch
@@ -60,26 +59,6 @@ def all_pairs(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, labels
 
 
-SPLIT_RNGS = ("torch", "python")
+from project.data.base import SPLIT_RNGS, split_indices  # noqa: E402,F401  (re-exported)
 
 
-def split_indices(
-    n: int, frac_train: float, split_seed: int, rng: str = "torch"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded split of ``range(n)``: the first ``int(frac_train * n)`` of a permutation are train.
-
-    ``rng="torch"``: ``torch.manual_seed(split_seed); randperm(n)`` (the TransformerLens grokking
-    demo, seed 598). ``rng="python"``: ``random.seed(split_seed); random.shuffle`` of the list of
-    pairs in table order (the progress-measures-paper code's ``gen_train_test``, seed 0).
-    """
-    if rng not in SPLIT_RNGS:
-        raise ValueError(f"split_rng={rng!r} is invalid: allowed torch, python")
-    if rng == "python":
-        order = list(range(n))
-        random.Random(split_seed).shuffle(order)  # = random.seed(s); random.shuffle(order)
-        perm = torch.tensor(order, dtype=torch.long)
-    else:
-        generator = torch.Generator().manual_seed(split_seed)
-        perm = torch.randperm(n, generator=generator)
-    cutoff = int(frac_train * n)
-    return perm[:cutoff], perm[cutoff:]

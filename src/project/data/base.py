@@ -25,13 +25,12 @@ a run's ``data._target_``, so old run dirs get them too.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
 import torch
-
-from project.data.arithmetic import split_indices
 
 IGNORE_INDEX = -100
 # tasks renamed since older runs were written: their run dirs still load (``load_run``)
@@ -101,6 +100,31 @@ class DeviceBatches:
                 yield self.tokens[idx], self.labels[idx]
             else:
                 yield self.tokens[start:stop], self.labels[start:stop]
+
+
+SPLIT_RNGS = ("torch", "python")
+
+
+def split_indices(
+    n: int, frac_train: float, split_seed: int, rng: str = "torch"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded split of ``range(n)``: the first ``int(frac_train * n)`` of a permutation are train.
+
+    ``rng="torch"``: ``torch.manual_seed(split_seed); randperm(n)`` (the TransformerLens grokking
+    demo, seed 598). ``rng="python"``: ``random.seed(split_seed); random.shuffle`` of the list of
+    pairs in table order (the progress-measures-paper code's ``gen_train_test``, seed 0).
+    """
+    if rng not in SPLIT_RNGS:
+        raise ValueError(f"split_rng={rng!r} is invalid: allowed torch, python")
+    if rng == "python":
+        order = list(range(n))
+        random.Random(split_seed).shuffle(order)  # = random.seed(s); random.shuffle(order)
+        perm = torch.tensor(order, dtype=torch.long)
+    else:
+        generator = torch.Generator().manual_seed(split_seed)
+        perm = torch.randperm(n, generator=generator)
+    cutoff = int(frac_train * n)
+    return perm[:cutoff], perm[cutoff:]
 
 
 class TokenTask(L.LightningDataModule):

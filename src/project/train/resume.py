@@ -59,18 +59,17 @@ def resume_argv(argv: list[str]) -> list[str]:
     checkpoint inside a run dir; this command line's overrides still win. What is replayed is
     plain data only (``project.stored.replay_overrides``); a refused override, a run dir with a
     symlink leaving it, or a finished run is a ``ResumeError``."""
+    ckpt = _last_value(argv, "run.ckpt_path")
+    new_run = ckpt is None
+    path = _last_value(argv, "run.init_from") if new_run else ckpt
+    if path is None or _last_value(argv, "hydra.run.dir") is not None:
+        return argv
     from project.stored import (
         StoredDataError,
         check_no_escaping_links,
         find_run_dir,
         replay_overrides,
     )
-
-    ckpt = _last_value(argv, "run.ckpt_path")
-    new_run = ckpt is None
-    path = _last_value(argv, "run.init_from") if new_run else ckpt
-    if path is None or _last_value(argv, "hydra.run.dir") is not None:
-        return argv
     run_dir = find_run_dir(path)
     if run_dir is None:
         return argv
@@ -141,7 +140,7 @@ def config_differences(previous: dict[str, Any], current: dict[str, Any]) -> lis
 
 
 def _resolved(cfg: DictConfig) -> dict[str, Any]:
-    from project.loggers import redact_secrets
+    from project.build import redact_secrets
 
     loaded = yaml.safe_load(redact_secrets(OmegaConf.to_yaml(cfg, resolve=True)))
     return loaded if isinstance(loaded, dict) else {}

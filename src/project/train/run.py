@@ -21,12 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from project.build import (
     BuildError,
     build_callbacks,
+    build_loggers,
     building,
     fill_net_sizes,
     instantiate_task,
     load_init_weights,
+    redact_secrets,
 )
-from project.loggers import build_loggers, redact_secrets
 from project.summary import run_objective
 from project.train.checks import (
     CONFIG_DIR,
