@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 INTEGRITY_KEY = "integrity"
 HASH_SCHEME = "sha256/v1"
@@ -182,47 +181,3 @@ def checkpoint_problem(path: str | Path, key: str = "run.ckpt_path") -> str | No
         f"state to resume from){fix}; or start a new run from its weights with: {run} "
         f"run.init_from={Path(str(path)).absolute()}"
     )
-
-
-def build_net(
-    hparams: dict[str, Any], source: str = "checkpoint", run_dir: Path | None = None
-) -> nn.Module:
-    """The net a checkpoint's ``hyper_parameters`` describe (not yet loaded with weights), built
-    by ``project.stored`` (a ``torch.nn.Module`` class you can import; else ``CheckpointError``
-    and nothing was called)."""
-    spec = hparams.get("net")
-    if isinstance(spec, dict) and "_target_" in spec:
-        from project.stored import StoredDataError, build
-
-        try:
-            return build(spec, "model.net", source, run_dir)  # type: ignore[no-any-return]
-        except StoredDataError as exc:
-            raise CheckpointError(str(exc)) from None
-    from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
-
-    fields = TinyTransformerConfig.__dataclass_fields__
-    return TinyTransformer(
-        TinyTransformerConfig(**{k: v for k, v in hparams.items() if k in fields})
-    )
-
-
-def load_checkpoint(
-    path: str | Path, device: torch.device | str | None = None
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Load a training checkpoint as ``(net in eval mode, hyperparameters dict)``.
-
-    Safe: ``torch.load(weights_only=True)``. A GPU checkpoint loads on CPU. The hyperparameters
-    hold ``net`` / ``optimizer`` / ``scheduler`` configs plus ``epoch`` and ``global_step``.
-    """
-    ckpt = read_checkpoint(path)
-    hparams = dict(ckpt.get("hyper_parameters", {}))
-    run_dir = Path(path).absolute().parent.parent  # <run dir>/checkpoints/x.ckpt
-    model = build_net(hparams, f"checkpoint {str(path)!r}", run_dir)
-    state = {
-        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
-    }
-    model.load_state_dict(state)
-    model.to(device if device is not None else "cpu").eval()
-    hparams["epoch"] = ckpt.get("epoch")
-    hparams["global_step"] = ckpt.get("global_step")
-    return model, hparams

@@ -83,8 +83,8 @@ def generate(
     data_path: str | None = None,
 ) -> str:
     """Prompt + ``tokens`` sampled characters from a text run (see the module doc)."""
-    from project.checkpoint import load_checkpoint
     from project.eval import resolve
+    from project.stored import load_checkpoint
 
     ckpt, run_dir = resolve(target)
     task = load_vocab(run_dir, data_path)

@@ -33,7 +33,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from torch import nn
+
+from project.checkpoint import CheckpointError, read_checkpoint
 
 # role (config key) -> the class its target must subclass, as "module:Class"
 ROLE_BASES = {
@@ -285,3 +289,45 @@ def build_module(run_dir: str | Path, config: dict[str, Any] | None = None) -> A
     config = run_config(run_dir) if config is None else config
     source = str(Path(run_dir) / "resolved_config.yaml")
     return build(config.get("model"), "model", source, Path(run_dir))
+
+
+def build_net(
+    hparams: dict[str, Any], source: str = "checkpoint", run_dir: Path | None = None
+) -> nn.Module:
+    """The net a checkpoint's ``hyper_parameters`` describe (not yet loaded with weights), built
+    by ``project.stored`` (a ``torch.nn.Module`` class you can import; else ``CheckpointError``
+    and nothing was called)."""
+    spec = hparams.get("net")
+    if isinstance(spec, dict) and "_target_" in spec:
+        try:
+            return build(spec, "model.net", source, run_dir)  # type: ignore[no-any-return]
+        except StoredDataError as exc:
+            raise CheckpointError(str(exc)) from None
+    from project.models.tiny_transformer import TinyTransformer, TinyTransformerConfig
+
+    fields = TinyTransformerConfig.__dataclass_fields__
+    return TinyTransformer(
+        TinyTransformerConfig(**{k: v for k, v in hparams.items() if k in fields})
+    )
+
+
+def load_checkpoint(
+    path: str | Path, device: torch.device | str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Load a training checkpoint as ``(net in eval mode, hyperparameters dict)``.
+
+    Safe: ``torch.load(weights_only=True)``. A GPU checkpoint loads on CPU. The hyperparameters
+    hold ``net`` / ``optimizer`` / ``scheduler`` configs plus ``epoch`` and ``global_step``.
+    """
+    ckpt = read_checkpoint(path)
+    hparams = dict(ckpt.get("hyper_parameters", {}))
+    run_dir = Path(path).absolute().parent.parent  # <run dir>/checkpoints/x.ckpt
+    model = build_net(hparams, f"checkpoint {str(path)!r}", run_dir)
+    state = {
+        k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")
+    }
+    model.load_state_dict(state)
+    model.to(device if device is not None else "cpu").eval()
+    hparams["epoch"] = ckpt.get("epoch")
+    hparams["global_step"] = ckpt.get("global_step")
+    return model, hparams

@@ -105,10 +105,10 @@ def test_minibatch_members_equal_single_runs(tmp_path: Path) -> None:
 
 
 def _check_members(tmp_path: Path, *extra: str) -> None:
-    from project.checkpoint import load_checkpoint
     from project.runs import collect_runs
     from project.runs.load import load_run
     from project.runs.sweep import phase_table, seed_stats
+    from project.stored import load_checkpoint
 
     steps_per_epoch = 3 if extra else 1
     sweep = _ensemble_sweep(tmp_path, *extra)

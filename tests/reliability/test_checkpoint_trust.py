@@ -20,8 +20,8 @@ import torch
 import yaml
 
 from project.callbacks.checkpoints import AtomicCheckpointIO
-from project.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
-from project.stored import StoredDataError, locate_class
+from project.checkpoint import CheckpointError, read_checkpoint
+from project.stored import StoredDataError, load_checkpoint, locate_class
 from tests.conftest import SMALL, main_in_process, train_in_process
 from tests.reliability.helpers import assert_bit_identical
 

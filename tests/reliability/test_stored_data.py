@@ -20,7 +20,8 @@ import pytest
 import torch
 import yaml
 
-from project.checkpoint import CheckpointError, load_checkpoint, with_integrity
+from project.checkpoint import CheckpointError, with_integrity
+from project.stored import load_checkpoint
 from tests.conftest import ROOT, SMALL, cli_env, main_in_process, train_in_process
 
 TINY = [*SMALL, "model.net.d_model=16", "model.net.d_mlp=32", "trainer.max_epochs=2",

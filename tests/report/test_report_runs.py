@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.checkpoint import load_checkpoint, read_checkpoint
+from project.checkpoint import read_checkpoint
 from project.grokking.report_phases import PHASES
 from project.interp.fourier import KEY_RULE
 from project.report import main as report_main
 from project.runs.report import build_report
+from project.stored import load_checkpoint
 from tests.conftest import SMALL, train_in_process
 
 

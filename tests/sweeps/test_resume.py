@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from project.train.resume import config_differences, decide, read_attempts
+from project.train.sweep_jobs import config_differences, decide, read_attempts
 from project.train.threads import effective_jobs, threads_per_job
 from tests.conftest import cli_env
 from tests.sweeps.conftest import SWEEP

@@ -12,7 +12,7 @@ workers; a group that raises marks its jobs failed). A job that cannot be a memb
 smaller than ``hydra.launcher.min_members`` runs through the normal path after the groups, one
 after the other in this process, as the basic launcher runs it. Every job keeps its own numbered
 dir with Hydra's ``.hydra/`` files, ``attempts.jsonl`` and the sweeper's objective; a job finished before is
-skipped (``project.train.resume``); an interrupted group resumes from its members' ``last.ckpt``
+skipped (``project.train.sweep_jobs``); an interrupted group resumes from its members' ``last.ckpt``
 when all have one at the same epoch (``ensemble.resume``), else it starts again.
 """
 
@@ -92,7 +92,7 @@ def _collector(pending: list[tuple[DictConfig, Path, Path | None]], done: list[P
     from hydra.core.hydra_config import HydraConfig
 
     from project.train.checks import config_errors
-    from project.train.resume import decide
+    from project.train.sweep_jobs import decide
 
     def collect(task_cfg: DictConfig) -> None:
         run_dir = Path(HydraConfig.get().runtime.output_dir)

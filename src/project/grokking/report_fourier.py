@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
-from project.checkpoint import load_checkpoint
 from project.interp import fourier as fo
 from project.runs import report_plot as rp
 from project.runs.load import Run
@@ -26,6 +25,7 @@ from project.runs.report_generic import (
     frame_json,
     jsonable,
 )
+from project.stored import load_checkpoint
 
 TITLE = "Fourier progress measures"
 NEEDS_WEIGHTS = [

@@ -35,7 +35,8 @@ import torch
 import yaml
 from torch import nn
 
-from project.checkpoint import SNAPSHOT_RE, load_checkpoint, snapshot_paths  # noqa: F401
+from project.checkpoint import snapshot_paths
+from project.stored import load_checkpoint  # noqa: F401
 from project.summary import RunRecord, read_summary, train_twin
 
 # what a run without a record or a callbacks.run_summary config is read with

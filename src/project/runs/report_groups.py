@@ -10,11 +10,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from project.checkpoint import load_checkpoint
 from project.data.groups import symmetric_group
 from project.interp import representations as rep
 from project.runs import report_plot as rp
 from project.runs.report_generic import ReportContext, Section, choose_snapshots, frame_json
+from project.stored import load_checkpoint
 
 TITLE = "Representations of the final model"
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from project.checkpoint import load_checkpoint
 from project.interp.llc import CACHE, LLCConfig, estimate_llc, read_cache, write_result
 from project.runs import report_plot as rp
 from project.runs.report_generic import choose_snapshots
+from project.stored import load_checkpoint
 
 Section = tuple[str, str, str]
 SETTINGS = tuple(LLCConfig.__dataclass_fields__)

@@ -19,6 +19,7 @@ import functools
 import inspect
 import math
 import os
+import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any
@@ -94,8 +95,14 @@ def _run_errors(cfg: DictConfig) -> list[str]:
                 errors.append(invalid(key, path, problem))
     if OmegaConf.select(cfg, "run.init_from") and OmegaConf.select(cfg, "run.ckpt_path"):
         errors.append(invalid("run.init_from", cfg.run.init_from, "null with run.ckpt_path"))
+    if os.environ.get("RCLONE_DEST"):  # a RCLONE_DEST typo: found before training
+        from project.sync import check_rclone_dest
+
+        if problem := check_rclone_dest():
+            errors.append(problem)
     for key in ("logger.save_dir", "logger.dir"):  # a logger writing outside the run dir
-        where = OmegaConf.select(cfg, key)
+        # (unresolvable outside a job: ${hydra:runtime.output_dir}, the run dir Hydra makes)
+        where = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         if isinstance(where, str) and (problem := unwritable(Path(where))):
             errors.append(invalid(key, where, f"a writable directory ({problem})"))
     return errors
@@ -140,18 +147,18 @@ def _trainer_errors(cfg: DictConfig) -> list[str]:
     name, devices = trainer.get("accelerator"), trainer.get("devices")
     if name not in ACCELERATORS:
         return [*errors, invalid("trainer.accelerator", name, "one of " + ", ".join(ACCELERATORS))]
-    from project.utils.helpers import auto_device
-
-    accel = auto_device().type if name == "auto" else ("cuda" if name == "gpu" else name)
+    mps = torch.backends.mps.is_available()
+    auto = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")  # Lightning's order
+    accel = auto if name == "auto" else ("cuda" if name == "gpu" else name)
     if accel == "cuda" and not torch.cuda.is_available():
         return [*errors, invalid("trainer.accelerator", name, "cpu or auto: no CUDA GPU here")]
     if accel == "mps" and not torch.backends.mps.is_available():
         return [*errors, invalid("trainer.accelerator", name, "cpu or auto: no Apple MPS here")]
     count = {"cuda": torch.cuda.device_count, "mps": lambda: 1, "cpu": os.cpu_count}[accel]()
     is_int = isinstance(devices, int) and not isinstance(devices, bool)
-    if devices not in ("auto", -1) and not isinstance(devices, ListConfig):
-        if not is_int or not 1 <= devices <= (count or 1):
-            errors.append(invalid("trainer.devices", devices,
+    fixed = devices not in ("auto", -1) and not isinstance(devices, ListConfig)
+    if fixed and (not is_int or not 1 <= devices <= (count or 1)):
+        errors.append(invalid("trainer.devices", devices,
                                   f"an integer in [1, {count}] ({accel} devices here)"))  # fmt: skip
     precision = str(trainer.get("precision"))
     if precision not in PRECISIONS:
@@ -186,7 +193,13 @@ def _adapter(annotation: Any) -> Any:
 
 
 def _has_any(annotation: Any) -> bool:
-    return annotation is Any or any(_has_any(a) for a in typing.get_args(annotation))
+    """``Any``, or a union with ``Any`` as a member: every value fits. (An ``Any`` inside
+    ``Callable[..., Any]`` or ``Mapping[str, Any]`` still rules out a string for it.)"""
+    if annotation is Any:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_has_any(a) for a in typing.get_args(annotation))
+    return False
 
 
 def type_ok(value: Any, annotation: Any) -> bool:
@@ -247,7 +260,8 @@ def _target_errors(cfg: DictConfig) -> list[str]:
         try:
             params, takes_any = _parameters(target)
         except Exception as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            why = exc.__cause__ or exc  # Hydra's "Error loading 'x':" wraps the ImportError
+            reason = str(why).splitlines()[0] if str(why) else type(why).__name__
             top = target.split(".")[0]
             fix = (
                 f"; make the package {top!r} importable (PYTHONPATH)" if "module" in reason else ""
@@ -291,69 +305,50 @@ def _hints(target: str) -> dict[str, Any]:
 
 def config_errors(cfg: DictConfig) -> list[str]:
     """Every problem of a composed config, one line each (empty: valid)."""
-    return [*_schema_errors(cfg), *_trainer_errors(cfg), *_run_errors(cfg), *_target_errors(cfg)]
+    errors = [*_schema_errors(cfg), *_trainer_errors(cfg), *_run_errors(cfg)]
+    seen = {line.partition("=")[0] for line in errors}
+    targets = [e for e in _target_errors(cfg) if e.partition("=")[0] not in seen]
+    return [*errors, *_stale_keys(targets, _command_line())]
 
 
-def composition_error(exc: BaseException, overrides: list[str]) -> str:
-    """Hydra's composition errors as one line: key, value, what is allowed."""
-    from hydra.errors import MissingConfigException
+def _command_line() -> list[str]:
+    """The job's overrides as typed (none outside a Hydra job)."""
+    from hydra.core.hydra_config import HydraConfig
 
-    from project.train.rundir import RunDirError
-
-    seen: BaseException | None = exc
-    while seen is not None:  # the run dir's own check, raised inside Hydra's interpolation
-        if isinstance(seen, RunDirError):
-            return str(seen)
-        seen = seen.__cause__ or seen.__context__
-    if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
-        group, _, choice = exc.missing_cfg_file.rpartition("/")
-        if group == "hydra/sweeper" and choice == "optuna":
-            return ("hydra/sweeper=optuna is not installed: it comes with the `optuna` extra "
-                    "(uv sync --extra optuna)")  # fmt: skip
-        if group:
-            options = ", ".join(exc.options or [])
-            return f"{group}={choice} is invalid: no such config; allowed: {options}"
-    cause = exc.__cause__ or exc.__context__
-    full_key = getattr(cause, "full_key", None) or getattr(exc, "full_key", None)
-    if full_key and "not in struct" in str(cause or exc):
-        return _unknown_key(str(full_key), overrides)
-    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-    return text or type(exc).__name__
+    if not HydraConfig.initialized():
+        return []
+    return [str(o) for o in HydraConfig.get().overrides.task]
 
 
-def _unknown_key(full_key: str, overrides: list[str]) -> str:
-    """``model.optimizer.lrr=0.1 is invalid: unknown key; did you mean ...``: the allowed keys
-    come from the config composed without the offending override (the error path only)."""
-    from hydra import compose, initialize_config_dir
-
-    parent, _, name = full_key.rpartition(".")
-    value = next((o.partition("=")[2] for o in reversed(overrides)
-                  if o.lstrip("+~").partition("=")[0] == full_key), None)  # fmt: skip
-    shown = f"{full_key}={value}" if value is not None else full_key
-    others = [o for o in overrides if not o.lstrip("+~").startswith(full_key)]
-    keys: list[str] = []
-    target = None
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            node = compose("config", overrides=others)
-        node = OmegaConf.select(node, parent) if parent else node
-        if isinstance(node, DictConfig):
-            keys = sorted(str(k) for k in node if not str(k).startswith("_"))
-            target = node.get("_target_")
-    except Exception:
-        pass
-    if target and value is not None and name != "_target_":
-        try:
-            if name in _parameters(str(target))[0]:
-                return (f"{shown} is invalid: {full_key} is not in the config; {target} takes "
-                        f"it, so add it with +{shown}")  # fmt: skip
-        except Exception:
-            pass
-    close = difflib.get_close_matches(name, keys, n=1)
-    hint = f"did you mean {parent + '.' if parent else ''}{close[0]}? " if close else ""
-    where = f"under {parent}" if parent else "at the top level"
-    allowed = f"; {hint}allowed keys {where}: {', '.join(keys)}" if keys else ""
-    return f"{shown} is invalid: unknown key{allowed}"
+def _stale_keys(errors: list[str], overrides: list[str]) -> list[str]:
+    """Where the command line replaced a node's ``_target_`` and the node's other keys (left from
+    the config it came with) are not the new class's: one line for them all, not one per key."""
+    replaced = {}
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if key.endswith("._target_"):
+            replaced[key.removesuffix("._target_")] = value
+    stale: dict[str, list[str]] = {}
+    lines: list[str] = []
+    for line in errors:
+        full_key = line.partition("=")[0]
+        node, _, key = full_key.rpartition(".")
+        if node in replaced and " is invalid: allowed a known key" in line:
+            if node not in stale:
+                lines.append(node)  # placeholder, filled below
+            stale.setdefault(node, []).append(key)
+        else:
+            lines.append(line)
+    for node, keys in stale.items():
+        target = replaced[node]
+        takes = ", ".join(_parameters(target)[0])
+        drop = " ".join(f"~{node}.{k}" for k in keys)
+        lines[lines.index(node)] = (
+            f"{node}._target_={target} is invalid: allowed a class that takes the node's keys; "
+            f"{target.rpartition('.')[2]} does not take {', '.join(keys)} (left from the config "
+            f"it replaced: drop them with {drop}, or write a config for it); it takes {takes}"
+        )
+    return lines
 
 
 BYTES_PER_PARAM = 16  # float32 weight + gradient + two AdamW moments
@@ -390,23 +385,3 @@ def memory_problem(net: Any, available: int | None = None) -> str | None:
         f"parameters need ~{need / 2**30:.1f} GiB (weights, gradients, AdamW state), "
         f"{available / 2**30:.1f} GiB are available ({sizes})"
     )
-
-
-def checkpoint_mismatch(module: Any, ckpt_path: str, cfg: DictConfig) -> str | None:
-    """One line when ``run.ckpt_path`` holds weights of another shape than the net this config
-    builds, naming the net keys that differ from the checkpoint's own."""
-    from project.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(ckpt_path)
-    mine = module.state_dict()
-    theirs = ckpt.get("state_dict") or {}
-    if all(k in mine and tuple(v.shape) == tuple(mine[k].shape) for k, v in theirs.items()):
-        return None
-    stored = (ckpt.get("hyper_parameters") or {}).get("net") or {}
-    net = OmegaConf.to_container(cfg.model.net, resolve=True) if "net" in cfg.model else {}
-    differ = [k for k, v in stored.items() if isinstance(net, dict) and net.get(k) not in (None, v)]
-    if differ:
-        k = differ[0]
-        return invalid(f"model.net.{k}", net[k], f"{stored[k]!r}, the value the checkpoint "  # type: ignore[index]
-                       f"run.ckpt_path={ckpt_path} was trained with")  # fmt: skip
-    return invalid("run.ckpt_path", ckpt_path, "a checkpoint of the net this config builds")

@@ -16,6 +16,7 @@ from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from project.build import (
@@ -28,17 +29,9 @@ from project.build import (
     load_init_weights,
     redact_secrets,
 )
-from project.summary import run_objective
-from project.train.checks import (
-    CONFIG_DIR,
-    checkpoint_mismatch,
-    composition_error,
-    config_errors,
-    memory_problem,
-)
-from project.train.resume import ResumeError, plan_job, resume_argv
+from project.train.checks import CONFIG_DIR, config_errors, memory_problem
+from project.train.resume import ResumeError, resume_argv
 from project.train.rundir import discard_run_dir, register_resolvers
-from project.train.threads import limit_threads_per_job
 
 log = logging.getLogger("project.train")
 
@@ -95,14 +88,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
             except BuildError as exc:
                 errors.append(str(exc))
         reject(errors, run_dir)
-    limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
-    # sweeps: skip a finished job, resume an interrupted one from its last.ckpt
-    plan = plan_job(cfg, run_dir, record=is_global_zero())
-    if plan.skip:
-        return plan.metrics
+    plan = None
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        from project.train.sweep_jobs import plan_job
+        from project.train.threads import limit_threads_per_job
+
+        limit_threads_per_job()  # joblib sweeps: jobs x threads <= cores
+        # skip a finished job, resume an interrupted one from its last.ckpt
+        plan = plan_job(cfg, run_dir, record=is_global_zero())
+        if plan.skip:
+            return plan.metrics
 
     L.seed_everything(cfg.seed, workers=False, verbose=False)
-    ckpt = plan.ckpt_path or cfg.run.ckpt_path
+    ckpt = (plan.ckpt_path if plan else None) or cfg.run.ckpt_path
     try:  # a class's own error (its range checks, the Trainer's): one line
         with building("data", cfg.data):
             datamodule = instantiate_task(cfg)
@@ -112,10 +110,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 reject([problem], run_dir)
         with building("model", cfg.model):
             module = hydra.utils.instantiate(cfg.model)
-        if cfg.run.ckpt_path and (problem := checkpoint_mismatch(module, cfg.run.ckpt_path, cfg)):
-            reject([problem], run_dir)
+        if cfg.run.ckpt_path:
+            from project.train.composition import checkpoint_mismatch
+
+            if problem := checkpoint_mismatch(module, cfg.run.ckpt_path, cfg):
+                reject([problem], run_dir)
         init_from = OmegaConf.select(cfg, "run.init_from")
-        if init_from and not (plan.ckpt_path or cfg.run.ckpt_path):  # a resume has its weights
+        if init_from and not ckpt:  # a resume has its weights
             print(line := load_init_weights(module, str(init_from)), flush=True)
             log.info(line)
         with building("logger", cfg.get("logger")):
@@ -165,6 +166,10 @@ def run_task(cfg: DictConfig) -> float:
     threshold)."""
     _restore_full_error()  # composition is over: the job's own errors are reported as usual
     train(cfg)
+    if HydraConfig.get().mode != RunMode.MULTIRUN:
+        return 0.0  # nobody reads a single run's objective
+    from project.summary import run_objective
+
     run_dir = HydraConfig.get().runtime.output_dir
     return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
 
@@ -202,6 +207,8 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException) as exc:
         if not _USER_FULL_ERROR or _USER_FULL_ERROR[0] == "1":
             raise  # raised by the job, or the user asked for tracebacks
+        from project.train.composition import composition_error
+
         line = composition_error(exc, [a for a in argv if not a.startswith("-")])
         print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,6 +1,6 @@
 """Notebook helpers: ``load_checkpoint``, ``auto_device``, ``to_numpy``.
 
-``load_checkpoint`` lives in ``project.checkpoint``; it stays importable here (the original
+``load_checkpoint`` lives in ``project.stored`` (the stored-data reader); it stays importable here (the original
 design names ``project.utils.helpers.load_checkpoint``).
 """
 
@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from project.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from project.checkpoint import CheckpointError, read_checkpoint
+from project.stored import load_checkpoint
 
 __all__ = ["CheckpointError", "auto_device", "load_checkpoint", "read_checkpoint", "to_numpy"]
 

@@ -1,0 +1,130 @@
+"""Resumable sweeps: rerun the same multirun command into the same ``hydra.sweep.dir`` and every
+job decides from its own output dir what to do (any launcher: basic, joblib, submitit).
+
+* ``skip``: ``summary.json`` says ``finished`` -> the job returns that run's final metrics
+  without training (the sweeper still gets its objective).
+* ``resume``: the job started before (``resolved_config.yaml``) and left ``checkpoints/last.ckpt``
+  but no finished summary (killed, preempted) -> ``trainer.fit(ckpt_path=last.ckpt)``: weights,
+  optimiser, schedule, RNG and the epoch count continue from there.
+* ``fresh``: nothing usable in the dir.
+
+A job dir that holds a *different* config (the sweep was changed, so job numbers now mean other
+values) stops the job with one line instead of mixing two runs. Each decision is appended to
+``<job dir>/attempts.jsonl`` (``action``, ``from_epoch``, ``time``, ``pid``, ``torch_threads``).
+Single runs are never touched (they always get a new run dir; resume them with ``run.ckpt_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+
+from project.summary import read_summary
+
+ATTEMPTS_FILE = "attempts.jsonl"
+_IGNORED_KEYS = ("run.ckpt_path",)
+
+
+@dataclass
+class JobPlan:
+    action: str  # "fresh" | "resume" | "skip"
+    ckpt_path: str | None = None
+    from_epoch: int | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def skip(self) -> bool:
+        return self.action == "skip"
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): node}
+
+
+def config_differences(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Dotted keys whose values differ between two resolved configs. Ignored: ``run.ckpt_path``,
+    and keys left empty (null / ``???``) in ``current`` that the run fills in when it builds
+    (``model.net.d_vocab`` ... from the task)."""
+    a, b = _flatten(previous), _flatten(current)
+    return sorted(
+        k
+        for k in set(a) | set(b)
+        if a.get(k) != b.get(k) and k not in _IGNORED_KEYS and b.get(k) not in (None, "???")
+    )
+
+
+def _resolved(cfg: DictConfig) -> dict[str, Any]:
+    from project.build import redact_secrets
+
+    loaded = yaml.safe_load(redact_secrets(OmegaConf.to_yaml(cfg, resolve=True)))
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def decide(cfg: DictConfig, job_dir: Path) -> JobPlan:
+    """What a sweep job should do in ``job_dir`` (see the module docstring)."""
+    from project.checkpoint import CheckpointError, read_checkpoint
+
+    saved = job_dir / "resolved_config.yaml"
+    if not saved.is_file():
+        return JobPlan("fresh")
+    previous = yaml.safe_load(saved.read_text()) or {}
+    if changed := config_differences(previous, _resolved(cfg)):
+        shown = ", ".join(changed[:5]) + (
+            f" (+{len(changed) - 5} more)" if len(changed) > 5 else ""
+        )
+        print(
+            f"error: hydra.sweep.dir job {job_dir} is invalid: it holds a run with a different "
+            f"config ({shown}); allowed: the same sweep command, or a new hydra.sweep.dir",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    record = read_summary(job_dir)
+    if record is not None and record.status == "finished":
+        return JobPlan("skip", from_epoch=record.epochs, metrics=record.final)
+    last = job_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        try:
+            ckpt = read_checkpoint(last)
+        except CheckpointError as exc:  # unreadable: start over rather than fail the sweep
+            print(f"warning: {exc}; job {job_dir} starts fresh", file=sys.stderr)
+            return JobPlan("fresh")
+        return JobPlan("resume", ckpt_path=str(last), from_epoch=int(ckpt.get("epoch", 0)) + 1)
+    return JobPlan("fresh")
+
+
+def plan_job(cfg: DictConfig, job_dir: Path, record: bool = True) -> JobPlan:
+    """``decide`` for a multirun job (recorded in ``attempts.jsonl`` when ``record``: rank zero)."""
+    plan = decide(cfg, job_dir)
+    if not record:
+        return plan
+    entry = {"action": plan.action, "from_epoch": plan.from_epoch, "time": time.time()}
+    import torch
+
+    entry.update(pid=os.getpid(), torch_threads=torch.get_num_threads())
+    with (job_dir / ATTEMPTS_FILE).open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    if plan.action != "fresh":
+        what = "finished before: skipped" if plan.skip else f"resumed after epoch {plan.from_epoch}"
+        print(f"sweep job {job_dir.name}: {what} ({job_dir})", flush=True)
+    return plan
+
+
+def read_attempts(job_dir: str | Path) -> list[dict[str, Any]]:
+    """The decisions recorded for a job dir, oldest first."""
+    path = Path(job_dir) / ATTEMPTS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
