@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from project.utils.secrets import redact_secrets  # noqa: F401  (the run writes its config with it)
 
 # net constructor argument <- task attribute
 SIZE_ARGS = {"d_vocab": "vocab_size", "n_ctx": "seq_len", "d_vocab_out": "d_vocab_out"}
@@ -142,23 +143,6 @@ def load_init_weights(module: Any, path: str) -> str:
         f"a new run from the weights of {path} (after {done} epoch{'' if done == 1 else 's'}); "
         "the optimiser, schedule and epoch count start fresh"
     )
-
-
-_SECRET_NAME = re.compile(r"(API_?KEY|TOKEN|SECRET|PASSWORD|PASSWD|_PASS$|CREDENTIAL)", re.I)
-REDACTED = "<redacted>"  # a plain YAML scalar (``***`` would read as an alias)
-
-
-def secret_values() -> list[str]:
-    """Values of environment variables that look like secrets (``*_API_KEY``, ``*TOKEN*``, ...)."""
-    values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6}
-    return sorted(values, key=len, reverse=True)
-
-
-def redact_secrets(text: str) -> str:
-    """``text`` with every secret environment value replaced by ``<redacted>``."""
-    for value in secret_values():
-        text = text.replace(value, REDACTED)
-    return text
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:

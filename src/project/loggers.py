@@ -25,11 +25,13 @@ from urllib.parse import urlparse
 
 from omegaconf import DictConfig, OmegaConf
 
-from project.build import _SECRET_NAME, REDACTED, redact_secrets, secret_values
+from project.utils.secrets import _SECRET_NAME, REDACTED, redact_secrets, secret_values
 
 __all__ = ["build_wandb_logger", "finish_wandb", "redact_secrets", "redacted_container"]
 
 ID_FILE = "wandb_run_id"
+
+
 def redacted_container(cfg: DictConfig) -> dict[str, Any]:
     """The resolved config as a plain dict; secret-looking keys and secret values -> ``<redacted>``."""
     secrets = set(secret_values())
@@ -90,7 +92,6 @@ def _run_id(run_dir: Path, write: bool) -> str:
 def build_wandb_logger(cfg: DictConfig, run_dir: Path, rank_zero: bool = True) -> Any:
     """A ``WandbLogger`` that is offline whenever online is impossible; started on rank zero."""
     import wandb
-
     from hydra.utils import get_class
 
     logger_class = get_class(cfg.logger._target_)  # WandbLogger or a subclass

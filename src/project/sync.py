@@ -118,7 +118,7 @@ def check_rclone_dest(dest: str | None = None, timeout: float = 30.0) -> str | N
             f"{prefix} allowed a remote:path or a local directory without surrounding blanks {hint}"
         )
     if not is_remote(dest):
-        from project.train.checks import unwritable
+        from project.utils.paths import unwritable
 
         if problem := unwritable(Path(dest)):
             return f"{prefix} allowed a local directory rclone can create ({problem}) {hint}"

@@ -352,8 +352,7 @@ def report_sections(ctx: ReportContext) -> list[Section]:
     trajectory (else the recorded one, else the live progress records), the phases, and the
     Fourier figures; adds summary rows and ``final``, ``trajectory``, ``phases``... to report.json.
     """
-    from project.grokking.report_phases import report_phases, with_sq_sum
-    from project.grokking.report_record import read_trajectory
+    from project.grokking.report_phases import read_trajectory, report_phases, with_sq_sum
 
     run, dm, model = ctx.run, ctx.dm, ctx.model
     if not hasattr(dm, "modulus"):

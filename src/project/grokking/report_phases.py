@@ -58,6 +58,8 @@ signal's value there, the excluded-loss low and the sharp-fall stretches with th
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -515,3 +517,22 @@ def report_phases(ctx: ReportContext, traj: pd.DataFrame) -> dict[str, Any] | No
     ctx.marks.labels, ctx.marks.colors = dict(PHASE_LABELS), dict(PHASE_COLORS)
     ctx.marks.caption = f"phases of grokking placed from the progress measures; source: {source}"
     return phases
+
+
+def read_trajectory(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """``trajectory.jsonl`` and ``final.json`` of a recorded run dir (empty when absent)."""
+    path, final = run_dir / "trajectory.jsonl", run_dir / "final.json"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    from project.interp import fourier as fo
+
+    traj = with_sq_sum(pd.DataFrame(rows))
+    if "embed_norms" in traj:
+        traj["embed_norms"] = traj["embed_norms"].map(np.asarray)
+    rec = json.loads(final.read_text()) if final.is_file() else {}
+    if "weight_norm" in rec and "weight_sq_sum" not in rec:  # written before the rename
+        rec["weight_sq_sum"] = rec.pop("weight_norm")
+    if rec.get("key_rule") == fo.KEY_RULE and "neuron_explained_frac" in rec:
+        rec["key_rule"] = (
+            fo.NEURON_KEY_RULE
+        )  # recorded with the wrong label: keys came from neurons
+    return traj, rec

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 METRIC_COLUMNS = ("epoch", "step", "lr", "train/loss", "train/acc", "val/loss", "val/acc")
 
@@ -48,26 +47,6 @@ def _plain(x: Any) -> Any:
     if isinstance(x, np.integer):
         return int(x)
     return x
-
-
-def read_trajectory(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``trajectory.jsonl`` and ``final.json`` of a recorded run dir (empty when absent)."""
-    path, final = run_dir / "trajectory.jsonl", run_dir / "final.json"
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    from project.grokking.report_phases import with_sq_sum
-    from project.interp import fourier as fo
-
-    traj = with_sq_sum(pd.DataFrame(rows))
-    if "embed_norms" in traj:
-        traj["embed_norms"] = traj["embed_norms"].map(np.asarray)
-    rec = json.loads(final.read_text()) if final.is_file() else {}
-    if "weight_norm" in rec and "weight_sq_sum" not in rec:  # written before the rename
-        rec["weight_sq_sum"] = rec.pop("weight_norm")
-    if rec.get("key_rule") == fo.KEY_RULE and "neuron_explained_frac" in rec:
-        rec["key_rule"] = (
-            fo.NEURON_KEY_RULE
-        )  # recorded with the wrong label: keys came from neurons
-    return traj, rec
 
 
 def record(run_dir: str | Path, out_dir: str | Path) -> Path:

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from project.build import locate
+from project.utils.paths import unwritable
 
 MAX_NAME_BYTES = 200  # the run dir is <HH-MM-SS>-<name>[_N]: a file name is at most 255 bytes
 PRECISIONS = ["32", "32-true", "64", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true"]
@@ -106,23 +107,6 @@ def _run_errors(cfg: DictConfig) -> list[str]:
         if isinstance(where, str) and (problem := unwritable(Path(where))):
             errors.append(invalid(key, where, f"a writable directory ({problem})"))
     return errors
-
-
-def unwritable(root: Path) -> str | None:
-    """Why ``root`` cannot hold new files and folders, or None (probes the nearest existing
-    folder with a temp dir that is removed again)."""
-    import tempfile
-
-    probe = root.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is not a directory"
-    try:
-        os.rmdir(tempfile.mkdtemp(prefix=".write-probe-", dir=probe))
-    except OSError as exc:
-        return f"cannot create files in {probe}: {exc.strerror or str(exc)}"
-    return None
 
 
 def _trainer_errors(cfg: DictConfig) -> list[str]:

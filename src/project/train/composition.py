@@ -28,8 +28,9 @@ def composition_error(exc: BaseException, overrides: list[str]) -> str:
     if isinstance(exc, MissingConfigException) and exc.missing_cfg_file:
         group, _, choice = exc.missing_cfg_file.rpartition("/")
         if group == "hydra/sweeper" and choice == "optuna":
+            installed = f"; installed: {', '.join(exc.options)}" if exc.options else ""
             return ("hydra/sweeper=optuna is not installed: it comes with the `optuna` extra "
-                    "(uv sync --extra optuna)")  # fmt: skip
+                    f"(uv sync --extra optuna){installed}")  # fmt: skip
         if group and not exc.options:  # experiment=../config: its defaults missed, not it
             for override in overrides:
                 key, _, value = override.lstrip("+").partition("=")

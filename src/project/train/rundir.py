@@ -26,7 +26,8 @@ def claim_run_dir(root: str, name: str | None = None, now: datetime | None = Non
     key = (str(root), str(name or ""))
     if key in _CLAIMED:
         return _CLAIMED[key]
-    from project.train.checks import MAX_NAME_BYTES, invalid, unwritable
+    from project.train.checks import MAX_NAME_BYTES, invalid
+    from project.utils.paths import unwritable
 
     text = str(name or "")
     if "/" in text or text in (".", "..") or len(text.encode()) > MAX_NAME_BYTES:
