@@ -13,6 +13,33 @@ import sys
 from pathlib import Path
 
 
+def input_problem(args: argparse.Namespace) -> str | None:
+    """The first thing the command cannot work with, as one line (printed as ``error: ...``, exit
+    2, before any work and with nothing written): a count below 1, a path that is not a run dir,
+    a run file of the wrong shape (``resolved_config.yaml`` not a mapping naming the task,
+    ``summary.json`` not a run record), an output directory that cannot be written."""
+    from project.runs import checks
+    from project.runs.report import check_run_dir
+
+    for flag in ("max_snapshots", "llc_snapshots"):
+        value = getattr(args, flag)
+        if value < 1:
+            name = "--" + flag.replace("_", "-")
+            return f"{name}={value} is invalid: allowed an integer >= 1 (snapshots used at most)"
+    single = len(args.runs) == 1  # the single-run report rebuilds the task from the config
+    for run in map(Path, args.runs):
+        if error := check_run_dir(run):
+            return error.removeprefix("error: ")
+        if problem := checks.config_problem(run, needs_task=single) or checks.summary_problem(run):
+            return problem
+    if not single:
+        return checks.dir_problem(args.out or "report_compare", "--out")
+    report_dir = Path(args.runs[0]) / "report"
+    if not report_dir.is_symlink():  # a link is the report's own business (project.stored)
+        return checks.dir_problem(report_dir, "the report dir")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m project.report", description=__doc__)
     parser.add_argument("runs", nargs="+", help="run dirs written by project.train.run")
@@ -25,13 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--llc-snapshots", type=int, default=12,
                         help="single run: LLC of at most this many snapshots (default 12)")  # fmt: skip
     args = parser.parse_args(argv)
-    from project.runs.report import build_report, check_run_dir
+    if problem := input_problem(args):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    from project.runs.report import build_report
 
-    for run in args.runs:
-        error = check_run_dir(Path(run))
-        if error:
-            print(error, file=sys.stderr)
-            return 2
     if args.llc:
         from project.interp.llc import INSTALL_HINT, have_devinterp
 

@@ -158,17 +158,46 @@ def summary_lines(record: RunRecord) -> list[str]:
     return lines
 
 
-def read_summary(run_dir: str | Path) -> RunRecord | None:
-    """The run's record; None when it wrote none (crashed, still running) or it is unreadable."""
+ALLOWED = f"allowed: the JSON object project.train.run writes (or no {SUMMARY_FILE})"
+
+
+def _load(run_dir: str | Path) -> tuple[RunRecord | None, str | None]:
+    """The record and, when ``summary.json`` exists but cannot be read as one, what is wrong."""
     path = Path(run_dir) / SUMMARY_FILE
+    if not path.exists():
+        return None, None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"{path} cannot be read ({exc}); {ALLOWED}"
+    if not text.strip():
+        return None, f"{path} is empty; {ALLOWED}"
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        return None, f"{path} is not JSON ({exc}); {ALLOWED}"
     if not isinstance(data, dict):
-        return None
+        kinds: dict[type, str] = {list: "a list", str: "a string"}
+        kind = kinds.get(type(data), f"a {type(data).__name__}")
+        return None, f"{path} holds {kind}, not a JSON object; {ALLOWED}"
     data.setdefault("run_dir", str(Path(run_dir)))
-    return RunRecord.from_dict(data)
+    try:
+        return RunRecord.from_dict(data), None
+    except (TypeError, ValueError, AttributeError) as exc:
+        return None, f"{path} is not a run record ({exc}); {ALLOWED}"
+
+
+def read_summary(run_dir: str | Path) -> RunRecord | None:
+    """The run's record; None when it wrote none (crashed, still running) or it is unreadable
+    (:func:`summary_problem` says what is wrong: the report refuses such a run, the runs table
+    marks it)."""
+    return _load(run_dir)[0]
+
+
+def summary_problem(run_dir: str | Path) -> str | None:
+    """One line on what is wrong with ``<run_dir>/summary.json`` (not JSON, empty, not an object,
+    not a run record), naming the file and what is allowed; None when it is absent or readable."""
+    return _load(run_dir)[1]
 
 
 def penalty(max_epochs: int | None, best: float | None) -> float:

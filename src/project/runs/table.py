@@ -24,12 +24,23 @@ Which columns hold the threshold epochs and best values is in ``df.attrs["column
 Numbers come from ``summary.json`` (read as a ``project.summary.RunRecord``); runs without it
 (crashed or still running: status ``incomplete``) fall back to their metric history (CSV or
 TensorBoard logs, through ``project.runs.load``, with the same threshold rule).
+
+A run dir with a malformed file (``summary.json`` not a JSON object, ``.hydra/overrides.yaml``
+not a list, ``resolved_config.yaml`` not a mapping, a metric log that cannot be parsed) is still a
+row, with status ``unreadable``, what could be read (a malformed ``summary.json``: the metric
+history instead) and a ``problems`` column; the CLI prints one ``warning:`` line per such run
+naming the file and what is allowed, and exits 0. A table is read over many runs (a sweep of
+dozens): one damaged run (a record cut short by a full disk) should not hide the others, and a
+row says which run to look at. Bad arguments of the command itself (a root that does not exist,
+a ``--csv`` or ``--png`` path that cannot be written) are one ``error:`` line and exit 2, before
+any run is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -37,7 +48,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from project.runs.load import Reached, load_run, recorded
+from project.runs import checks
+from project.runs.load import Reached, Run, load_run, read_metrics, recorded
 from project.summary import read_summary
 
 _SKIP_OVERRIDES = ("run.output_root", "hydra.", "run.ckpt_path")
@@ -59,11 +71,20 @@ def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
 
 
 def _overrides(run_dir: Path) -> list[str]:
+    """The run's command-line overrides (``.hydra/overrides.yaml``); none when that file is not a
+    list of strings (``checks.overrides_problem`` says so)."""
     path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
+    if not path.is_file() or checks.overrides_problem(run_dir):
         return []
     items = yaml.safe_load(path.read_text()) or []
     return [o for o in items if not o.lstrip("+~").startswith(_SKIP_OVERRIDES)]
+
+
+def _history_only(run_dir: Path) -> Run:
+    """A run read from its metric history alone (its config is unreadable): the threshold rule is
+    the default one."""
+    metrics, source = read_metrics(run_dir)
+    return Run(run_dir, {}, metrics, pd.DataFrame(columns=["epoch", "step"]), source)
 
 
 def _parse(value: str) -> Any:
@@ -90,12 +111,33 @@ def summarise_run(run_dir: str | Path) -> dict[str, Any]:
     """One row of ``collect_runs``. ``_columns`` (dropped by ``collect_runs``) lists the row's
     threshold columns by kind: ``reached``, ``train_reached``, ``best``."""
     run_dir = Path(run_dir)
+    problems = [p for check in (checks.overrides_problem, checks.summary_problem,
+                                checks.config_problem) if (p := check(run_dir))]  # fmt: skip
+    try:
+        row = _summarise(run_dir, config_ok=checks.config_problem(run_dir) is None)
+    except ValueError as exc:  # a metric log pandas cannot parse (EmptyDataError, ParserError)
+        problems.append(f"{run_dir}: its metric history cannot be read ({exc}); allowed: the "
+                        "CSV / TensorBoard logs and progress.jsonl project.train.run writes")  # fmt: skip
+        row = {"run_dir": str(run_dir), "overrides": " ".join(_overrides(run_dir)), "_columns": {}}
+    if problems:
+        row["status"] = "unreadable"
+        row["problems"] = "\n".join(problems)  # one line each
+    return row
+
+
+def _summarise(run_dir: Path, config_ok: bool) -> dict[str, Any]:
     overrides = _overrides(run_dir)
     row: dict[str, Any] = {"run_dir": str(run_dir), "overrides": " ".join(overrides)}
+    if checks.overrides_problem(run_dir):
+        row["overrides"] = None  # unknown, not "none": the table shows "?"
     for ov in overrides:
         key, sep, value = ov.lstrip("+~").partition("=")
         if sep:
             row[key] = _parse(value)
+
+    def load() -> Run:
+        return load_run(run_dir) if config_ok else _history_only(run_dir)
+
     record = read_summary(run_dir)
     if record is not None:
         final = record.final
@@ -107,10 +149,10 @@ def summarise_run(run_dir: str | Path) -> dict[str, Any]:
             train_loss=_num(final.get("train/loss")),
             val_loss=_num(final.get("val/loss")),
         )
-        r = recorded(record) or load_run(run_dir).reached
+        r = recorded(record) or load().reached
         row["synced"] = None if not record.sync else bool(record.sync.get("ok"))
     else:
-        run = load_run(run_dir)
+        run = load()
         r = run.reached
         row["status"] = "incomplete"
         history = run.metrics
@@ -143,7 +185,7 @@ COLUMNS = [
     "val_loss",
     "threshold",
 ]
-TAIL = ["synced"]
+TAIL = ["synced", "problems"]
 
 
 def threshold_columns(df: pd.DataFrame, kind: str = "reached") -> list[str]:
@@ -159,10 +201,10 @@ def threshold_columns(df: pd.DataFrame, kind: str = "reached") -> list[str]:
 
 def collect_runs(*roots: str | Path) -> pd.DataFrame:
     """One row per run dir under ``roots`` (default ``outputs`` and ``multirun``), oldest first."""
-    rows = [summarise_run(d) for d in find_run_dirs(roots or ("outputs", "multirun"))]
+    rows = [summarise_run(d) for d in find_run_dirs(roots or DEFAULT_ROOTS)]
     kinds: dict[str, list[str]] = {"best": [], "train_reached": [], "reached": []}
     for row in rows:
-        for kind, col in row.pop("_columns").items():
+        for kind, col in row.pop("_columns", {}).items():
             if col and col not in kinds[kind]:
                 kinds[kind].append(col)
     df = pd.DataFrame(rows)
@@ -194,9 +236,14 @@ def format_table(df: pd.DataFrame) -> str:
     def count(v: Any) -> str:
         return "-" if missing(v) else str(int(v))
 
+    known = [not missing(o) for o in df["overrides"]]  # None: its overrides.yaml is unreadable
     split = [str(o or "").split() for o in df["overrides"]]
-    common = set.intersection(*(set(o) for o in split)) if len(split) > 1 else set()
-    varying = [" ".join(o for o in ovs if o not in common) or "(same)" for ovs in split]
+    kept = [o for o, k in zip(split, known, strict=True) if k]
+    common = set.intersection(*(set(o) for o in kept)) if len(kept) > 1 else set()
+    varying = [
+        (" ".join(o for o in ovs if o not in common) or "(same)") if k else "?"
+        for ovs, k in zip(split, known, strict=True)
+    ]
     table = pd.DataFrame({"overrides": varying, "status": df["status"]})
     table["epochs"] = [count(v) for v in df["epochs"]] if "epochs" in df else "-"
     finals = [c for c in ("train_acc", "val_acc") if c in df]
@@ -207,7 +254,7 @@ def format_table(df: pd.DataFrame) -> str:
     table["run_dir"] = df["run_dir"]
     text = table.to_string(index=False, justify="left")
     if common:
-        text = f"common overrides: {' '.join(o for o in split[0] if o in common)}\n{text}"
+        text = f"common overrides: {' '.join(o for o in kept[0] if o in common)}\n{text}"
     return text
 
 
@@ -216,17 +263,43 @@ def optuna_results(roots: Iterable[str | Path]) -> list[str]:
     lines = []
     for root in roots:
         for path in sorted(Path(root).glob("**/optimization_results.yaml")):
-            res = yaml.safe_load(path.read_text()) or {}
+            try:
+                res = yaml.safe_load(path.read_text()) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                res = None
+            if not isinstance(res, dict):
+                lines.append(f"optuna: {path} is not a mapping of best_value and best_params")
+                continue
             params = " ".join(f"{k}={v}" for k, v in (res.get("best_params") or {}).items())
             lines.append(f"optuna: best value {res.get('best_value')} ({path}): {params}")
     return lines
+
+
+DEFAULT_ROOTS = ("outputs", "multirun")
+
+
+def _argument_problem(args: argparse.Namespace) -> str | None:
+    """A root given on the command line that is not there (the default roots may be absent: no
+    runs yet), an output path that cannot be written; checked before any run is read."""
+    for root in map(Path, args.roots):
+        if not root.exists():
+            return (f"{root} does not exist; allowed: run dirs or dirs holding them "
+                    f"(default: {' '.join(DEFAULT_ROOTS)})")  # fmt: skip
+        if not root.is_dir():
+            return f"{root} is not a directory; allowed: run dirs or dirs holding them"
+    if args.csv and (problem := checks.file_problem(args.csv, "--csv")):
+        return problem
+    if args.phase_diagram and args.png and (problem := checks.file_problem(args.png, "--png")):
+        return problem
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     from project.runs import sweep
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("roots", nargs="*", default=["outputs", "multirun"])
+    parser.add_argument("roots", nargs="*", help="run dirs or dirs holding them (default: "
+                        "outputs/ multirun/)")  # fmt: skip
     parser.add_argument("--csv", help="also write the full table to this CSV file")
     parser.add_argument(
         "--phase-diagram",
@@ -236,13 +309,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--png", help="phase diagram file (default: <first root>/phase_X_Y.png)")
     args = parser.parse_args(argv)
-    df = collect_runs(*args.roots)
+    if problem := _argument_problem(args):
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
+    roots = args.roots or list(DEFAULT_ROOTS)
+    df = collect_runs(*roots)
     with pd.option_context("display.width", 250, "display.max_colwidth", 120):
         print(format_table(df))
+        for problems in df["problems"].dropna() if "problems" in df else []:
+            for line in str(problems).splitlines():
+                print(f"warning: {line}", file=sys.stderr)
         stats = sweep.seed_stats(df)
         if not stats.empty:  # runs that differ only in seed
             print("\n" + sweep.format_seed_stats(stats))
-        for line in optuna_results(args.roots):
+        for line in optuna_results(roots):
             print(line)
         if args.phase_diagram:
             x, y = args.phase_diagram
@@ -250,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
                 cells = sweep.phase_table(df, x, y)
             except ValueError as exc:
                 raise SystemExit(f"error: {exc}") from None
-            png = Path(args.png or Path(args.roots[0]) / f"phase_{x}_{y}.png")
+            png = Path(args.png or Path(roots[0]) / f"phase_{x}_{y}.png")
             sweep.plot_phase_diagram(cells, x, y, png)
             print("\n" + sweep.format_phase_table(cells, x, y))
             print(f"wrote {png}")

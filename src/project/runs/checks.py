@@ -1,0 +1,150 @@
+"""What the run readers' commands check before they work: the files of a run dir they read, and
+the paths they will write. Each check returns one line naming the file (or flag), the bad value
+and what is allowed, or None; the commands print it as ``error: <line>`` and exit 2
+(``project.report``) or list the run with the line as a note (``project.runs``, see
+``project.runs.table``).
+
+    config_problem(run_dir)        # resolved_config.yaml: YAML, a mapping at the top level
+    overrides_problem(run_dir)     # .hydra/overrides.yaml: a YAML list of override strings
+    summary_problem(run_dir)       # summary.json (project.summary): a JSON object, a run record
+    dir_problem(path, "--out")     # a directory that can be created and written
+    file_problem(path, "--csv")    # a file that can be written (its directory must exist)
+
+The output checks leave nothing behind: a directory they create to try it is removed again, as is
+a file that was not there before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from project.summary import summary_problem
+
+__all__ = ["config_problem", "dir_problem", "file_problem", "overrides_problem", "summary_problem"]
+
+CONFIG_FILE = "resolved_config.yaml"
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
+
+
+def _kind(value: Any) -> str:
+    kinds = {list: "a list", str: "a string", dict: "a mapping", int: "a number", float: "a number"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _yaml_error(exc: Exception) -> str:
+    """A YAML parse error in one line: what and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
+def _read_yaml(path: Path) -> tuple[Any, str | None]:
+    try:
+        return yaml.safe_load(path.read_text()), None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"{path} cannot be read ({exc})"
+    except yaml.YAMLError as exc:
+        return None, f"{path} is not YAML ({_yaml_error(exc)})"
+
+
+def config_problem(run_dir: str | Path, needs_task: bool = False) -> str | None:
+    """``resolved_config.yaml`` as a reader needs it: YAML with a mapping at the top level (absent
+    is fine unless ``needs_task``: the report rebuilds the run's task from ``data._target_``)."""
+    path = Path(run_dir) / CONFIG_FILE
+    allowed = "allowed: a mapping (the run's resolved config, as project.train.run writes it)"
+    if not path.is_file():
+        if needs_task:
+            return f"{path} is missing; the report rebuilds the run's task from it ({allowed})"
+        return None
+    data, problem = _read_yaml(path)
+    if problem:
+        return f"{problem}; {allowed}"
+    if data is None:
+        return f"{path} is empty; {allowed}" if needs_task else None
+    if not isinstance(data, dict):
+        return f"{path} holds {_kind(data)} at its top level; {allowed}"
+    if needs_task:
+        data_node = data.get("data")
+        if not isinstance(data_node, dict) or not isinstance(data_node.get("_target_"), str):
+            return (
+                f"{path} names no data._target_; allowed: a mapping whose data node names the "
+                "run's task class (data._target_), as project.train.run writes it"
+            )
+    return None
+
+
+def overrides_problem(run_dir: str | Path) -> str | None:
+    """``.hydra/overrides.yaml``: Hydra writes the command line's overrides as a YAML list of
+    strings (absent or empty is fine)."""
+    path = Path(run_dir) / OVERRIDES_FILE
+    if not path.is_file():
+        return None
+    allowed = "allowed: a YAML list of override strings (key=value), as Hydra writes it"
+    data, problem = _read_yaml(path)
+    if problem:
+        return f"{problem}; {allowed}"
+    if data is None:
+        return None
+    if not isinstance(data, list):
+        return f"{path} holds {_kind(data)}; {allowed}"
+    odd = [item for item in data if not isinstance(item, str)]
+    if odd:
+        return f"{path} holds {_kind(odd[0])} item ({odd[0]!r}); {allowed}"
+    return None
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def dir_problem(path: str | Path, flag: str) -> str | None:
+    """Whether ``path`` is a directory that can be created (with its parents) and written: tried,
+    then undone (dirs this check created are removed)."""
+    path = Path(path)
+    allowed = "allowed: a directory that can be created and written"
+    created: list[Path] = []
+    try:
+        for parent in [*reversed(path.parents), path]:
+            if parent.exists() and not parent.is_dir():
+                return f"{flag}={path} is invalid: {parent} is not a directory; {allowed}"
+            if not parent.is_dir():
+                parent.mkdir()
+                created.append(parent)
+        fd, name = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        return f"{flag}={path} is invalid: cannot write there ({_reason(exc)}); {allowed}"
+    finally:
+        for made in reversed(created):
+            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
+                made.rmdir()
+    return None
+
+
+def file_problem(path: str | Path, flag: str) -> str | None:
+    """Whether ``path`` can be written as a file: its directory exists and the file can be opened
+    for writing (tried in append mode; a file this check created is removed)."""
+    path = Path(path)
+    allowed = "allowed: a file path in an existing directory you can write"
+    if path.is_dir():
+        return f"{flag}={path} is invalid: it is a directory; {allowed}"
+    if not path.parent.is_dir():
+        return f"{flag}={path} is invalid: {path.parent} is not a directory; {allowed}"
+    existed = path.exists()
+    try:
+        with path.open("a"):
+            pass
+    except OSError as exc:
+        return f"{flag}={path} is invalid: cannot write it ({_reason(exc)}); {allowed}"
+    finally:
+        if not existed and path.is_file():
+            path.unlink()
+    return None
