@@ -19,7 +19,6 @@ Version 1 records (no ``version`` key; written before the record was typed) are 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -198,35 +197,3 @@ def summary_problem(run_dir: str | Path) -> str | None:
     """One line on what is wrong with ``<run_dir>/summary.json`` (not JSON, empty, not an object,
     not a run record), naming the file and what is allowed; None when it is absent or readable."""
     return _load(run_dir)[1]
-
-
-def penalty(max_epochs: int | None, best: float | None) -> float:
-    """Objective of a run that never reached the threshold: ``max_epochs * (2 - best)`` with
-    ``best`` clipped to [0, 1] (0 when never validated): worse than any run that got there, and
-    closer runs rank better (a slope for the sampler on a flat region)."""
-    closeness = 0.0 if best is None or math.isnan(best) else min(max(float(best), 0.0), 1.0)
-    return float(max(max_epochs or 0, 1)) * (2.0 - closeness)
-
-
-def objective(record: RunRecord | None, max_epochs: int | None) -> float:
-    """The value a run returns to Hydra's sweeper (Optuna minimises it): epochs until the
-    monitored metric reached its threshold, else the penalty."""
-    if record is None:
-        return penalty(max_epochs, None)
-    if record.reached_epoch is not None:
-        return float(record.reached_epoch)
-    best = record.best if record.mode == "max" else None  # a min metric has no [0, 1] scale
-    if max_epochs is None or max_epochs <= 0:  # no epoch limit: the epochs it ran instead
-        max_epochs = int(record.epochs or 0)
-    return penalty(max_epochs, best)
-
-
-def run_objective(run_dir: str | Path, max_epochs: int | None, metric: str | None = None) -> float:
-    """What a finished run returns to Hydra's sweeper (config ``optimized_metric``, as in
-    lightning-hydra-template): null -> ``objective`` (epochs to the threshold); a metric name ->
-    its final value in the record (NaN when the run did not log it: Optuna marks the trial failed).
-    """
-    record = read_summary(run_dir)
-    if metric:
-        return float(record.final.get(metric, math.nan)) if record else math.nan
-    return objective(record, max_epochs)

@@ -1,5 +1,5 @@
 """hparams_search=grok_optuna: trials run, the objective comes from the run, results are written,
-and the preflight checks every trial's range before anything starts."""
+and a trial with a bad value fails with its one line (each job checks itself when it starts)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from project.summary import RunRecord, objective, penalty, run_objective
-from project.train.preflight import PreflightError, check, expand_jobs
+from project.summary import RunRecord
+from project.train.sweep_jobs import objective, penalty, run_objective
 from tests.conftest import run_cli
 from tests.sweeps.conftest import SWEEP
 
@@ -43,40 +43,22 @@ def test_objective_is_epochs_to_threshold_else_a_penalty(tmp_path: Path) -> None
 
 
 @needs_optuna
-def test_preset_makes_a_multirun_and_every_trial_is_checked() -> None:
-    jobs = expand_jobs(["hparams_search=grok_optuna"], multirun=False)  # hydra.mode: MULTIRUN
-    assert len(jobs) == 8  # both ends of three intervals
-    lrs = {o for job in jobs for o in job if o.startswith("model.optimizer.lr=")}
-    assert lrs == {"model.optimizer.lr=0.001", "model.optimizer.lr=0.03"}
-    # the command line wins over the preset (both spellings)
-    jobs = expand_jobs(
-        [
-            "hparams_search=grok_optuna",
-            "model.optimizer.lr=interval(0.002, 0.004)",
-            "hydra.sweeper.params.model.scheduler.warmup_steps=choice(5)",
-        ],
-        multirun=False,
+def test_a_trial_with_a_bad_value_fails_with_its_one_line(tmp_path: Path) -> None:
+    bad = "hydra.sweeper.params.model.optimizer.weight_decay=interval(-2.0, -1.0)"
+    proc = run_cli(
+        "hparams_search=grok_optuna",
+        "hydra.sweeper.n_trials=1",
+        *SWEEP,
+        bad,
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
     )
-    assert len(jobs) == 4
-    assert {o for job in jobs for o in job if "lr=" in o} == {
-        "model.optimizer.lr=0.002",
-        "model.optimizer.lr=0.004",
-    }
-    assert all("model.scheduler.warmup_steps=5" in job for job in jobs)
-    assert expand_jobs(["seed=1"], multirun=False) == [["seed=1"]]
-
-
-@needs_optuna
-def test_preflight_rejects_a_bad_trial_range_in_one_line(tmp_path: Path) -> None:
-    bad = "hydra.sweeper.params.model.optimizer.weight_decay=interval(-1.0, 2.0)"
-    with pytest.raises(PreflightError) as err:
-        check(["hparams_search=grok_optuna", bad])
-    assert len(err.value.lines) == 1 and "weight_decay" in err.value.lines[0]
-    proc = run_cli("hparams_search=grok_optuna", bad, cwd=tmp_path)
-    assert proc.returncode == 2
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "-1.0" in lines[0]
-    assert not (tmp_path / "multirun").exists()
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert errors, proc.stderr[-3000:]
+    for line in errors:  # the sampled value, named with its key
+        assert line.startswith("error: model.optimizer.weight_decay=-1."), line
+        assert "is invalid: allowed" in line, line
 
 
 @needs_optuna

@@ -115,7 +115,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
     from hydra.core.utils import JobStatus, configure_log, run_job, setup_globals
 
     from project.ensemble.parallel import GroupRunner
-    from project.summary import run_objective
+    from project.train.sweep_jobs import run_objective
 
     setup_globals()
     config, context = launcher.config, launcher.hydra_context

@@ -168,7 +168,7 @@ def run_task(cfg: DictConfig) -> float:
     train(cfg)
     if HydraConfig.get().mode != RunMode.MULTIRUN:
         return 0.0  # nobody reads a single run's objective
-    from project.summary import run_objective
+    from project.train.sweep_jobs import run_objective
 
     run_dir = HydraConfig.get().runtime.output_dir
     return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
