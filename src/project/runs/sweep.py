@@ -24,9 +24,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from project.runs.table import threshold_columns
-
 SEED_KEY = "seed"
+
+
+def threshold_columns(df: pd.DataFrame, kind: str = "reached") -> list[str]:
+    """The columns of ``df`` holding the ``kind`` of value (``reached``: the threshold epoch,
+    ``train_reached``: the train twin's, ``best``: the best value), in table order: from
+    ``df.attrs["columns"]`` (``collect_runs`` sets it), else the generic names present."""
+    known = (df.attrs.get("columns") or {}).get(kind)
+    if known is None:
+        generic = {"reached": ["reached_epoch"], "train_reached": ["train_reached_epoch"]}
+        known = generic.get(kind, [c for c in df.columns if str(c).startswith("best_")])
+    return [c for c in known if c in df.columns]
 
 
 def _without(overrides: str, key: str) -> str:

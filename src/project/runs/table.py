@@ -50,6 +50,7 @@ import yaml
 
 from project.runs import checks
 from project.runs.load import Reached, Run, load_run, read_metrics, recorded
+from project.runs.sweep import threshold_columns  # used here; also importable from here
 from project.summary import read_summary
 
 _SKIP_OVERRIDES = ("run.output_root", "hydra.", "run.ckpt_path")
@@ -186,17 +187,6 @@ COLUMNS = [
     "threshold",
 ]
 TAIL = ["synced", "problems"]
-
-
-def threshold_columns(df: pd.DataFrame, kind: str = "reached") -> list[str]:
-    """The columns of ``df`` holding the ``kind`` of value (``reached``: the threshold epoch,
-    ``train_reached``: the train twin's, ``best``: the best value), in table order: from
-    ``df.attrs["columns"]`` (``collect_runs`` sets it), else the generic names present."""
-    known = (df.attrs.get("columns") or {}).get(kind)
-    if known is None:
-        generic = {"reached": ["reached_epoch"], "train_reached": ["train_reached_epoch"]}
-        known = generic.get(kind, [c for c in df.columns if str(c).startswith("best_")])
-    return [c for c in known if c in df.columns]
 
 
 def collect_runs(*roots: str | Path) -> pd.DataFrame:
