@@ -1,7 +1,7 @@
 """Reports from run dirs: ``python -m project.report RUN [RUN ...] [--out DIR]``.
 
 One run: its full report (``--llc``: with the local learning coefficient of its snapshots),
-``RUN/report/index.html`` + ``report.json`` (the same as ``python -m project.runs.report RUN``).
+``RUN/report/index.html`` + ``report.json``.
 Several runs: one comparison page overlaying their curves, with the sections their tasks declare
 (``compare_sections``; ``--out``, default ``report_compare/``), plus nothing else.
 """

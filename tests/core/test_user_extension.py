@@ -109,7 +109,7 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
     assert set(results) >= {"train", "val"} and 0.0 <= results["val"]["acc"] <= 1.0
     assert results["val"]["loss"] == pytest.approx(summary["final"]["val/loss"], rel=1e-4)
 
-    report = _run(user_dir, tmp_path, str(run), module="project.runs.report")
+    report = _run(user_dir, tmp_path, str(run), module="project.report")
     assert report.returncode == 0, report.stderr[-3000:]
     html = (run / "report" / "index.html").read_text()
     assert "Training curves" in html and "my_project.ReverseTask" in html

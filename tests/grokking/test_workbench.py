@@ -19,8 +19,9 @@ import torch
 
 from project.grokking.progress import ProgressMeasures
 from project.grokking.report_fourier import modulus, operation
+from project.report import main
 from project.runs.load import load_run
-from project.runs.report import build_report, main
+from project.runs.report import build_report
 from tests.conftest import SMALL, train_in_process
 
 EPOCHS, EVERY = 30, 10

@@ -1,15 +1,8 @@
-"""Run checkpoints: ``last.ckpt`` (for resume) and periodic snapshots (for analysis over training).
+"""Run checkpoints: ``last.ckpt`` (for resume) and snapshots ``epoch_000400.ckpt`` (analysis).
 
-Both are Lightning ``ModelCheckpoint``s (``SnapshotCheckpoint``, ``LastCheckpoint``). Snapshots are
-named by completed epochs, ``epoch_000400.ckpt`` (``epoch_000000.ckpt`` is the
-initial model). Every write goes through ``AtomicCheckpointIO``: temp file, fsync, ``os.replace``,
-fsync of the directory, so a crash (even ``kill -9``) mid-write never leaves a truncated
-``last.ckpt``: the previous one stays in place. Every read through it uses
-``torch.load(weights_only=True)``, whatever the caller asks for.
-
-Checkpoints hold plain types only (tensors, numbers, strings, lists, tuples, dicts), including the
-RNG states saved here for exact resume. A checkpoint is never written from non-finite weights: a
-diverged run keeps its last good ``last.ckpt``.
+Writes are atomic (``AtomicCheckpointIO``: a ``kill -9`` mid-write keeps the previous file), reads
+are ``weights_only=True``, contents are plain types (RNG states included, for exact resume), and
+nothing is written from non-finite weights (a diverged run keeps its last good ``last.ckpt``).
 """
 
 from __future__ import annotations
@@ -54,9 +47,9 @@ class CheckpointWriteError(OSError):
 
 
 def _write_failure(path: Path, exc: BaseException) -> str:
-    """One line for a failed write: torch reports a full disk as ``RuntimeError: [enforce fail at
-    inline_container.cc] ... file write failed``, without an errno."""
-    no_space = getattr(exc, "errno", None) == errno.ENOSPC or "write failed" in str(exc)
+    """One line for a failed write (torch reports a full disk as "... file write failed", no errno)."""
+    short_write = "write failed" in str(exc) or "unexpected pos" in str(exc)  # torch's zip writer
+    no_space = getattr(exc, "errno", None) == errno.ENOSPC or short_write
     with contextlib.suppress(OSError):
         no_space = no_space or shutil.disk_usage(path.parent).free < 1 << 20
     kept = f"the previous {path.name} is intact" if path.exists() else "earlier files are intact"
@@ -67,10 +60,8 @@ def _write_failure(path: Path, exc: BaseException) -> str:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``TorchCheckpointIO`` whose saves are atomic on local filesystems, carry a content hash
-    (``project.checkpoint.with_integrity``, verified on every read), and whose loads are always
-    safe. A failed write (a full disk) raises ``CheckpointWriteError`` with one clear line and
-    leaves the previous file in place."""
+    """Saves: temp file, fsync, ``os.replace``, with a content hash (``with_integrity``); a failed
+    write raises ``CheckpointWriteError``. Loads: ``read_checkpoint`` (safe, hash verified)."""
 
     def save_checkpoint(
         self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
@@ -91,8 +82,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             os.chmod(tmp, 0o644)  # mkstemp makes 0600; checkpoints are ordinary readable files
             os.replace(tmp, path)
         except (OSError, RuntimeError) as exc:
+            line = _write_failure(path, exc)  # while the partial file still takes its space
             Path(tmp).unlink(missing_ok=True)
-            raise CheckpointWriteError(_write_failure(path, exc)) from None
+            raise CheckpointWriteError(line) from None
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
@@ -101,7 +93,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: Any, map_location: Any = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        """Resume reads: always ``weights_only=True`` (a pickle payload never runs)."""
         from project.checkpoint import read_checkpoint
 
         return read_checkpoint(path)
@@ -136,12 +127,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 
 def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path: Path) -> None:
-    """Raise ``NonFiniteLossError`` rather than write a diverged model over a good checkpoint.
-
-    Diverged = a non-finite parameter, or a non-finite ``*loss`` among the latest logged metrics
-    (finite but huge weights can overflow to a NaN validation loss one epoch before the train loss).
-    """
-    # the epoch being run, 1-based (epoch 9 diverged: 8 completed; the summary's convention)
+    """Raise ``NonFiniteLossError`` on a non-finite parameter or logged ``*loss`` (huge finite
+    weights can make val/loss NaN an epoch before train/loss) instead of writing ``path``."""
+    # the epoch being run, 1-based
     progress = trainer.fit_loop.epoch_progress.current
     epoch = int(getattr(progress, "processed", trainer.current_epoch + 1))
     params = [p.detach() for p in pl_module.parameters()]
@@ -169,26 +157,13 @@ def describe_checkpoint(path: Path) -> str:
 
 
 class SnapshotCheckpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint`` with this template's conventions:
+    """A snapshot every ``every_n_epochs`` epochs (kept all), named by *completed* epochs
+    (``epoch_000500.ckpt``; ``save_initial``: ``epoch_000000.ckpt``), saved at train epoch end,
+    never from non-finite weights. Denser where training moves (off by default):
 
-    * ``{epoch}`` in ``filename`` counts *completed* epochs (``epoch_000500.ckpt`` holds the model
-      after 500 epochs; the paper's unit), and ``save_initial`` writes ``epoch_000000.ckpt``; no
-      ``=`` in the name, so the path is one plain override (``run.ckpt_path=.../epoch_000500.ckpt``);
-    * never writes from non-finite weights (a diverged run keeps its last good checkpoint);
-    * saves on the train epoch end, whatever the validation cadence.
-
-    Default: every ``every_n_epochs`` epochs, keep all (``save_top_k=-1``). Writes go through the
-    trainer's ``CheckpointIO`` (``AtomicCheckpointIO`` when started from ``project.train.run``).
-
-    Denser snapshots where training moves (all off by default; only while ``every_n_epochs > 0``):
-
-    * ``log_spaced=n``: also after epochs ``round(10 ** (i / n))`` (n per decade: dense early);
-    * ``dense_every_n_epochs=d``: also every ``d`` epochs while ``dense_monitor`` (a logged metric,
-      default ``val/loss``) has moved by at least ``dense_min_change`` in log since the last snapshot
-      (absolute change when a value is <= 0): tight through a transition, sparse on plateaus.
-
-    ``save_weights_only=True`` (Lightning's option) leaves out the optimiser and callback states:
-    about a third of the size for Adam; ``project.checkpoint.load_checkpoint`` reads both kinds.
+    * ``log_spaced=n``: also after epochs ``round(10 ** (i / n))`` (n per decade);
+    * ``dense_every_n_epochs=d``: also every ``d`` epochs while ``dense_monitor`` has moved by
+      ``dense_min_change`` in log (absolute when a value is <= 0) since the last snapshot.
     """
 
     def __init__(
@@ -229,8 +204,7 @@ class SnapshotCheckpoint(ModelCheckpoint):
         self._dense_ref: float | None = None  # monitored value at the last snapshot
 
     def _ModelCheckpoint__warn_if_dir_not_empty(self, dirpath: Any) -> None:
-        """Lightning warns "Checkpoint directory ... exists and is not empty" at every resume:
-        a resumed run writes into its own run dir's ``checkpoints/`` by design (no switch)."""
+        """No "directory exists and is not empty" warning: a resume writes there by design."""
 
     def is_log_epoch(self, epoch: int) -> bool:
         """Whether ``epoch`` (completed) is one of the ``log_spaced`` epochs."""
@@ -254,11 +228,8 @@ class SnapshotCheckpoint(ModelCheckpoint):
         return abs(value - self._dense_ref) >= self.dense_min_change
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # every epoch, on every rank: Lightning's hook reads callback_metrics, which computes (and
-        # under DDP all-reduces) any torchmetrics a module logged, on all ranks together; skipping
-        # it on non-save epochs hung DDP when a rank-zero-only reader then computed them alone.
-        # One process has no collective: there a non-save epoch skips it (it deep-copies
-        # callback_metrics every epoch, ~0.3-0.7 ms, to save nothing)
+        # under DDP on every epoch: reading callback_metrics is a collective (skipping it hung
+        # DDP); a single process skips non-save epochs (a deep copy of the metrics for nothing)
         every = self._every_n_epochs
         due = every >= 1 and (trainer.current_epoch + 1) % every == 0
         if due or self.save_last or trainer.world_size > 1:
@@ -308,14 +279,9 @@ class SnapshotCheckpoint(ModelCheckpoint):
 
 
 class LastCheckpoint(SnapshotCheckpoint):
-    """``last.ckpt`` (for resume) every ``every_n_epochs`` epochs, at the first epoch end at least
-    ``every_n_minutes`` after the previous write, and at the end of fit: a kill loses at most
-    about ``every_n_minutes`` of work (or one epoch, when an epoch takes longer). The time check
-    is one clock read per epoch; under DDP rank zero's decision is broadcast so all ranks save
-    together. ``every_n_minutes=0`` (or null) turns the time bound off.
-
-    Also stores the Python / NumPy / torch RNG states in every checkpoint the trainer writes and
-    restores them on resume, so a resumed run continues bit for bit.
+    """``last.ckpt`` every ``every_n_epochs`` epochs, at the first epoch end ``every_n_minutes``
+    (0 or null: off) after the last write, and at the end of fit. Also saves and restores the RNG
+    states in every checkpoint, so a resumed run continues bit for bit.
     """
 
     def __init__(

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from project.interp.fourier import progress_measures
@@ -208,6 +209,23 @@ class ProgressMeasures(Callback):
         }
         with path.open("a") as f:
             f.write(json.dumps(clean) + "\n")
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """The measures read the MLP's neurons: an attention-only net is a config error."""
+        net = getattr(pl_module, "net", None)
+        blocks = getattr(net, "blocks", None)
+        if (
+            self.every_n_epochs
+            and blocks
+            and not all(isinstance(getattr(b, "mlp", None), torch.nn.Module) for b in blocks)
+        ):
+            from project.lit_module import ConfigValueError
+
+            raise ConfigValueError(
+                f"callbacks.progress_measures.every_n_epochs={self.every_n_epochs} is invalid "
+                "with an attention-only net (model.net.d_mlp=0): the Fourier progress measures "
+                "read the MLP neurons; allowed: 0, or model.net.d_mlp >= 1"
+            )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_epochs and self.at_start and trainer.current_epoch == 0:

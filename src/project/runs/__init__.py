@@ -4,7 +4,7 @@
     run = load_run("outputs/2025-01-01/12-00-00")     # config, record, metrics, snapshots
     df = collect_runs("multirun")                       # one row per run dir
 
-``python -m project.runs <dirs>`` prints the runs table; ``python -m project.runs.report <run>``
+``python -m project.runs <dirs>`` prints the runs table; ``python -m project.report <run>``
 writes the HTML report.
 """
 

@@ -235,14 +235,3 @@ def check_run_dir(run_dir: Path) -> str | None:
             "(resolved_config.yaml + progress.jsonl or csv_logs/): not a run dir"
         )
     return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m project.runs.report RUN``: the same command as ``python -m project.report``."""
-    from project.report import main as report_main
-
-    return report_main(argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
