@@ -271,12 +271,15 @@ def callback_costs(t_epoch: float) -> list[tuple]:
     default cadences (the long-run overhead; a short run also pays the fixed start/end calls)."""
     import io
 
+    from hydra import compose, initialize_config_dir
+
     from project.data.modular import ModularDataModule
     from project.interp.fourier import progress_measures
     from project.lit_module import LitCausalLM
-    from project.train.preflight import compose_config
+    from project.train.checks import CONFIG_DIR
 
-    cfg = compose_config([])
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config")
     every_measure = cfg.callbacks.progress_measures.every_n_epochs
     every_last = cfg.callbacks.last_checkpoint.every_n_epochs
     every_snap = cfg.callbacks.snapshots.every_n_epochs

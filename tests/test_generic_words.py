@@ -30,8 +30,7 @@ GENERIC_FILES = [
     "src/project/checkpoint.py",
     "src/project/eval.py",
     "src/project/loggers.py",  # moved out of train/ (shared with callbacks/ and ensemble/)
-    "src/project/build_checks.py",
-    "src/project/signatures.py",
+    "src/project/stored.py",  # the one reader of stored data (run dirs, checkpoints)
     "src/project/sync.py",
 ]
 WORDS = re.compile(r"modular|modulus|fourier|frequenc|grok", re.IGNORECASE)
@@ -48,7 +47,7 @@ NO_PLUGIN_IMPORTS = [
     "src/project/checkpoint.py",
     "src/project/eval.py",
     "src/project/loggers.py",
-    "src/project/build_checks.py",
+    "src/project/stored.py",
 ]
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from project.build import fill_net_sizes
-from project.train.preflight import CONFIG_DIR, compose_config
+from project.train.checks import CONFIG_DIR
 from tests.conftest import SMALL, train_in_process
 
 MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
@@ -21,7 +22,8 @@ REPEATS = 8
 
 @pytest.mark.parametrize("model", MODELS)
 def test_backward_is_bit_stable_for_every_built_in_net(model: str) -> None:
-    cfg = compose_config([f"model={model}"])  # p=113: 3,830 examples in one batch
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"model={model}"])  # p=113: 3,830 examples, one batch
     datamodule = hydra.utils.instantiate(cfg.data)
     fill_net_sizes(cfg, datamodule)
     torch.manual_seed(0)

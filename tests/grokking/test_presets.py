@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from project.data.modular import OPERATIONS
-from project.train.preflight import compose_config
-from project.train.validate import validate_config
+from project.train.checks import CONFIG_DIR, config_errors
 from tests.conftest import train_in_process
 
 POWER = {
@@ -21,6 +22,12 @@ POWER = {
     "power2022_x3_xy": "x3+xy",
     "power2022_x3_xy2_y": "x3+xy2+y",
 }
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The job config these overrides compose (Hydra's compose API, no ``hydra`` node)."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose("config", overrides=overrides)
 
 
 @pytest.mark.parametrize(("name", "operation"), sorted(POWER.items()))
@@ -35,7 +42,7 @@ def test_power2022_presets(name: str, operation: str) -> None:
         cfg.model.optimizer.weight_decay,
         list(cfg.model.optimizer.betas),
     ) == (1e-3, 1.0, [0.9, 0.98])
-    assert validate_config(cfg) == []
+    assert config_errors(cfg) == []
 
 
 def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
@@ -57,7 +64,7 @@ def test_nanda2023_is_the_faithful_recipe_without_grokfast() -> None:
     )
     assert not cfg.callbacks.get("grokfast")
     assert (m.net.n_layers, m.net.d_model, m.net.d_mlp, m.net.layernorm) == (1, 128, 512, False)
-    assert cfg.trainer.max_epochs == 40000 and validate_config(cfg) == []
+    assert cfg.trainer.max_epochs == 40000 and config_errors(cfg) == []
 
 
 @pytest.mark.parametrize(("kind", "wd", "lamb"), [("ema", 0.005, 2.0), ("ma", 0.01, 5.0)])
@@ -77,7 +84,7 @@ def test_grokfast_mul97_is_the_official_setup(kind: str, wd: float, lamb: float)
     assert (net.n_layers, net.d_model, net.n_heads, net.d_mlp, net.act) == (2, 128, 4, 512, "gelu")
     assert net.layernorm is True and net.attn_bias is True and m.loss_dtype == "float32"
     grokfast = cfg.callbacks.grokfast
-    assert grokfast.filter == kind and grokfast.lamb is None and validate_config(cfg) == []
+    assert grokfast.filter == kind and grokfast.lamb is None and config_errors(cfg) == []
     assert instantiate(grokfast).filter.lamb == lamb
 
 
@@ -88,7 +95,7 @@ def test_fast_grok_recipe() -> None:
     assert not cfg.callbacks.get("grokfast")
     assert cfg.trainer.max_epochs <= 600
     assert cfg.callbacks.progress_measures.every_n_epochs == 25
-    assert validate_config(cfg) == []
+    assert config_errors(cfg) == []
 
 
 @pytest.mark.slow

@@ -143,10 +143,12 @@ def test_lightning_module_loss_choice_and_orthograd_wrapper() -> None:
 def test_presets_are_their_codes_defaults(
     preset: str, loss: str, dtype: str, ortho: bool, beta2: float, eps: float
 ) -> None:
-    from project.train.preflight import compose_config
-    from project.train.validate import validate_config
+    from hydra import compose, initialize_config_dir
 
-    cfg = compose_config([f"experiment={preset}"])
+    from project.train.checks import CONFIG_DIR, config_errors
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=[f"experiment={preset}"])
     assert (cfg.data.operation, cfg.data.modulus, cfg.data.frac_train) == ("add", 113, 0.3)
     assert cfg.data.batch_size is None  # full batch
     assert cfg.model.net._target_ == "project.models.mlp.OneHotMLP"
@@ -157,7 +159,7 @@ def test_presets_are_their_codes_defaults(
     assert cfg.model.scheduler is None
     assert (cfg.model.loss, cfg.model.loss_dtype, cfg.model.orthograd) == (loss, dtype, ortho)
     assert cfg.model.softmax_collapse is True
-    assert validate_config(cfg) == []
+    assert config_errors(cfg) == []
 
 
 def test_onehot_mlp_operand_vocab_drops_the_unused_slot_that_orthograd_would_move() -> None:

@@ -11,9 +11,12 @@ from project.callbacks.checkpoints import LastCheckpoint
 
 
 def test_the_default_bound_is_one_minute() -> None:
-    from project.train.preflight import compose_config
+    from hydra import compose, initialize_config_dir
 
-    cfg = compose_config([])
+    from project.train.checks import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("config")
     assert cfg.callbacks.last_checkpoint.every_n_minutes == 1.0
     assert LastCheckpoint("unused").every_n_seconds == 60.0
 

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from project.checkpoint import read_checkpoint
-from project.train.preflight import run_preflight
-from tests.conftest import SMALL, run_dirs, train_in_process
+from project.train.resume import resume_argv
+from tests.conftest import SMALL, main_in_process, run_dirs, train_in_process
 from tests.reliability.helpers import start_training, tmpfs, wait_for_checkpoint
 
 QUIET = [*SMALL, "logger=none", "callbacks.progress_bar=null"]
@@ -41,14 +41,14 @@ QUIET = [*SMALL, "logger=none", "callbacks.progress_bar=null"]
         ("callbacks.run_summary.monitor=val/f1", "callbacks.run_summary.monitor='val/f1' is invalid: allowed a metric the run logs (val/acc, val/loss)"),
         ("callbacks.run_summary.threshold=nan", "callbacks.run_summary.threshold=nan is invalid"),
         ("callbacks.last_checkpoint.every_n_epochs=-1", "callbacks.last_checkpoint.every_n_epochs=-1 is invalid: allowed an integer >= 1"),
-        ("callbacks.cloud_sync.every_n_epochs=-1", "callbacks.cloud_sync.every_n_epochs=-1 is invalid: allowed an integer >= 0"),
+        ("sync=rclone callbacks.cloud_sync.every_n_epochs=-1", "callbacks.cloud_sync.every_n_epochs=-1 is invalid: allowed an integer >= 0"),
     ],
 )  # fmt: skip
 def test_a_mistake_found_inside_the_run_is_one_line_and_leaves_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture, override: str, line_start: str
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        train_in_process(tmp_path, *QUIET, "trainer.max_epochs=2", override)
+        train_in_process(tmp_path, *QUIET, "trainer.max_epochs=2", *override.split(" "))
     assert exc.value.code == 2
     # (in-process, a logging handler left from an earlier test may print noise; the CLI does not)
     lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
@@ -66,12 +66,14 @@ def test_rclone_destinations_that_cannot_work_are_refused_before_training(
     if shutil.which("rclone") is None:
         pytest.skip("needs the rclone binary")
     monkeypatch.setenv("RCLONE_DEST", dest)
+    out = tmp_path / "outputs"
     with pytest.raises(SystemExit) as exc:
-        run_preflight([f"run.output_root={tmp_path / 'outputs'}", *SMALL])
+        main_in_process([f"run.output_root={out}", *SMALL])
     assert exc.value.code == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
+    # (in-process, a logging handler left from an earlier test may print noise; the CLI does not)
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
     assert line.startswith(f"error: RCLONE_DEST={dest!r} is invalid") and why in line
-    assert not (tmp_path / "outputs").exists()
+    assert run_dirs(out) == [] and not out.exists()
 
 
 def test_a_destination_is_never_read_as_an_rclone_flag(
@@ -177,9 +179,10 @@ def test_rerunning_the_resume_command_of_a_finished_run_leaves_it_untouched(
     before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     capsys.readouterr()
     with pytest.raises(SystemExit) as exc:
-        run_preflight([f"run.ckpt_path={last}"])
+        main_in_process([f"run.ckpt_path={last}"])
     assert exc.value.code == 0
     assert "is finished (2 epochs" in capsys.readouterr().out
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
-    # raising max_epochs trains on
-    assert run_preflight([f"run.ckpt_path={last}", "trainer.max_epochs=4"])
+    # raising max_epochs trains on, in the run's own dir
+    argv = resume_argv([f"run.ckpt_path={last}", "trainer.max_epochs=4"])
+    assert argv[-2:] == ["trainer.max_epochs=4", f"hydra.run.dir={run_dir}"]
