@@ -1,7 +1,6 @@
-"""Build a run's parts from its (composed, trusted) config: the task, the net's sizes from the
-task, the callbacks; a constructor's error becomes one line naming the key (``building``).
-
-Stored configs (run dirs, checkpoints) are never built here: ``project.stored`` builds those.
+"""Build a run's parts from its composed config: the task, the net's sizes, the loggers and
+callbacks; a constructor's error becomes one line naming the key (``building``). Stored configs
+(run dirs, checkpoints) are ``project.stored``'s.
 """
 
 from __future__ import annotations
@@ -23,8 +22,7 @@ SIZE_ARGS = {"d_vocab": "vocab_size", "n_ctx": "seq_len", "d_vocab_out": "d_voca
 
 
 def locate(target: str) -> Any:
-    """The object a ``_target_`` of a config you gave names (Hydra's lookup, without the
-    ``log.error`` it prints before logging is set up)."""
+    """The object a ``_target_`` names (Hydra's lookup, without its ``log.error``)."""
     import logging
 
     from hydra.utils import get_object
@@ -38,8 +36,7 @@ def locate(target: str) -> Any:
 
 
 def task_sizes(datamodule: Any) -> dict[str, int]:
-    """``{"d_vocab", "n_ctx", "d_vocab_out"}`` declared by a task (``d_vocab_out`` defaults to
-    ``vocab_size``). Missing ``vocab_size`` / ``seq_len`` is a clear error, not an AttributeError."""
+    """``{"d_vocab", "n_ctx", "d_vocab_out"}`` from a task; ``ValueError`` if it declares none."""
     sizes: dict[str, int] = {}
     for arg, attr in SIZE_ARGS.items():
         value = getattr(datamodule, attr, None)
@@ -59,10 +56,8 @@ class NetSizeError(ValueError):
 
 
 def fill_net_sizes(cfg: DictConfig, datamodule: Any) -> None:
-    """Set ``model.net.{d_vocab,n_ctx,d_vocab_out}`` from the task where the config leaves them
-    null (or out) and the net's constructor takes them. A size set smaller than the task's
-    raises ``NetSizeError`` (``d_vocab=5 is invalid: ...``): the embedding would index out of
-    range, or the loss would silently run over too few classes."""
+    """Fill null or missing ``model.net.{d_vocab,n_ctx,d_vocab_out}`` from the task where the net
+    takes them; a size below the task's raises ``NetSizeError``."""
     net = OmegaConf.select(cfg, "model.net")
     if not isinstance(net, DictConfig) or "_target_" not in net:
         return
@@ -91,8 +86,8 @@ def cause(exc: BaseException) -> BaseException:
 
 
 def error_line(node_key: str, exc: BaseException, node: Any = None) -> str:
-    """One line for a constructor's error: ``data.k=0 is invalid: ...`` when the message names an
-    argument of the node, else ``data: <message>``."""
+    """``data.k=0 is invalid: ...`` when the message starts with a key of the node, else
+    ``data: <message>``."""
     exc = cause(exc)
     message = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
     message = message or type(exc).__name__
@@ -111,8 +106,8 @@ class BuildError(Exception):
 
 @contextmanager
 def building(key: str, node: Any = None) -> Iterator[None]:
-    """Turn an error while building config node ``key`` into a ``BuildError`` with its one line
-    (``HYDRA_FULL_ERROR=1``: left as it is, with the traceback)."""
+    """An error while building node ``key`` as a one-line ``BuildError``, unless
+    ``HYDRA_FULL_ERROR=1``."""
     try:
         yield
     except BuildError:
@@ -130,9 +125,7 @@ def instantiate_task(cfg: DictConfig) -> Any:
 
 
 def load_init_weights(module: Any, path: str) -> str:
-    """``run.init_from``: a new run whose module starts from a checkpoint's weights (a snapshot
-    or ``last.ckpt``); the optimiser, schedule and epoch count start fresh. Returns the line
-    that says so."""
+    """``run.init_from``: load a checkpoint's weights into ``module``; returns a line saying so."""
     from project.checkpoint import completed_epochs, read_checkpoint
 
     weights = read_checkpoint(path)
@@ -146,8 +139,7 @@ def load_init_weights(module: Any, path: str) -> str:
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
-    """``cfg.logger`` built (empty for ``logger=none``); a W&B logger through
-    ``project.loggers`` (offline when it must, its run id kept for a resume)."""
+    """``cfg.logger`` built (``[]`` for ``logger=none``); W&B through ``project.loggers``."""
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return []
     from hydra.utils import instantiate
@@ -170,14 +162,10 @@ def build_loggers(cfg: DictConfig, run_dir: Path | None = None) -> list[Any]:
 def build_callbacks(
     cfg: DictConfig, run_dir: Path, with_loggers: bool = True, datamodule: Any = None
 ) -> dict[str, Any]:
-    """The ``callbacks`` group by config name; without loggers, ``LearningRateMonitor`` (which
-    needs one) is left out. A callback with a ``check_task(datamodule)`` method checks its
-    arguments against the task here, before training (a ``ValueError`` is one line, exit 2).
-
-    Every run has its record: a ``RunSummary`` is added when the config has none (and a
-    ``CloudSync`` when ``RCLONE_DEST`` is set). Both come last, ``CloudSync`` after ``RunSummary``:
-    its final copy at fit end carries the ``summary.json`` that ``RunSummary`` wrote, and the
-    summary is printed after the other callbacks' teardown (a progress bar's last frame)."""
+    """The ``callbacks`` group by config name (no ``LearningRateMonitor`` without loggers); a
+    callback's ``check_task(datamodule)`` runs here. A ``RunSummary`` (and with ``RCLONE_DEST`` a
+    ``CloudSync``) is added if missing; both go last, ``CloudSync`` after it, so its final copy
+    carries ``summary.json`` and the summary prints after the progress bar's last frame."""
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import LearningRateMonitor
 

@@ -1,17 +1,8 @@
-"""Reading checkpoints: ``read_checkpoint`` (safe, one clear error) and ``load_checkpoint`` (the net).
+"""Reading checkpoints safely: a checkpoint is data, never code.
 
-A checkpoint is data, never code:
-
-* the file is read with ``torch.load(weights_only=True)``: a pickle payload that asks for anything
-  but plain types is refused before any of it runs;
-* its content hash (``integrity``: SHA-256 over every tensor's bytes and every other value, written
-  by ``AtomicCheckpointIO`` at save time) is verified on every read: a flipped bit is "corrupt or
-  tampered", never a silently different model;
-* ``load_checkpoint(path)`` rebuilds the net the run's config named (``hyper_parameters.net``)
-  through ``project.stored`` (a ``torch.nn.Module`` class you can import, plain values: no code).
-
-Checkpoints written before the template contract (flat TinyTransformer hyperparameters) and before
-the hash (no ``integrity`` entry) still load.
+``read_checkpoint`` uses ``torch.load(weights_only=True)`` (a pickle payload asking for more than
+plain types is refused before it runs) and verifies the SHA-256 content hash written at save time
+(``integrity``; files without one still load): a flipped bit is an error, not a different model.
 """
 
 from __future__ import annotations
@@ -27,8 +18,7 @@ INTEGRITY_KEY = "integrity"
 HASH_SCHEME = "sha256/v1"
 
 
-# snapshot names: epoch_000400.ckpt (no "=": a path that Hydra's command line parses unquoted);
-# runs written before that used epoch=000400.ckpt, which every reader still accepts
+# epoch_000400.ckpt (no "=": Hydra's command line takes the path unquoted); old runs: epoch=000400
 SNAPSHOT_RE = re.compile(r"^epoch[_=](\d+)\.ckpt$")
 
 
@@ -38,8 +28,7 @@ def snapshot_name(epoch: int) -> str:
 
 
 def snapshot_paths(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
-    """``(completed epochs, path)`` of every snapshot in a checkpoint dir (old names too),
-    ascending; one per epoch (the new name wins if both exist)."""
+    """``(completed epochs, path)`` of a checkpoint dir's snapshots, ascending (new names win)."""
     found: dict[int, Path] = {}
     directory = Path(ckpt_dir)
     for path in sorted(directory.glob("epoch*.ckpt")) if directory.is_dir() else []:
@@ -50,11 +39,8 @@ def snapshot_paths(ckpt_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def completed_epochs(checkpoint: dict[str, Any]) -> int:
-    """Epochs completed when the checkpoint was written (the one convention of every output).
-
-    Lightning's ``epoch`` entry is the 0-based index of the epoch being run (``epoch=0`` is both
-    the initial model and the model after one epoch); the fit loop's ``processed`` count is exact,
-    and a weights-only file without loop state falls back to the step count."""
+    """Epochs completed when the checkpoint was written. Lightning's ``epoch`` is ambiguous
+    (``0`` is both the initial model and after one epoch): the fit loop's count is exact."""
     progress = (((checkpoint.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress")
                 or {}).get("current") or {}  # fmt: skip
     if isinstance(progress.get("processed"), int):
@@ -69,8 +55,7 @@ class CheckpointError(RuntimeError):
 
 
 def _feed(digest: Any, value: Any) -> None:
-    """Feed one checkpoint value into ``digest`` in a canonical form (dicts in their order; lists
-    and tuples alike, since a save/load round trip may turn one into the other)."""
+    """Hash ``value`` canonically (lists and tuples alike: a save/load may swap them)."""
     if isinstance(value, torch.Tensor):
         t = value.detach().cpu().contiguous()
         digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
@@ -121,11 +106,7 @@ def _load_failure(exc: BaseException) -> str:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """``torch.load(weights_only=True)`` on CPU, with one clear error for every way it can fail.
-
-    Only plain types (tensors, numbers, strings, lists, tuples, dicts) are accepted, so a crafted
-    file's pickle payload is refused before any of it runs.
-    """
+    """``torch.load(weights_only=True)`` on CPU, hash checked; ``CheckpointError`` (one line)."""
     path = Path(path)
     if not path.is_file():
         what = "does not exist"
@@ -160,8 +141,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def checkpoint_problem(path: str | Path, key: str = "run.ckpt_path") -> str | None:
-    """Why ``path`` cannot resume a run (``key`` ``run.ckpt_path``) or start a new one from its
-    weights (``run.init_from``), as what a config error line says is allowed; None if it can."""
+    """What ``path`` should be to resume (``run.ckpt_path``) or start from (``run.init_from``);
+    None if it is fine."""
     resume = key == "run.ckpt_path"
     try:
         ckpt = read_checkpoint(path)

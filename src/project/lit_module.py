@@ -1,37 +1,20 @@
 """The one LightningModule: any net, cross-entropy on the supervised positions.
 
-``LitCausalLM(net, optimizer, scheduler)`` follows lightning-hydra-template: ``net`` is any
-``nn.Module`` mapping ``tokens [batch, pos]`` to ``logits [batch, pos, d_vocab_out]``; the
-optimiser and scheduler are partials (``_partial_: true`` configs) completed here. The loss is the
-mean cross-entropy over positions whose label is not ``-100``. When the task declares
-``last_position_only`` the module asks the net for the last position's logits alone (a net whose
-``forward`` takes ``last_only`` skips the other positions' work; any other net is sliced): same
-loss, less compute.
+``net`` maps ``tokens [batch, pos]`` to ``logits [batch, pos, d_vocab_out]``; ``optimizer`` and
+``scheduler`` are partials (``_partial_: true``) completed here. The loss is the mean
+cross-entropy over positions whose label is not ``-100``. A ``last_position_only`` task gets the
+last position's logits alone (a net whose ``forward`` takes ``last_only`` skips the rest; any
+other net is sliced). Logged once per epoch: ``{train,val}/{loss,acc}``, token-weighted means
+summed across DDP ranks; ``softmax_collapse=true`` adds ``train/softmax_collapse_f{32,64}``
+(``project.losses``). Checkpoints carry the configs as plain dicts (``hyper_parameters``).
 
-Logged once per epoch: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc`` (token-weighted
-means over the epoch, summed across DDP ranks before dividing); the learning rate comes from
-Lightning's ``LearningRateMonitor``. ``loss="stablemax"`` trains (and validates) with StableMax
-cross-entropy instead of softmax's; ``orthograd=true`` wraps the optimiser in ⊥Grad
-(``project.optim.OrthoGrad``); ``softmax_collapse=true`` also logs ``train/softmax_collapse_f32``
-and ``train/softmax_collapse_f64``, the fraction of supervised train positions (of the epoch's
-training steps) whose softmax has collapsed in that dtype (Prieto et al. 2025; ``project.losses``). Checkpoints carry the net, optimiser and scheduler configs as
-plain dicts (``hyper_parameters``), so ``load_checkpoint`` rebuilds the right net.
-
-``steps_per_batch=K`` (full-batch training only) runs up to K optimiser steps, each one epoch,
-inside one Lightning training step, and moves Lightning's epoch and step counters on by one after
-each: ``current_epoch``, ``global_step``, ``max_epochs``, checkpoint and validation cadences,
-checkpoint names and the loggers' step axis all stay in real epochs and optimiser steps, and the
-weights equal a K=1 run's. It removes Lightning's per-step and per-epoch work (a few ms each) from
-K-1 of every K epochs: for small models, where that work is a large share of an epoch. What a
-block of K epochs gives up: epoch-level hooks (callbacks' ``on_train_epoch_*``, validation,
-checkpoints, ``train/*`` logging, ``on_train_batch_*``) run once per block, at its last epoch, so
-every epoch cadence must be a multiple of K (checked at the start of training), train metrics and
-the learning rate are logged every K epochs, and a train-metric threshold epoch is resolved to K
-epochs; gradient clipping and accumulation (``trainer.gradient_clip_val``,
-``accumulate_grad_batches``) are Lightning's automatic optimisation only. The per-step hooks
-(``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``: a gradient filter callback) and
-precision plugins still run at every step. Blocks end at multiples of K, and the last epoch of a
-run is a block of its own (``FinalValidation`` sees it coming).
+``steps_per_batch=K`` (full-batch only) runs up to K optimiser steps, one epoch each, in one
+Lightning step (saves Lightning's few ms per step and epoch, a large share for small models),
+moving Lightning's epoch and step counters after each: cadences, checkpoint names and the step
+axis stay in real epochs, and the weights equal a K=1 run's. Epoch-level hooks (validation,
+checkpoints, ``train/*`` logging) run once per block, at its last epoch, so every epoch cadence
+must be a multiple of K; per-step hooks and precision plugins run at every step; no gradient
+clipping or accumulation. The last epoch of a run is a block of its own.
 """
 
 from __future__ import annotations
@@ -63,23 +46,17 @@ class NonFiniteLossError(RuntimeError):
 
 
 class ConfigValueError(ValueError):
-    """A config value found wrong once training starts (the optimiser's own range checks, the
-    net's output shape), as one line naming the key."""
+    """A config value found wrong once training starts, as one line naming the key."""
 
 
 def _config_line(node_key: str, spec: Any, exc: BaseException) -> str:
-    """``model.optimizer.lr=-1 is invalid: allowed what AdamW accepts (Invalid learning rate:
-    -1)``: the key is the argument the message names, else the one whose value it shows."""
+    """``model.optimizer.lr=-1 is invalid: allowed what AdamW accepts (<its message>)``."""
     message = " ".join(str(exc).split()) or type(exc).__name__
     values = {k: v for k, v in (spec if isinstance(spec, Mapping) else {}).items() if k[0] != "_"}
     named = [k for k in values if k in message] or [
         k for k, v in values.items() if isinstance(v, int | float) and str(v) in message
     ]
-    name = str(
-        values.get(
-            "_target_", (spec or {}).get("_target_", "it") if isinstance(spec, Mapping) else "it"
-        )
-    )
+    name = str(spec.get("_target_", "it")) if isinstance(spec, Mapping) else "it"
     short = name.rpartition(".")[2]
     if named:
         key = named[0]
@@ -138,7 +115,7 @@ class LitCausalLM(L.LightningModule):
                 f"scheduler_interval={scheduler_interval!r} is invalid: allowed step, epoch"
             )
         net, optimizer, scheduler = plain(net), plain(optimizer), plain(scheduler)
-        # plain dicts only: checkpoints stay loadable with torch.load(weights_only=True)
+        # plain dicts only: checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters(
             {
                 "net": net if isinstance(net, dict) else None,
@@ -166,16 +143,12 @@ class LitCausalLM(L.LightningModule):
         self.last_position_only = False  # set from the task in setup()
         self.expected_vocab_out: int | None = None
         self.output_checked = False
-        # kept out of the module tree so the state_dict has no duplicate ``_orig_mod`` keys
-        # compile="reduce-overhead" captures CUDA graphs for the fixed-shape full-batch step on a
-        # GPU (tiny models are launch-bound there); on CPU it compiles like compile=true
+        # kept out of the module tree: no duplicate ``_orig_mod`` keys in the state_dict
         mode = compile if isinstance(compile, str) else None
         self.__dict__["_forward"] = torch.compile(self.net, mode=mode) if compile else self.net
         self._forward: Callable[..., torch.Tensor]
-        # per split, the epoch's running [loss x count, correct, count] (float64, on the device),
-        # logged once at epoch end. Not torchmetrics' MeanMetric + self.log in every step: that
-        # cost 2.7 ms a step on 2 cores (self.log ~1 ms a call, in Lightning's bookkeeping), and
-        # p=113 minibatch steps of 384 took 24-26 ms with it, 21-22 ms with this one add.
+        # per split, the epoch's [loss * count, correct, count] on the device (float64); not
+        # self.log per step, which costs ~1 ms a call
         self._sums: dict[str, torch.Tensor] = {}
         self._collapse = torch.zeros(2)  # the last train step's collapsed counts [f32, f64]
 
@@ -186,9 +159,7 @@ class LitCausalLM(L.LightningModule):
         self.expected_vocab_out = vocab
 
     def check_output(self, tokens: torch.Tensor, logits: Any, last_only: bool) -> None:
-        """Logits must be ``[batch, pos, d_vocab_out]`` (``pos`` may be 1 with ``last_only``): a
-        net that forgot its unembedding or pools over positions would otherwise train on the
-        wrong classes silently. Checked on the first batch only."""
+        """Logits must be ``[batch, pos | 1, d_vocab_out]`` (else a wrong net trains silently)."""
         self.output_checked = True
         batch, pos = tokens.shape
         vocab = self.expected_vocab_out
@@ -210,8 +181,7 @@ class LitCausalLM(L.LightningModule):
         )
 
     def _first_forward(self, tokens: torch.Tensor, last_only: bool) -> torch.Tensor:
-        """The first batch's forward: a net that cannot run on the task's tokens is a config
-        error in one line (``HYDRA_FULL_ERROR=1``: its traceback)."""
+        """The first forward; a net that fails on the task's tokens is a one-line config error."""
         try:
             return self._forward(tokens, last_only=True) if last_only else self._forward(tokens)
         except Exception as exc:
@@ -258,8 +228,7 @@ class LitCausalLM(L.LightningModule):
         return loss, correct, count
 
     def loss_fn(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean loss (cross-entropy or StableMax's, in ``loss_dtype``) of ``logits [n, c]`` over
-        the supervised ``labels [n]``."""
+        """Mean loss of ``logits [n, c]`` over the supervised ``labels [n]``, in ``loss_dtype``."""
         if self.loss_kind == "stablemax":
             from project.losses import stablemax_cross_entropy  # (only when switched on)
 
@@ -279,10 +248,7 @@ class LitCausalLM(L.LightningModule):
         self._sums[split] = sums if previous is None else previous + sums
 
     def _log_epoch(self, split: str) -> torch.Tensor:
-        """Logs ``<split>/loss`` and ``<split>/acc`` for the epoch; returns the loss (a tensor).
-
-        Runs on every rank (the sums are all-reduced: a collective under DDP).
-        """
+        """Logs ``<split>/loss`` and ``<split>/acc``; returns the loss. A collective under DDP."""
         sums = self._sums.pop(split, None)
         if sums is None:  # no batch on this rank
             size = 5 if split == "train" and self.softmax_collapse else 3
@@ -305,9 +271,8 @@ class LitCausalLM(L.LightningModule):
         return loss
 
     def block_steps(self) -> int:
-        """Optimiser steps (= epochs) in the block that starts at the current epoch: up to the
-        next multiple of ``steps_per_batch``, never past ``max_epochs - 1`` (the last epoch is a
-        block of its own) or ``max_steps``."""
+        """Steps (= epochs) in the block starting now: to the next multiple of K, never past
+        ``max_epochs - 1`` (the last epoch is a block of its own) or ``max_steps``."""
         trainer, k = self.trainer, self.steps_per_batch
         epoch = trainer.current_epoch
         n = k - epoch % k
@@ -319,8 +284,7 @@ class LitCausalLM(L.LightningModule):
         return max(n, 1)
 
     def _next_epoch(self) -> None:
-        """Lightning's counters one epoch on, inside the batch (K > 1): ``current_epoch`` and the
-        loggers' step axis (``_batches_that_stepped``) count real epochs and steps."""
+        """Lightning's epoch counter and loggers' step axis one epoch on (K > 1)."""
         loop = self.trainer.fit_loop
         tracker: Any
         for tracker in (loop.epoch_progress.current, loop.epoch_progress.total):
@@ -331,8 +295,7 @@ class LitCausalLM(L.LightningModule):
         loop.epoch_loop._batches_that_stepped += 1
 
     def _block_step(self, batch: Batch) -> torch.Tensor:
-        """``block_steps()`` full-batch optimiser steps, one epoch each, through Lightning's
-        optimiser wrapper (precision plugin, per-step hooks, ``global_step``)."""
+        """``block_steps()`` optimiser steps, one epoch each, via Lightning's optimiser wrapper."""
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         n = self.block_steps()
@@ -345,7 +308,7 @@ class LitCausalLM(L.LightningModule):
             optimizer.step()  # type: ignore[union-attr]
             if scheduler is not None:
                 scheduler.step()  # type: ignore[union-attr]
-        # the epoch-end metrics are the block's last epoch's, as a K=1 run logs them
+        # the block's last epoch's metrics, as a K=1 run logs them
         self._accumulate("train", loss, correct, count)
         return loss.detach()
 
@@ -367,7 +330,7 @@ class LitCausalLM(L.LightningModule):
         self._log_epoch("val")
 
     def on_train_epoch_end(self) -> None:
-        # one host sync per epoch; a diverged epoch stops before any checkpoint is written
+        # runs before the checkpoint callbacks' hook: a diverged epoch is never saved
         loss = self._log_epoch("train")
         if not torch.isfinite(loss):
             raise NonFiniteLossError(
@@ -404,10 +367,8 @@ class LitCausalLM(L.LightningModule):
 
 
 def check_block_cadences(trainer: Any, k: int) -> None:
-    """``steps_per_batch=k`` needs one batch an epoch and every epoch cadence a multiple of k
-    (hooks run at block ends only): ``check_val_every_n_epoch`` and any callback's
-    ``every_n_epochs`` / ``_every_n_epochs`` / ``dense_every_n_epochs``; no log-spaced
-    snapshots. Raises ``ValueError`` naming the first offender."""
+    """``steps_per_batch=k`` needs one batch an epoch and every epoch cadence a multiple of k;
+    raises ``ValueError`` naming the first offender."""
     what = f"steps_per_batch={k}"
     if trainer.num_training_batches != 1:
         raise ValueError(

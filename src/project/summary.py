@@ -1,19 +1,11 @@
-"""The run record: ``<run_dir>/summary.json``, one typed record written at the end of every run.
+"""The run record: ``<run_dir>/summary.json``, written at the end of every run.
 
-    from project.summary import read_summary
     record = read_summary("outputs/2025-01-01/12-00-00")   # None when the run wrote none
     record.reached_epoch        # first completed epoch at which `monitor` reached `threshold`
     record.reached_line()       # "val/acc >= 0.99 at epoch 220"
 
-Every reader goes through this module: the sweep objective, sweep resume, ``project.runs``,
-``load_run`` and the report. The monitored metric, its mode and threshold come from the run's
-config (``callbacks.run_summary``). A task may give the two threshold epochs its own words
-(``callbacks.run_summary.reached_as``: the modular-arithmetic task calls them ``grok_epoch`` and
-``memorise_epoch``); they are written as extra keys next to the generic ones and listed in
-``names``.
-
-Version 1 records (no ``version`` key; written before the record was typed) are read too: their
-``grok_epoch`` / ``memorise_epoch`` were the ``val/acc >= 0.99`` epochs.
+A task's words for the threshold epochs (``reached_as``: ``grok_epoch``) are extra keys, listed in
+``names``. Version 1 records (no ``version``; ``grok_epoch`` = ``val/acc >= 0.99``) still read.
 """
 
 from __future__ import annotations
@@ -161,7 +153,7 @@ ALLOWED = f"allowed: the JSON object project.train.run writes (or no {SUMMARY_FI
 
 
 def _load(run_dir: str | Path) -> tuple[RunRecord | None, str | None]:
-    """The record and, when ``summary.json`` exists but cannot be read as one, what is wrong."""
+    """The record, or None and what is wrong with an unreadable ``summary.json``."""
     path = Path(run_dir) / SUMMARY_FILE
     if not path.exists():
         return None, None
@@ -187,13 +179,10 @@ def _load(run_dir: str | Path) -> tuple[RunRecord | None, str | None]:
 
 
 def read_summary(run_dir: str | Path) -> RunRecord | None:
-    """The run's record; None when it wrote none (crashed, still running) or it is unreadable
-    (:func:`summary_problem` says what is wrong: the report refuses such a run, the runs table
-    marks it)."""
+    """The run's record; None when it wrote none or it is unreadable (``summary_problem``)."""
     return _load(run_dir)[0]
 
 
 def summary_problem(run_dir: str | Path) -> str | None:
-    """One line on what is wrong with ``<run_dir>/summary.json`` (not JSON, empty, not an object,
-    not a run record), naming the file and what is allowed; None when it is absent or readable."""
+    """One line on what is wrong with ``summary.json``; None when it is absent or readable."""
     return _load(run_dir)[1]

@@ -47,7 +47,7 @@ class CheckpointWriteError(OSError):
 
 
 def _write_failure(path: Path, exc: BaseException) -> str:
-    """One line for a failed write (torch reports a full disk as "... file write failed", no errno)."""
+    """One line for a failed write (torch reports a full disk as "file write failed", no errno)."""
     short_write = "write failed" in str(exc) or "unexpected pos" in str(exc)  # torch's zip writer
     no_space = getattr(exc, "errno", None) == errno.ENOSPC or short_write
     with contextlib.suppress(OSError):

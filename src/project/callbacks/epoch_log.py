@@ -1,16 +1,10 @@
-"""``run.log`` as the run goes: one line per validated epoch, warnings and errors, flushed.
-
-Hydra sends the root logger to ``<run_dir>/run.log`` (``configs/config.yaml``: ``job_logging``),
-and a ``logging.FileHandler`` flushes every record, so a run killed with ``kill -9`` leaves a log
-that shows how far it got. ``EpochLog`` writes::
+"""``run.log`` as the run goes (flushed per record: a ``kill -9`` leaves how far it got)::
 
     epoch 20/25000 (step 20): train/acc=0.0413 train/loss=4.6921 val/acc=0.0098 val/loss=4.7348 lr=0.001
 
-every ``every_n_epochs`` completed epochs (default: the trainer's ``check_val_every_n_epoch``, so
-the val metrics are the epoch's own) and after the last one. The line for epoch ``N`` is written
-when epoch ``N + 1`` starts (or training ends): Lightning calls a callback's
-``on_train_epoch_end`` before the module's, where the epoch's train metrics are logged.
-``capture_warnings`` copies every Python warning into the log (still shown on the console).
+every ``every_n_epochs`` completed epochs (default: the validation cadence) and after the last.
+Epoch ``N``'s line is written when ``N + 1`` starts: its train metrics are logged after the
+callbacks' ``on_train_epoch_end``.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
-"""Preemption and Ctrl-C: on SIGTERM (or SIGINT), finish the current epoch, save ``last.ckpt``,
-stop, exit 143 (130 for Ctrl-C, summary status ``interrupted``). A second Ctrl-C aborts at once.
+"""Preemption and Ctrl-C: on SIGTERM (or SIGINT), finish the epoch, save ``last.ckpt``, stop,
+exit 143 (130 for Ctrl-C, status ``interrupted``). A second Ctrl-C aborts at once.
 
-Why not Lightning's own handling? In Lightning 2.6 a SIGTERM makes the loops raise
-``SIGTERMException`` (a ``SystemExit`` with no code) right after the current *batch*: no checkpoint
-is written, the process exits with status 0 (a scheduler sees "success"), and a mini-batch run
-would stop mid-epoch, which is not exactly resumable. This callback replaces Lightning's SIGTERM
-handler for the duration of training with one that only sets a flag (and forwards the signal to
-child processes the launcher started, like Lightning does). At the next epoch end (after the
-module's non-finite-loss check, so a diverged epoch is never saved) it writes ``last.ckpt`` and
-stops the trainer; ``run.py`` then exits with :data:`PREEMPTED_EXIT_CODE` (143 = 128 + SIGTERM,
-what a shell reports for a job killed by SIGTERM), so schedulers requeue it. Resume with
-``run.ckpt_path=<run_dir>/checkpoints/last.ckpt``.
-
-Under DDP the flag is OR-reduced over ranks at each epoch end, so all ranks stop together.
+Lightning's own SIGTERM handling stops after the current batch with exit 0 and no checkpoint (not
+resumable, and a scheduler sees success); this handler only sets a flag, OR-reduced over DDP
+ranks at each epoch end. Resume with ``run.ckpt_path=<run_dir>/checkpoints/last.ckpt``.
 """
 
 from __future__ import annotations
@@ -29,7 +20,7 @@ from lightning.pytorch.callbacks import Checkpoint
 
 from project.callbacks.checkpoints import LastCheckpoint, check_finite_weights
 
-PREEMPTED_EXIT_CODE = 143
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: schedulers requeue it
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
@@ -41,11 +32,8 @@ class Preempted(SystemExit):
 
 
 class PreemptionCheckpoint(Checkpoint):
-    """Save ``<dirpath>/last.ckpt`` and stop at the first epoch end after a SIGTERM.
-
-    ``dirpath=None`` uses the ``LastCheckpoint`` callback's directory (or
-    ``<default_root_dir>/checkpoints``). After fit, ``preempted`` says whether it stopped the run.
-    """
+    """Save ``<dirpath>/last.ckpt`` (default: ``LastCheckpoint``'s) and stop at the first epoch
+    end after a SIGTERM; ``preempted`` says whether it did."""
 
     def __init__(
         self, dirpath: str | None = None, signum: int = signal.SIGTERM, ctrl_c: bool = True

@@ -1,22 +1,13 @@
-"""What the end-of-run summary needs: best value of a monitored metric, and when it crossed a threshold.
+"""The run record: best value of ``monitor`` (and its train twin) and when it reached ``threshold``.
 
-``monitor`` is any logged metric (default ``val/acc``); its train twin (``train/...``) is tracked
-too. For each: the best value and its epoch, and the first epoch that reached ``threshold``
-(``>=`` for ``mode=max``, ``<=`` for ``mode=min``). Epochs are *completed* epochs (as in
-snapshot names). ``reached_as`` / ``train_reached_as`` give the two epochs a task's own words in
-``summary.json`` (a task's config sets them; ``project.summary.RunRecord.names``).
+For ``monitor`` (default ``val/acc``) and ``train/...``: the best value and its epoch, and the
+first completed epoch at ``threshold`` (``>=`` for ``mode=max``, ``<=`` for ``mode=min``);
+``reached_as`` / ``train_reached_as`` name those epochs in a task's words. Values stay tensors on
+the device (no host sync per epoch) and are saved in checkpoints for resume.
 
-Values stay tensors on the training device and are updated with tensor ops (no host sync per
-epoch). The state is saved in checkpoints, so a resumed run keeps its history.
-
-At the end of fit (rank zero) it writes the run record, ``<run_dir>/summary.json``
-(``project.summary.RunRecord``; run dir = the trainer's ``default_root_dir``): ``on_fit_end``
-saves the loggers' files, closes W&B and writes the record (before ``CloudSync``'s final copy,
-which adds its result to it); ``teardown`` prints the one-screen summary and appends it to
-``run.log``. A run stopped by a failed checkpoint write gets a record with status
-``failed: <why>`` (``on_exception``); a diverged or crashed run gets none. ``project.train.run``
-adds an ``untracked()`` one (no monitored metric) when the config has none, so every run has
-its record.
+``on_fit_end`` (rank zero) finalises the loggers and writes ``<run_dir>/summary.json`` (before
+``CloudSync``'s final copy); ``teardown`` prints the summary. A failed checkpoint write gets a
+record with status ``failed: <why>``; a diverged or crashed run gets none.
 """
 
 from __future__ import annotations
@@ -37,7 +28,7 @@ _NONE = -1.0
 
 
 class MonitorNotLoggedError(ValueError):
-    """The monitored metric was not among those logged by the first validation."""
+    """The monitored metric was not logged by the first validation."""
 
 
 class RunSummary(Callback):
@@ -104,8 +95,7 @@ class RunSummary(Callback):
         self._update(trainer, self.monitor, trainer.current_epoch + 1)  # fresh after validation
 
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
-        # the epochs completed when the train metrics now in callback_metrics were logged: the
-        # previous epoch's end (model.steps_per_batch=K: the previous block's, K epochs back)
+        # the epoch the train metrics in callback_metrics were logged at (K > 1: a block back)
         self._train_logged_at = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -119,8 +109,7 @@ class RunSummary(Callback):
             self._update(trainer, twin, trainer.current_epoch)
 
     def summary(self) -> dict[str, Any]:
-        """The ``RunRecord`` fields this callback knows, as plain numbers (one host sync); None
-        where never logged / never reached."""
+        """This callback's ``RunRecord`` fields (one host sync); None: never logged / reached."""
         if not self.monitor:
             return {}
         values = {**self._loaded, **{k: float(v) for k, v in self._state.items()}}
@@ -219,8 +208,7 @@ class RunSummary(Callback):
             print("\n" + "\n".join(lines))
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
-        """A failed checkpoint write (disk full): a record with status ``failed: <why>``, if it
-        still fits on the disk."""
+        """A failed checkpoint write: a record with status ``failed: <why>``, if it still fits."""
         from project.callbacks.checkpoints import CheckpointWriteError
 
         if isinstance(exception, CheckpointWriteError) and trainer.is_global_zero:

@@ -1,26 +1,15 @@
-"""The task contract, and a base class for synthetic token tasks whose data lives on the device.
+"""The task contract, and ``TokenTask``, a base for synthetic tasks whose data lives on the device.
 
-A **task** is any ``LightningDataModule`` whose batches are ``(tokens [b, pos] int64, labels
-[b, pos] int64)``, with ``labels == -100`` (``IGNORE_INDEX``) where nothing is supervised. It
-declares the sizes a net needs: ``vocab_size``, ``seq_len`` and optionally ``d_vocab_out``
-(default: ``vocab_size``). Standard ``DataLoader``s work. A task whose labels are ``-100``
-everywhere but the last position may say so with ``last_position_only = True``; the
-LightningModule then computes logits for that position alone (same loss, less work).
+A **task** is any ``LightningDataModule`` whose batches are ``(tokens [batch, pos] int64, labels
+[batch, pos] int64)``, labels ``-100`` (``IGNORE_INDEX``) where nothing is supervised. It declares
+``vocab_size``, ``seq_len`` and optionally ``d_vocab_out`` (default ``vocab_size``) and
+``last_position_only`` (labels ``-100`` but at the last position: the net computes that alone).
 
-``TokenTask`` keeps every example as one tensor on the training device and hands out slices of
-it (no ``Dataset``, no collate, no workers): a full-batch step costs one indexing op. A new
-synthetic task is one method, ``build()``, returning ``(tokens, labels)`` (the base splits them
-with ``frac_train`` / ``split_seed``) or ``{"train": (tokens, labels), "val": (tokens, labels)}``
-for a split of its own. ``batch_size`` is the *global* batch (``None`` or ``-1`` = full batch):
-under DDP each of N ranks takes a disjoint 1/N shard of it, so ``trainer.devices`` does not change
-the optimisation. Shuffling depends only on ``(shuffle_seed, epoch)``: a resumed run sees the same
-order.
-
-A task may declare the run report's sections for its runs: ``report_sections``, dotted paths
-``"package.module:function"`` of functions taking the report's context
-(``project.runs.report_generic.ReportContext``) and returning sections; ``compare_sections``
-likewise for the comparison page (``CompareContext``). The report finds them on the class named by
-a run's ``data._target_``, so old run dirs get them too.
+``TokenTask`` hands out slices of one device tensor (no workers, no collate). A new task is one
+method, ``build()``. ``batch_size`` is the *global* batch (``None`` / ``-1``: full batch), sharded
+over DDP ranks; shuffling depends only on ``(shuffle_seed, epoch)``, so a resume sees the same
+order. ``report_sections`` / ``compare_sections``: ``"module:function"`` paths of the report's
+sections for this task's runs (``project.runs.report_generic``).
 """
 
 from __future__ import annotations
@@ -108,12 +97,9 @@ SPLIT_RNGS = ("torch", "python")
 def split_indices(
     n: int, frac_train: float, split_seed: int, rng: str = "torch"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Seeded split of ``range(n)``: the first ``int(frac_train * n)`` of a permutation are train.
-
-    ``rng="torch"``: ``torch.manual_seed(split_seed); randperm(n)`` (the TransformerLens grokking
-    demo, seed 598). ``rng="python"``: ``random.seed(split_seed); random.shuffle`` of the list of
-    pairs in table order (the progress-measures-paper code's ``gen_train_test``, seed 0).
-    """
+    """Train and val indices: the first ``int(frac_train * n)`` of a seeded permutation are train.
+    ``rng="torch"``: ``randperm`` (TransformerLens's grokking demo); ``"python"``:
+    ``random.shuffle`` (the progress-measures paper's ``gen_train_test``)."""
     if rng not in SPLIT_RNGS:
         raise ValueError(f"split_rng={rng!r} is invalid: allowed torch, python")
     if rng == "python":
@@ -128,17 +114,13 @@ def split_indices(
 
 
 class TokenTask(L.LightningDataModule):
-    """Base for synthetic token tasks: implement ``build()`` and the sizes; the rest is here.
-
-    Subclasses set ``vocab_size`` and ``seq_len`` (attributes or properties), optionally
-    ``d_vocab_out`` and ``last_position_only``, and check their own arguments in ``__init__``
-    (raise ``ValueError("<arg>=<value> is invalid: allowed ...")``: the CLI shows it as one line).
-    """
+    """Subclasses set ``vocab_size`` and ``seq_len``, implement ``build()``, and raise
+    ``ValueError("<arg>=<value> is invalid: allowed ...")`` for bad arguments (one CLI line)."""
 
     vocab_size: int
     seq_len: int
     last_position_only: bool = False
-    report_sections: tuple[str, ...] = ()  # "module:function" entries (the module docstring)
+    report_sections: tuple[str, ...] = ()  # "module:function" entries
     compare_sections: tuple[str, ...] = ()
     eval_batch_size: int | None = None  # validation batch; None = the whole split at once
 
@@ -164,7 +146,8 @@ class TokenTask(L.LightningDataModule):
         return self.vocab_size
 
     def build(self) -> Split | dict[str, Split]:
-        """All examples ``(tokens [n, pos], labels [n, pos])``, or a ``{"train", "val"}`` dict."""
+        """All examples ``(tokens [n, pos], labels [n, pos])`` (split by ``frac_train`` /
+        ``split_seed``), or a ``{"train": ..., "val": ...}`` dict of such pairs."""
         raise NotImplementedError
 
     def splits(self) -> dict[str, Split]:

@@ -1,15 +1,8 @@
-"""Config checks, inside the job, after Hydra's one composition: one line per problem naming the
-key, the bad value and what is allowed (the job then exits 2 and removes its run dir).
+"""Config checks before training, one line per problem: ``key=value is invalid: allowed ...``.
 
-* the template's own top-level keys (``seed``, ``run.*``) against a pydantic schema;
-* every ``_target_`` node (``data``, ``model``, ``model.net``, ``model.optimizer``, callbacks ...):
-  its keys against ``inspect.signature`` of the imported class ("did you mean"), its values
-  against the argument's annotation (pydantic, strict);
-* the machine (accelerator, devices, precision) and the files a run needs.
-
-Ranges are the classes' own business: a constructor's ``ValueError`` becomes one line where the job
-builds it (``project.build.building``). ``composition_error`` turns Hydra's composition errors
-(unknown key, unknown config) into the same one line.
+Checked: ``seed`` and ``run.*`` (pydantic), every ``_target_`` node's keys against its class's
+signature ("did you mean") and values against the annotations, the trainer against the machine,
+and the files a run needs. Ranges are the classes' own (``project.build.building``).
 """
 
 from __future__ import annotations
@@ -177,8 +170,7 @@ def _adapter(annotation: Any) -> Any:
 
 
 def _has_any(annotation: Any) -> bool:
-    """``Any``, or a union with ``Any`` as a member: every value fits. (An ``Any`` inside
-    ``Callable[..., Any]`` or ``Mapping[str, Any]`` still rules out a string for it.)"""
+    """``Any``, or a union with ``Any`` as a member (``Mapping[str, Any]`` is not)."""
     if annotation is Any:
         return True
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
@@ -187,8 +179,8 @@ def _has_any(annotation: Any) -> bool:
 
 
 def type_ok(value: Any, annotation: Any) -> bool:
-    """Whether ``value`` fits ``annotation`` (pydantic, strict: no ``"3"`` or ``True`` for an
-    int; a list for a tuple); True when it cannot tell (``Any``, a type pydantic does not know)."""
+    """Whether ``value`` fits ``annotation`` (pydantic, strict; a list may be a tuple); True when
+    it cannot tell."""
     if annotation is inspect.Parameter.empty or isinstance(annotation, str) or _has_any(annotation):
         return True
     try:
@@ -216,9 +208,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _parameters(target: str) -> tuple[dict[str, inspect.Parameter], bool]:
-    """A class's constructor arguments, its bases' too where it passes ``**kwargs`` up (a
-    ``TokenTask`` subclass takes ``batch_size``, ``split_seed`` ...); and whether it still takes
-    any keyword at the end of that chain."""
+    """A class's constructor arguments (its bases' too through ``**kwargs``), and whether it
+    takes any keyword."""
     obj = locate(target)
     if inspect.isclass(obj):
         inits = [
@@ -305,8 +296,8 @@ def _command_line() -> list[str]:
 
 
 def _stale_keys(errors: list[str], overrides: list[str]) -> list[str]:
-    """Where the command line replaced a node's ``_target_`` and the node's other keys (left from
-    the config it came with) are not the new class's: one line for them all, not one per key."""
+    """One line, not one per key, for a node whose ``_target_`` the command line replaced and
+    whose old keys the new class does not take."""
     replaced = {}
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
@@ -350,9 +341,8 @@ def available_memory() -> int:
 
 
 def memory_problem(net: Any, available: int | None = None) -> str | None:
-    """One line when a net's parameters (with gradients and AdamW state) would not fit in memory,
-    for a net class with an ``estimate_params(**kwargs)`` (a million layers would take minutes
-    to build before failing)."""
+    """One line when a net with ``estimate_params(**kwargs)`` would not fit in memory (found
+    before minutes of building it)."""
     if not isinstance(net, DictConfig) or "_target_" not in net:
         return None
     estimate = getattr(locate(str(net._target_)), "estimate_params", None)
