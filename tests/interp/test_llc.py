@@ -12,13 +12,21 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from project.callbacks.llc import LLCMonitor
-from project.interp.llc import CACHE, LLCConfig, have_devinterp, pack, packed_loss, read_cache
+from project.interp.llc import (
+    CACHE,
+    LLCConfig,
+    diagnose,
+    example_losses,
+    have_devinterp,
+    read_cache,
+)
 from project.models.tiny_transformer import TinyTransformer
 from tests.conftest import ROOT, train_in_process
 
@@ -28,25 +36,66 @@ needs_devinterp = pytest.mark.skipif(
 )
 
 
-def test_packed_loss_is_each_examples_mean_over_its_supervised_positions() -> None:
+def test_example_loss_is_each_examples_mean_over_its_supervised_positions() -> None:
     torch.manual_seed(0)
     net = TinyTransformer(d_vocab=10, n_ctx=4, d_vocab_out=10, d_model=16, n_heads=2, d_mlp=32)
     tokens = torch.randint(0, 10, (5, 4))
     labels = torch.full((5, 4), -100)
     labels[:, -1] = tokens[:, 0]
     labels[0, 1] = 3  # one example with two supervised positions
-    out = packed_loss(net, pack(tokens, labels))
-    assert out.shape == (5, 7)  # devinterp's (batch, len(input_ids) - 1)
+    out = example_losses(net, tokens, labels)
+    assert out.shape == (5,)
     logits = net(tokens)
-    first = F.cross_entropy(logits[0, [1, 3]], labels[0, [1, 3]])
-    torch.testing.assert_close(out[0], first.expand(7))
+    torch.testing.assert_close(out[0], F.cross_entropy(logits[0, [1, 3]], labels[0, [1, 3]]))
     rest = F.cross_entropy(logits[1:, -1], labels[1:, -1], reduction="none")
-    torch.testing.assert_close(out[1:, 0], rest)
+    torch.testing.assert_close(out[1:], rest)
+
+
+def _trace(level: float, drift: float, chains: int = 4, draws: int = 200) -> torch.Tensor:
+    """Chain losses at the draws: ``level`` plus a linear ``drift`` over the whole chain, plus
+    a little noise."""
+    gen = torch.Generator().manual_seed(0)
+    ramp = torch.linspace(0, drift, draws)
+    return level + ramp + 0.002 * torch.randn(chains, draws, generator=gen)
+
+
+def test_diagnostic_passes_a_levelled_chain_and_names_each_failure() -> None:
+    ok = diagnose(_trace(0.5, 0.0), init_loss=0.1, n_beta=50.0, chance_loss=4.7)
+    assert ok["converged"] and ok["reason"] == "ok"
+    assert math.isclose(ok["rise"], 0.4, rel_tol=0.01) and abs(ok["drift_rel"]) < 0.02
+    # the issue's chains (fast_grok, old settings): climbing all along, far towards chance
+    climbing = diagnose(_trace(2.0, 1.8), init_loss=0.0032, n_beta=46.2, chance_loss=4.73)
+    assert not climbing["converged"]
+    for words in ("not levelled off", "depends on chain length", "near chance"):
+        assert words in climbing["reason"]
+    # levelled off but far towards chance: the sampler erased the model
+    erased = diagnose(_trace(3.0, 0.0), init_loss=0.0032, n_beta=46.2, chance_loss=4.73)
+    assert erased["reason"].startswith("near chance")
+    # below the loss at the weights: SGLD trains, the weights are not at a minimum
+    assert "negative" in diagnose(_trace(0.05, 0.0), 0.1, 50.0)["reason"]
+    # a net at chance (initialisation): the chance check does not apply
+    assert diagnose(_trace(4.9, 0.0), init_loss=4.7, n_beta=50.0, chance_loss=4.73)["converged"]
+    nan = _trace(0.5, 0.0)
+    nan[0, 5] = float("nan")
+    assert "non-finite" in diagnose(nan, 0.1, 50.0)["reason"]
+
+
+def test_estimate_and_diagnostic_from_a_trace_drop_the_burn_in() -> None:
+    from project.interp.llc import from_trace
+
+    config = LLCConfig(num_chains=2, num_draws=100, num_burnin_steps=50, n_beta=10.0)
+    burnin = torch.linspace(0.1, 0.5, 50).expand(2, -1)  # heating up
+    steps = torch.cat([burnin, torch.full((2, 100), 0.5)], dim=1)
+    result = from_trace(steps.tolist(), 0.1, config)
+    assert math.isclose(result["llc_mean"], 10.0 * (0.5 - 0.1))
+    assert result["converged"] and len(result["trace_mean"]) == 100
+    assert len(result["loss_trace"][0]) == 150  # the burn-in stays in the stored trace
 
 
 def test_settings_and_the_default_inverse_temperature() -> None:
-    config = LLCConfig(batch_size=256)
-    assert math.isclose(config.resolved_n_beta(), 256 / math.log(256))
+    config = LLCConfig(max_examples=4096)
+    assert math.isclose(config.resolved_n_beta(), 4096 / math.log(4096))  # n / ln n
+    assert math.isclose(config.resolved_n_beta(3830), 3830 / math.log(3830))
     assert LLCConfig(n_beta=30.0).resolved_n_beta() == 30.0
     assert config.key() == LLCConfig(batch_size=256).key() != LLCConfig(lr=1e-3).key()
     with pytest.raises(ValueError, match="num_chains=1 is invalid"):
@@ -79,7 +128,7 @@ def test_report_llc_without_devinterp_is_a_one_line_error(tmp_path: Path) -> Non
         LLCMonitor(every_n_epochs=5)
 
 
-TINY = LLCConfig(num_chains=2, num_draws=15, batch_size=32, lr=1e-4)
+TINY = LLCConfig(num_chains=2, num_draws=15, num_burnin_steps=5, batch_size=32, lr=1e-4)
 
 
 @needs_devinterp
@@ -95,10 +144,74 @@ def test_estimate_has_a_spread_over_chains_and_leaves_the_weights_alone() -> Non
     result = estimate_llc(net, tokens, labels, TINY)
     assert len(result["llc_per_chain"]) == 2 and all(map(math.isfinite, result["llc_per_chain"]))
     assert math.isfinite(result["llc_mean"]) and result["llc_std"] >= 0
-    assert len(result["loss_trace"]) == 2 and len(result["loss_trace"][0]) == 15
+    assert len(result["loss_trace"]) == 2 and len(result["loss_trace"][0]) == 20  # + burn-in
+    assert len(result["trace_mean"]) == 15 and "converged" in result["diagnostic"]
     assert math.isclose(result["init_loss"], math.log(11), rel_tol=0.2)  # an untrained net
     for k, v in net.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+def _regression(d: int, n: int) -> tuple[torch.nn.Module, Any]:
+    """A full-rank Gaussian linear regression (d parameters, noise sd 1) at its least-squares
+    optimum, and its per-example negative log-likelihood (up to a constant): a regular model,
+    whose learning coefficient is d / 2."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=gen)
+    y = x @ torch.randn(d, generator=gen) + torch.randn(n, generator=gen)
+    net = torch.nn.Linear(d, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.linalg.lstsq(x, y[:, None]).solution.T)
+
+    def loss(model: torch.nn.Module, idx: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (y[idx] - model(x[idx])[:, 0]) ** 2
+
+    return net, loss
+
+
+# n_beta = b / ln b (devinterp's default) = 46.2; step size 1e-3 (lr * n_beta * curvature ~ 0.05:
+# discretisation bias ~1%); localization 0.1, far below n_beta x the smallest curvature (~28);
+# 150 burn-in steps (~4 relaxation times of the flattest direction)
+KNOWN = LLCConfig(
+    lr=1e-3,
+    n_beta=256 / math.log(256),
+    localization=0.1,
+    num_chains=2,
+    num_draws=200,
+    num_burnin_steps=150,
+)
+
+
+@needs_devinterp
+def test_known_answer_linear_regression_llc_is_d_over_2() -> None:
+    """The estimator (devinterp SGLD, burn-in dropped) on a model whose LLC is known: within 10%
+    of d / 2 = 200, and its diagnostic passes. Deterministic (devinterp seeds each chain);
+    simulated over 20 seeds with the same update: 1.03 +- 0.02 of d / 2."""
+    from project.interp.llc import sample_llc
+
+    d, n = 400, 8192
+    net, loss = _regression(d, n)
+    result = sample_llc(net, loss, n, KNOWN, device="cpu")
+    print(result["llc_mean"], result["llc_std"], result["diagnostic"])  # pytest -s
+    assert abs(result["llc_mean"] / (d / 2) - 1) < 0.1, result["llc_mean"]
+    assert result["converged"], result["diagnostic"]["reason"]
+
+
+@pytest.mark.slow
+@needs_devinterp
+def test_known_answer_fails_with_wrong_settings() -> None:
+    """The known-answer check can fail: a localization as strong as the curvature (gamma =
+    n_beta) halves the estimate, and no burn-in with 20 draws catches the chains still heating
+    up (the diagnostic says so)."""
+    from dataclasses import replace
+
+    from project.interp.llc import sample_llc
+
+    d, n = 400, 8192
+    net, loss = _regression(d, n)
+    strong = sample_llc(net, loss, n, replace(KNOWN, localization=46.2), device="cpu")
+    assert strong["llc_mean"] < 0.6 * d / 2
+    short = sample_llc(net, loss, n, replace(KNOWN, num_burnin_steps=0, num_draws=20), "cpu")
+    assert short["llc_mean"] < 0.9 * d / 2 and not short["converged"]
 
 
 @needs_devinterp
@@ -118,6 +231,11 @@ def test_report_llc_section_is_computed_once_then_read_from_the_cache(tmp_path: 
     assert "Local learning coefficient over training" in text and "s per snapshot" in text
     data = json.loads((run / "report" / "report.json").read_text())["llc"]
     assert data["epoch"] == [0, 2, 4] and all(c is False for c in data["cached"])
+    assert len(data["trace_mean"]) == 3 and len(data["converged"]) == 3
+    for mean, unconverged, ok in zip(
+        data["llc_mean"], data["llc_unconverged"], data["converged"], strict=True
+    ):
+        assert (mean is not None) == ok and (unconverged is None) == ok  # never both
     stamp = (run / CACHE).stat().st_mtime_ns
     assert report_main([str(run), "--llc"]) == 0
     assert (run / CACHE).stat().st_mtime_ns == stamp  # nothing sampled again

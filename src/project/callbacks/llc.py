@@ -1,7 +1,9 @@
 """Live local learning coefficient (any task): every ``every_n_epochs`` epochs, on rank zero,
 ``LLCMonitor`` estimates the LLC of the current weights on the train split with devinterp
-(``project.interp.llc``), logs ``llc/mean`` and ``llc/std`` (over chains) to every logger and adds
-the result to ``<run_dir>/llc.json``, where ``python -m project.report`` finds it.
+(``project.interp.llc``), logs ``llc/mean`` and ``llc/std`` (over chains) and ``llc/converged`` (1 or 0: the estimate's
+convergence diagnostic, ``project.interp.llc.diagnose``; a 0 means the value is not to be read as
+an LLC) to every logger and adds the result (loss traces and diagnostic included) to
+``<run_dir>/llc.json``, where ``python -m project.report`` finds it.
 
 Off by default (``every_n_epochs: 0``): an estimate costs chains x draws SGLD steps (seconds to
 minutes), and devinterp is an optional extra (``uv sync --extra llc``). The constructor checks that
@@ -33,16 +35,16 @@ class LLCMonitor(Callback):
     def __init__(
         self,
         every_n_epochs: int = 0,
-        lr: float = 1e-4,
-        n_beta: float | None = None,
-        localization: float = 100.0,
-        num_chains: int = 4,
-        num_draws: int = 200,
-        num_burnin_steps: int = 0,
-        num_steps_bw_draws: int = 1,
-        batch_size: int = 256,
-        max_examples: int = 4096,
-        seed: int = 100,
+        lr: float = LLCConfig.lr,
+        n_beta: float | None = LLCConfig.n_beta,
+        localization: float = LLCConfig.localization,
+        num_chains: int = LLCConfig.num_chains,
+        num_draws: int = LLCConfig.num_draws,
+        num_burnin_steps: int = LLCConfig.num_burnin_steps,
+        num_steps_bw_draws: int = LLCConfig.num_steps_bw_draws,
+        batch_size: int = LLCConfig.batch_size,
+        max_examples: int = LLCConfig.max_examples,
+        seed: int = LLCConfig.seed,
     ) -> None:
         if isinstance(every_n_epochs, bool) or not isinstance(every_n_epochs, int):
             raise ValueError(
@@ -77,7 +79,13 @@ class LLCMonitor(Callback):
         net = getattr(pl_module, "net", pl_module)
         result = estimate_llc(net, tokens, labels, self.config)
         write_result(Path(trainer.default_root_dir), self.config, epoch, result)
+        if not result["converged"]:
+            log.warning(
+                "LLCMonitor: the estimate at epoch %d did not converge (%s): not an LLC value",
+                epoch, result["diagnostic"]["reason"],
+            )  # fmt: skip
         scalars = {"llc/mean": result["llc_mean"], "llc/std": result["llc_std"],
+                   "llc/converged": float(result["converged"]),
                    "llc/seconds": result["seconds"]}  # fmt: skip
         for logger in trainer.loggers:
             logger.log_metrics(scalars, step=trainer.global_step)

@@ -28,10 +28,11 @@ Diagnostic (``diagnose``, stored with each estimate): an estimate is ``converged
   minimum, and the LLC is not defined there).
 Both tolerances allow two standard errors over chains where that is larger (noise, not drift).
 
-Defaults (``LLCConfig``), calibrated on fast_grok checkpoints (docs/llc.md): ``localization``
-(gamma) 1e4, i.e. a localization scale 1/sqrt(gamma) = 0.01 per parameter, well below the nets'
-RMS weight (~0.07); ``n_beta`` null = b / ln b (devinterp's ``default_nbeta``); step size ``lr``
-5e-5 (lr * gamma = 0.5 < 2, stable); 4 chains x 200 draws after 100 burn-in steps.
+Defaults (``LLCConfig``), calibrated on a fast_grok checkpoint (docs/llc.md): ``n_beta`` null =
+n / ln n for the n examples sampled (465 for fast_grok's 3,830; devinterp's b / ln b = 46 lets
+the chains climb towards chance at every localization that does not dominate the estimate);
+``localization`` (gamma) 1000, a localization scale 1/sqrt(gamma) = 0.03 per parameter, below the
+net's RMS weight (0.07); step size ``lr`` 3e-5; 4 chains x 200 draws after 100 burn-in steps.
 """
 
 from __future__ import annotations
@@ -65,9 +66,9 @@ ExampleLoss = Callable[[nn.Module, torch.Tensor], torch.Tensor]  # (net, example
 class LLCConfig:
     """SGLD settings of the LLC estimate (names as devinterp's ``sample``)."""
 
-    lr: float = 5e-5  # SGLD step size (epsilon)
-    n_beta: float | None = None  # inverse temperature; None = b / ln b (devinterp's default_nbeta)
-    localization: float = 1e4  # gamma: pull towards the weights being measured
+    lr: float = 3e-5  # SGLD step size (epsilon)
+    n_beta: float | None = None  # inverse temperature; None = n / ln n, n = the examples used
+    localization: float = 1000.0  # gamma: pull towards the weights being measured
     num_chains: int = 4
     num_draws: int = 200
     num_burnin_steps: int = 100
@@ -93,12 +94,15 @@ class LLCConfig:
                 f"lr={self.lr!r}, localization={self.localization!r}: allowed > 0, >= 0"
             )
 
-    def resolved_n_beta(self) -> float:
-        """``n_beta``, or devinterp's default ``b / ln b`` for the batch size ``b``."""
+    def resolved_n_beta(self, n_examples: int | None = None) -> float:
+        """``n_beta``, or ``n / ln n`` (Watanabe's WBIC temperature, beta = 1 / ln n) for the
+        ``n_examples`` sampled (at most ``max_examples``; ``max_examples`` when not given).
+        devinterp's ``default_nbeta`` is ``b / ln b`` for the batch size ``b``: too hot for the
+        template's nets (docs/llc.md, calibration)."""
         if self.n_beta is not None:
             return float(self.n_beta)
-        b = self.batch_size
-        return b / math.log(b) if b > 1 else 1.0
+        n = n_examples or self.max_examples
+        return n / math.log(n) if n > 1 else 1.0
 
     def key(self) -> str:
         """A stable text of the settings, for caches."""
@@ -130,7 +134,7 @@ class _Wrapped(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net = net
+        self.net: nn.Module = net
 
     def forward(self, *args: Any) -> Any:
         return self.net(*args)
@@ -248,7 +252,8 @@ def sample_llc(
     data = Dataset.from_dict({"input_ids": rows.tolist()}).with_format("torch")
 
     def loss_fn(model: nn.Module, input_ids: torch.Tensor) -> torch.Tensor:
-        return example_loss(model.net, input_ids[:, 0].cpu())[:, None].float()
+        inner = model.net if isinstance(model, _Wrapped) else model  # devinterp's copy
+        return example_loss(inner, input_ids[:, 0].cpu())[:, None].float()
 
     device = str(device or next(net.parameters()).device)
     was_training, threads = net.training, torch.get_num_threads()
@@ -261,7 +266,7 @@ def sample_llc(
         with tempfile.TemporaryDirectory() as tmp:
             result = llc(
                 model=_Wrapped(net), dataset=data, observables={}, lr=config.lr,
-                n_beta=config.resolved_n_beta(), localization=config.localization,
+                n_beta=config.resolved_n_beta(n_examples), localization=config.localization,
                 num_chains=config.num_chains, num_draws=config.num_draws,
                 num_burnin_steps=config.num_burnin_steps,
                 num_steps_bw_draws=config.num_steps_bw_draws, batch_size=config.batch_size,
@@ -290,7 +295,7 @@ def from_trace(
     steps = np.asarray(steps, dtype=float)
     picks = config.num_burnin_steps + config.num_steps_bw_draws * np.arange(config.num_draws)
     draws = steps[:, picks]
-    n_beta = config.resolved_n_beta()
+    n_beta = config.resolved_n_beta(n_examples)
     per_chain = n_beta * (draws.mean(1) - init_loss)
     finite = per_chain[np.isfinite(per_chain)]
     diagnostic = diagnose(draws, init_loss, n_beta, chance_loss)

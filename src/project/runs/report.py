@@ -214,11 +214,8 @@ def _llc_sections(ctx: rg.ReportContext, compute: bool, max_snapshots: int) -> l
     if curve.empty:
         ctx.note(title, f"no snapshots to estimate and nothing cached in {CACHE}")
         return []
-    ctx.data["llc"] = {"settings": config.key(), **rg.frame_json(curve)}
-    last = curve.iloc[-1]
-    ctx.summary["LLC (last snapshot, mean +- std over chains)"] = (
-        f"{last['llc_mean']:.3g} +- {last['llc_std']:.2g} at epoch {int(last['epoch'])}"
-    )
+    ctx.data["llc"] = rl.report_data(curve, config)  # unconverged estimates: llc_mean null
+    ctx.summary["LLC (last converged snapshot, mean +- std over chains)"] = rl.summary(curve)
     return [rl.section(curve, ctx.curves, config, ctx.xscale)]
 
 
