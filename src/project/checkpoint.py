@@ -100,7 +100,7 @@ def _load_failure(exc: BaseException) -> str:
     if not lines:
         return type(exc).__name__
     first = lines[0]
-    if "central directory" in first or "zip archive" in first:
+    if "central directory" in first or "zip archive" in first or "Invalid argument" in first:
         return "truncated or corrupt (its zip archive is incomplete)"
     return f"corrupt or tampered ({first.split('. ')[0]})"
 

@@ -32,6 +32,11 @@ def resolve(target: str | Path) -> tuple[Path, Path]:
                 raise FileNotFoundError(f"{target} has no checkpoints/last.ckpt or snapshot")
             ckpt = snapshots[-1][1]
         return ckpt, run_dir
+    if not target.exists():
+        raise FileNotFoundError(f"{target} does not exist; allowed: a run dir or a checkpoint")
+    from project.checkpoint import read_checkpoint
+
+    read_checkpoint(target)  # an empty, text or truncated file says so first
     run_dir = target.absolute().parent.parent
     if not (run_dir / "resolved_config.yaml").is_file():
         raise FileNotFoundError(

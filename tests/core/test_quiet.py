@@ -24,10 +24,15 @@ def test_no_litlogger_tip(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> N
 def test_no_pytree_deprecation_warning() -> None:
     from lightning.pytorch.utilities.combined_loader import CombinedLoader
 
+    from project.utils.quiet import quiet_libraries
+
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+        warnings.simplefilter("always")  # every warning shown, then the template's switches
+        quiet_libraries()
         CombinedLoader({"a": [1, 2]}, "max_size_cycle")
+        warnings.warn("an unrelated FutureWarning", FutureWarning, stacklevel=1)
     assert not [w for w in caught if "LeafSpec" in str(w.message)]
+    assert [w for w in caught if "unrelated" in str(w.message)]  # only that one message
 
 
 def test_no_non_empty_checkpoint_dir_warning_on_resume(tmp_path: Path) -> None:

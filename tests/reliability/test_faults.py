@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from project.callbacks.checkpoints import DIVERGED_EXIT_CODE, AtomicCheckpointIO
+from project.callbacks.checkpoints import AtomicCheckpointIO
+from project.train.failures import DIVERGED_EXIT_CODE
 from project.utils.helpers import CheckpointError, load_checkpoint, read_checkpoint
 from tests.conftest import SMALL, run_cli, run_dirs, train_in_process
 

@@ -12,7 +12,6 @@ import errno
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -143,17 +142,6 @@ def check_finite_weights(trainer: L.Trainer, pl_module: L.LightningModule, path:
             raise NonFiniteLossError(
                 f"non-finite {key} ({float(value)}) in epoch {epoch}; not writing {path.name}"
             )
-
-
-def describe_checkpoint(path: Path) -> str:
-    """``'<path> (after N epochs, step S)'`` for messages, or a note that none exists."""
-    from project.checkpoint import CheckpointError, completed_epochs, read_checkpoint
-
-    try:
-        ckpt = read_checkpoint(path)
-    except CheckpointError:
-        return f"none ({path} does not exist or is unreadable)"
-    return f"{path} (after {completed_epochs(ckpt)} epochs, step {ckpt.get('global_step')})"
 
 
 class SnapshotCheckpoint(ModelCheckpoint):
@@ -353,21 +341,3 @@ class LastCheckpoint(SnapshotCheckpoint):
     ) -> None:
         if "rng_states" in checkpoint:
             set_rng_states(checkpoint["rng_states"])
-
-
-DIVERGED_EXIT_CODE = 3
-WRITE_FAILED_EXIT_CODE = 4
-
-
-def write_failed_exit(exc: BaseException) -> int:
-    """A checkpoint write failed (disk full): one line; returns the exit code (4). The run's
-    ``summary.json`` (status ``failed: <reason>``) is ``RunSummary.on_exception``'s."""
-    print(f"error: {exc}", file=sys.stderr)
-    return WRITE_FAILED_EXIT_CODE
-
-
-def diverged_exit(run_dir: Path, exc: BaseException) -> int:
-    """Report a non-finite loss/weights stop on one line; returns the exit code (3)."""
-    last = describe_checkpoint(Path(run_dir) / "checkpoints" / "last.ckpt")
-    print(f"error: {exc}; run stopped, last good checkpoint kept: {last}", file=sys.stderr)
-    return DIVERGED_EXIT_CODE

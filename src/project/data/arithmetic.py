@@ -60,5 +60,3 @@ def all_pairs(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 from project.data.base import SPLIT_RNGS, split_indices  # noqa: E402,F401  (re-exported)
-
-

@@ -191,16 +191,8 @@ class TokenTask(L.LightningDataModule):
     def train_dataloader(self) -> DeviceBatches:
         rank, world = self._rank_info()
         tokens, labels = self._split_on_device("train")
-        return DeviceBatches(
-            tokens,
-            labels,
-            self.batch_size,
-            self.shuffle,
-            self.shuffle_seed,
-            rank,
-            world,
-            self._epoch,
-        )
+        args = (self.batch_size, self.shuffle, self.shuffle_seed, rank, world, self._epoch)
+        return DeviceBatches(tokens, labels, *args)
 
     def val_dataloader(self) -> DeviceBatches:
         rank, world = self._rank_info()

@@ -49,11 +49,35 @@ def composition_error(exc: BaseException, overrides: list[str]) -> str:
     return text or type(exc).__name__
 
 
+def _group_setting(group: str, overrides: list[str]) -> str | None:
+    """``grokfast.alpha=1.5``: a setting typed under a config group's name (``grokfast=ema`` picks
+    a config), where the group's config lives under another key (``# @package
+    callbacks.grokfast``): the line names the key as typed and where it goes."""
+    folder = Path(CONFIG_DIR) / group
+    typed = next((o for o in overrides if o.lstrip("+~").startswith(f"{group}.")), None)
+    if not folder.is_dir() or typed is None:
+        return None
+    package = None
+    for config in sorted(folder.glob("*.yaml")):
+        first = config.read_text().splitlines()[:1]
+        if first and first[0].startswith("# @package "):
+            package = first[0].removeprefix("# @package ").strip()
+            break
+    key, _, value = typed.lstrip("+~").partition("=")
+    where = f"{package}.{key.partition('.')[2]}" if package and package != "_global_" else None
+    fix = f"; allowed: {where}={value}" if where else ""
+    return (f"{key}={value} is invalid: {group} is a config group ({group}=<name> picks a "
+            f"config), not a key{fix}")  # fmt: skip
+
+
 def _unknown_key(full_key: str, overrides: list[str]) -> str:
     """``model.optimizer.lrr=0.1 is invalid: unknown key; did you mean ...``: the allowed keys
     come from the config composed without the offending override (the error path only)."""
     from hydra import compose, initialize_config_dir
 
+    group_setting = _group_setting(full_key, overrides)
+    if group_setting:
+        return group_setting
     parent, _, name = full_key.rpartition(".")
     value = next((o.partition("=")[2] for o in reversed(overrides)
                   if o.lstrip("+~").partition("=")[0] == full_key), None)  # fmt: skip

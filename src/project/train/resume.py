@@ -6,6 +6,7 @@ weights, built the same. The stored overrides are replayed as plain data only
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from project.summary import read_summary
@@ -64,10 +65,52 @@ def resume_argv(argv: list[str]) -> list[str]:
             raise ResumeError(f"run.ckpt_path={path!r} is invalid: allowed {problem}")
     if not new_run and (done := _finished(run_dir, argv)):
         raise ResumeError(done, code=0)
+    if not new_run:
+        _claim(run_dir)
     flags = [a for a in argv if a.startswith("-")]
     rest = [a for a in argv if not a.startswith("-")]
     tail = [] if new_run else [f"hydra.run.dir={run_dir}"]
     return [*flags, *replayed, *rest, *tail]
+
+
+_HELD: list[object] = []  # the open lock file of the run this process resumes
+
+
+def _claim(run_dir: Path) -> None:
+    """Refuse a resume into a run dir it cannot write, or one another process is training.
+
+    The lock is ``fcntl.flock`` on ``.hydra/train.lock``, held until this process exits: the
+    kernel drops it with the process, so a ``kill -9`` cannot leave it stale."""
+    import fcntl
+
+    from project.utils.paths import unwritable
+
+    targets = [run_dir, run_dir / ".hydra", run_dir / "checkpoints"]
+    targets += [p for p in (run_dir / "run.log", run_dir / "summary.json") if p.exists()]
+    for target in targets:
+        if target.exists() and (
+            unwritable(target) if target.is_dir() else not os.access(target, os.W_OK)
+        ):
+            raise ResumeError(
+                f"run.ckpt_path: run dir {run_dir} is invalid: allowed a run dir this user can "
+                f"write ({target} is read-only); a resume writes into it (copy it first: "
+                f"cp -r {run_dir} <new dir>)"
+            )
+    lock = (run_dir / ".hydra" / "train.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise ResumeError(
+            f"run.ckpt_path: run dir {run_dir} is being trained by another process (pid "
+            f"{holder}); allowed: one resume at a time (wait for it, or stop it first)"
+        ) from None
+    lock.truncate(0)
+    lock.write(str(os.getpid()))
+    lock.flush()
+    _HELD.append(lock)
 
 
 def _finished(run_dir: Path, argv: list[str]) -> str | None:

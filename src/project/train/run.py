@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -30,7 +32,6 @@ from project.build import (
     redact_secrets,
 )
 from project.train.checks import CONFIG_DIR, config_errors, memory_problem
-from project.train.resume import ResumeError, resume_argv
 from project.train.rundir import discard_run_dir, register_resolvers
 
 log = logging.getLogger("project.train")
@@ -60,19 +61,20 @@ def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoR
         report_error(line)
     if run_dir is not None and is_global_zero():
         discard_run_dir(run_dir, force=started)
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise JobRejected(lines[0])  # the sweep's other jobs still run; the command exits 2
     raise SystemExit(2)
+
+
+class JobRejected(Exception):
+    """A sweep job rejected its config (its lines are printed); the other jobs run."""
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train one run in Hydra's run dir; returns the final logged metrics."""
     import lightning as L
 
-    from project.callbacks.checkpoints import (
-        AtomicCheckpointIO,
-        CheckpointWriteError,
-        diverged_exit,
-        write_failed_exit,
-    )
+    from project.callbacks.checkpoints import AtomicCheckpointIO, CheckpointWriteError
     from project.callbacks.epoch_log import capture_warnings
     from project.callbacks.preemption import preempted_exit
     from project.callbacks.run_summary import MonitorNotLoggedError, RunSummary
@@ -81,7 +83,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     capture_warnings()  # run.log gets every warning too
     if errors := config_errors(cfg):  # the task's own range checks too, unless its keys failed
-        if not any(e.startswith("data.") for e in errors):
+        if not any(e.startswith(("data.", "seed=")) for e in errors):
             try:
                 with building("data", cfg.data):
                     instantiate_task(cfg)
@@ -136,10 +138,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
 
+    if ckpt:  # readers keep the last row of each epoch; this line marks where rows repeat
+        from project.checkpoint import completed_epochs, read_checkpoint
+
+        done = completed_epochs(read_checkpoint(ckpt))
+        log.info("resumed from %s after epoch %d: epochs after it are run (and logged) again",
+                 ckpt, done)  # fmt: skip
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
         log.error(str(exc))
+        from project.train.failures import diverged_exit
+
         raise SystemExit(diverged_exit(run_dir, exc)) from None
     except MonitorNotLoggedError as exc:  # found at the first validation: a config error
         name = next(n for n, cb in callbacks.items() if isinstance(cb, RunSummary))
@@ -148,6 +158,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         reject([str(exc)], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
         log.error(str(exc))
+        from project.train.failures import write_failed_exit
+
         raise SystemExit(write_failed_exit(exc)) from None
     except Exception as exc:  # anything else: its line in run.log, the traceback on stderr
         log.error("%s: %s", type(exc).__name__, exc)
@@ -164,26 +176,37 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def run_task(cfg: DictConfig) -> float:
     """The job: train, then the sweeper's objective (``optimized_metric``, else epochs to the
     threshold)."""
-    _restore_full_error()  # composition is over: the job's own errors are reported as usual
-    train(cfg)
-    if HydraConfig.get().mode != RunMode.MULTIRUN:
-        return 0.0  # nobody reads a single run's objective
-    from project.train.sweep_jobs import run_objective
+    _STATE["job_started"] = True
+    with _users_full_error():  # the job's own errors are reported as the user asked
+        train(cfg)
+        if HydraConfig.get().mode != RunMode.MULTIRUN:
+            return 0.0  # nobody reads a single run's objective
+        from project.train.sweep_jobs import run_objective
 
-    run_dir = HydraConfig.get().runtime.output_dir
-    return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
-
-
-_USER_FULL_ERROR: list[str | None] = []
+        run_dir = HydraConfig.get().runtime.output_dir
+        return run_objective(run_dir, cfg.trainer.get("max_epochs"), cfg.get("optimized_metric"))
 
 
-def _restore_full_error() -> None:
-    if _USER_FULL_ERROR:
-        value = _USER_FULL_ERROR.pop()
-        if value is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = value
+# main() sets HYDRA_FULL_ERROR=1 so that Hydra raises a composition error to it (one line, exit
+# 2) instead of printing its advice; inside a job the user's own setting is back
+_STATE: dict[str, Any] = {"job_started": False}
+
+
+def _set_full_error(value: str | None) -> None:
+    if value is None:
+        os.environ.pop("HYDRA_FULL_ERROR", None)
+    else:
+        os.environ["HYDRA_FULL_ERROR"] = value
+
+
+@contextmanager
+def _users_full_error() -> Iterator[None]:
+    outside = os.environ.get("HYDRA_FULL_ERROR")
+    _set_full_error(_STATE.get("user_full_error", outside))
+    try:
+        yield
+    finally:
+        _set_full_error(outside)
 
 
 def main() -> None:
@@ -193,27 +216,34 @@ def main() -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     register_resolvers()
-    try:
-        argv = resume_argv(sys.argv[1:])
-    except ResumeError as exc:
-        print(f"{'error: ' if exc.code else ''}{exc}", file=sys.stderr if exc.code else sys.stdout)
-        raise SystemExit(exc.code) from None
+    argv = sys.argv[1:]
+    if any(a.lstrip("+").startswith(("run.ckpt_path=", "run.init_from=")) for a in argv):
+        from project.train.resume import ResumeError, resume_argv
+
+        try:
+            argv = resume_argv(argv)
+        except ResumeError as exc:
+            out = sys.stderr if exc.code else sys.stdout
+            print(f"{'error: ' if exc.code else ''}{exc}", file=out)
+            raise SystemExit(exc.code) from None
     sys.argv = [sys.argv[0], *argv]  # Lightning's DDP launcher starts each rank with sys.argv
-    # Hydra prints a composition error with advice and exits 1; raised, it becomes our one line
-    _USER_FULL_ERROR.append(os.environ.get("HYDRA_FULL_ERROR"))
-    os.environ["HYDRA_FULL_ERROR"] = "1"
+    user = _STATE["user_full_error"] = os.environ.get("HYDRA_FULL_ERROR")
+    _STATE["job_started"] = False
+    _set_full_error("1")
     try:
         run_task()
+    except JobRejected:
+        raise SystemExit(2) from None  # its lines were printed by the job
     except (HydraException, OmegaConfBaseException) as exc:
-        if not _USER_FULL_ERROR or _USER_FULL_ERROR[0] == "1":
-            raise  # raised by the job, or the user asked for tracebacks
+        if _STATE["job_started"] or user == "1":
+            raise  # raised by a job, or the user asked for tracebacks
         from project.train.composition import composition_error
 
         line = composition_error(exc, [a for a in argv if not a.startswith("-")])
         print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     finally:
-        _restore_full_error()
+        _set_full_error(user)
 
 
 if __name__ == "__main__":
