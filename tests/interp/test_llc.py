@@ -221,7 +221,9 @@ def test_report_llc_section_is_computed_once_then_read_from_the_cache(tmp_path: 
     run = train_in_process(
         tmp_path, "data.modulus=11", "data.frac_train=0.6", "trainer=cpu", "trainer.max_epochs=4",
         "callbacks.snapshots.every_n_epochs=2", "callbacks.progress_measures.every_n_epochs=0",
-        "callbacks.llc.num_chains=2", "callbacks.llc.num_draws=15", "callbacks.llc.batch_size=32",
+        "llc=sgld", "callbacks.llc.every_n_epochs=0", "callbacks.llc.num_chains=2",
+        "callbacks.llc.num_draws=15", "callbacks.llc.num_burnin_steps=5",
+        "callbacks.llc.batch_size=32",
     )  # fmt: skip
     assert report_main([str(run), "--llc"]) == 0
     cache = read_cache(run)
@@ -249,14 +251,15 @@ def test_live_callback_logs_the_llc_and_fills_the_reports_cache(tmp_path: Path) 
 
     run = train_in_process(
         tmp_path, "data.modulus=11", "data.frac_train=0.6", "trainer=cpu", "trainer.max_epochs=2",
-        "logger=csv", "callbacks.progress_measures.every_n_epochs=0",
-        "callbacks.llc.every_n_epochs=1", "callbacks.llc.num_chains=2",
+        "logger=csv", "callbacks.progress_measures.every_n_epochs=0", "llc=sgld",
+        "callbacks.llc.every_n_epochs=1", "callbacks.llc.num_burnin_steps=5", "callbacks.llc.num_chains=2",
         "callbacks.llc.num_draws=10", "callbacks.llc.batch_size=32",
     )  # fmt: skip
     (entries,) = read_cache(run).values()
     assert sorted(int(e) for e in entries) == [0, 1, 2]
     metrics = pd.read_csv(run / "csv_logs" / "metrics.csv")
     assert metrics["llc/mean"].notna().sum() == 3 and metrics["llc/std"].notna().sum() == 3
+    assert set(metrics["llc/converged"].dropna()) <= {0.0, 1.0}
 
 
 @pytest.mark.slow
