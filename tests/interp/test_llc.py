@@ -265,27 +265,29 @@ def test_live_callback_logs_the_llc_and_fills_the_reports_cache(tmp_path: Path) 
 @pytest.mark.slow
 @needs_devinterp
 def test_llc_rises_through_the_induction_phase_change(tmp_path: Path) -> None:
-    """The known result (docs/zoo.md, seed 0, 4 chains x 200 draws): on the induction preset the
-    LLC goes from ~1 at initialisation to 67-74 at epochs 10-20, through the phase change (val acc
-    23% after epoch 9, 91% after 14). Here 20 epochs, snapshots at 0 and 20, estimated as
-    ``python -m project.report RUN --llc`` does, with 2 chains x 50 draws to keep it cheap."""
+    """The known result (docs/llc.md, seed 0, the default settings): on the induction preset the
+    estimate at initialisation does not converge (the untrained net is not at a minimum; 1.3 read
+    there), and after the phase change (val acc 91% after epoch 14) it converges well above zero
+    (epoch 20). Here 20 epochs, snapshots at 0 and 20, estimated as ``python -m project.report RUN
+    --llc`` does, with 2 chains x 100 draws after 100 burn-in steps to keep it cheaper."""
     from project.runs import report_llc as rl
     from project.runs.load import load_run
 
     run_dir = train_in_process(
         tmp_path, "experiment=induction", "trainer=cpu", "logger=none",
         "callbacks.progress_bar=null", "trainer.max_epochs=20",
-        "callbacks.snapshots.every_n_epochs=20", "callbacks.llc.num_chains=2",
-        "callbacks.llc.num_draws=50",
+        "callbacks.snapshots.every_n_epochs=20", "llc=sgld", "callbacks.llc.every_n_epochs=0",
+        "callbacks.llc.num_chains=2", "callbacks.llc.num_draws=100",
     )  # fmt: skip
     run = load_run(run_dir)
     assert run.record is not None and run.record.best >= 0.8  # through the phase change
     config = rl.config_of(run.config)
-    assert (config.num_chains, config.num_draws) == (2, 50)
+    assert (config.num_chains, config.num_draws, config.num_burnin_steps) == (2, 100, 100)
     curve = rl.llc_curve(run, run.datamodule(), config, max_snapshots=2).set_index("epoch")
-    print(curve.to_string())  # the numbers the docs quote (pytest -s)
+    print(curve.drop(columns="trace_mean").to_string())  # the numbers the docs quote (pytest -s)
     assert list(curve.index) == [0, 20]
     init, after = curve.loc[0], curve.loc[20]
-    assert 0 < init.llc_mean < 10
-    # several times the LLC at initialisation, beyond two standard deviations of either
-    assert after.llc_mean - 2 * after.llc_std > 5 * (init.llc_mean + 2 * init.llc_std)
+    assert after.converged, after.reason
+    assert after.llc_mean > 10 * after.llc_std > 0
+    if init.converged:  # not at the docs' seed and settings
+        assert after.llc_mean - 2 * after.llc_std > 5 * (init.llc_mean + 2 * init.llc_std)
