@@ -316,7 +316,10 @@ class LitCausalLM(L.LightningModule):
         if self.steps_per_batch > 1:
             from project.utils.blocks import check_block_cadences
 
-            check_block_cadences(self.trainer, self.steps_per_batch)
+            try:
+                check_block_cadences(self.trainer, self.steps_per_batch)
+            except ValueError as exc:
+                raise ConfigValueError(f"model.{exc}") from None
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, correct, count = self.loss_and_correct(batch)

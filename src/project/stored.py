@@ -28,6 +28,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -156,6 +157,8 @@ def build(node: Any, key: str, source: str, run_dir: Path | None = None, **extra
             raise StoredDataError(f"{source}: {key}.{name} is refused: a class is built from "
                                   "plain keyword values only")  # fmt: skip
     cls = locate_class(node["_target_"], key, source, run_dir)
+    params = inspect.signature(cls).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     kwargs: dict[str, Any] = {}
     for name, value in node.items():
         if str(name).startswith("_") and str(name).endswith("_"):
@@ -165,7 +168,12 @@ def build(node: Any, key: str, source: str, run_dir: Path | None = None, **extra
         if is_node and (child_key == "model.net" or key.startswith("model.net")):
             value = build(value, child_key, source, run_dir)
         kwargs[str(name)] = value
-    return cls(**{**kwargs, **extra})
+    retired = [k for k in kwargs if not takes_any and k not in params]
+    if retired:  # a run written by an older version: a setting that has since moved elsewhere
+        print(
+            f"note: {source}: {key}: ignoring {', '.join(retired)} (no longer taken by {node['_target_']})"
+        )
+    return cls(**{k: v for k, v in kwargs.items() if k not in retired}, **extra)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -198,6 +206,9 @@ def check_no_escaping_links(run_dir: str | Path) -> None:
     stays inside it."""
     root = Path(os.path.realpath(run_dir))
     for folder, dirs, files in os.walk(root):
+        if Path(folder) == root / "wandb":  # W&B's own tree: it links its logs to its cache
+            dirs[:] = []
+            continue
         for name in dirs + files:
             path = Path(folder) / name
             if path.is_symlink() and not _inside(path, root):
@@ -205,6 +216,22 @@ def check_no_escaping_links(run_dir: str | Path) -> None:
                     f"{path} is refused: a symlink leaving the run dir (-> {os.readlink(path)}); "
                     "the tools write only inside the run dir"
                 )
+
+
+# a replayed override may keep what you typed as a reference to another key or an environment
+# variable (``+run.api_key=${oc.env:WANDB_API_KEY}``): these build nothing. Any other resolver
+# (``oc.create``, ``oc.decode``, ...) is refused.
+_SAFE_INTERPOLATION = re.compile(r"\$\{(oc\.env:[A-Za-z_]\w*|[A-Za-z_][\w.]*)\}")
+
+
+def _without_safe_interpolation(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SAFE_INTERPOLATION.sub("", value)
+    if isinstance(value, list):
+        return [_without_safe_interpolation(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _without_safe_interpolation(v) for k, v in value.items()}
+    return value
 
 
 def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
@@ -245,7 +272,7 @@ def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
         if override.is_sweep_override() or any(k in key for k in (*REFUSED_KEYS, "_recursive_")):
             raise StoredDataError(f"{source}: {text!r} is refused: not a plain setting")
         value = override.value()
-        plain(value, key, source)
+        plain(_without_safe_interpolation(value), key, source)
         for item in value if isinstance(value, list) else [value]:
             if (
                 isinstance(item, str)

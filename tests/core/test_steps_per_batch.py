@@ -133,19 +133,27 @@ def test_block_lengths_follow_the_grid_and_the_last_epoch() -> None:
     ("overrides", "message"),
     [
         (["data.batch_size=64"], "full-batch training only"),
-        (["trainer.check_val_every_n_epoch=4"], "check_val_every_n_epoch=4"),
-        (["callbacks.last_checkpoint.every_n_epochs=7"], "every_n_epochs=7"),
+        (
+            ["trainer.check_val_every_n_epoch=3", "callbacks.last_checkpoint.every_n_epochs=4"],
+            "trainer.check_val_every_n_epoch=3",
+        ),
+        (
+            ["trainer.check_val_every_n_epoch=2", "callbacks.last_checkpoint.every_n_epochs=7"],
+            "LastCheckpoint.every_n_epochs=7",
+        ),
     ],
 )
 def test_cadences_that_k_does_not_divide_are_errors(
     tmp_path: Path, overrides: list[str], message: str, capsys: pytest.CaptureFixture
 ) -> None:
-    with pytest.raises(SystemExit):  # Hydra reports the ValueError and exits 1
+    with pytest.raises(SystemExit) as exit_info:  # a config error found at fit start: exit 2
         train_in_process(
             tmp_path, *RUN, "trainer.max_epochs=4", "model.steps_per_batch=2", *overrides
         )
-    err = capsys.readouterr().err
-    assert "ValueError: steps_per_batch=2 is invalid" in err and message in err
+    assert exit_info.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert len(errors) == 1 and "model.steps_per_batch=2 is invalid" in errors[0], errors
+    assert message in errors[0]  # the line itself, not the overrides echoed elsewhere
 
 
 def test_steps_per_batch_is_checked() -> None:

@@ -72,7 +72,10 @@ def test_user_task_and_net_train_resume_load_evaluate_report(
 
     # resume in the same run dir, continuing the epoch count
     last = run / "checkpoints" / "last.ckpt"
-    second = _run(user_dir, tmp_path, f"run.ckpt_path={last}", "trainer.max_epochs=6")
+    refused = _run(user_dir, tmp_path, f"run.ckpt_path={last}", "trainer.max_epochs=6")
+    assert refused.returncode == 2  # the config dir is not taken from the run dir: say how
+    assert "name yours again, hydra.searchpath=[file://" in refused.stderr, refused.stderr
+    second = _run(user_dir, tmp_path, common[0], f"run.ckpt_path={last}", "trainer.max_epochs=6")
     assert second.returncode == 0, second.stderr[-3000:]
     assert run_dirs(tmp_path / "outputs") == [run]
     ckpt = torch.load(last, weights_only=True)

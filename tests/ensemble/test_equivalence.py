@@ -193,7 +193,9 @@ def test_the_default_config_packs_into_one_group() -> None:
     overrides = ["data.modulus=31", "callbacks.progress_measures.every_n_epochs=0"]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         configs = [compose("config", [*overrides, f"seed={s}"]) for s in (0, 1)]
-        llc_on = compose("config", [*overrides, "seed=2", "callbacks.llc.every_n_epochs=5"])
+        llc_on = compose(
+            "config", [*overrides, "seed=2", "llc=sgld", "callbacks.llc.every_n_epochs=5"]
+        )
     groups, alone = plan_groups([*configs, llc_on], max_members=64, min_members=2)
     assert groups == [[0, 1]], alone
     assert alone[2] == ["callbacks.llc.every_n_epochs is not 0"]

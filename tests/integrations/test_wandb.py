@@ -159,7 +159,7 @@ def test_a_wandb_logger_subclass_is_built_as_itself(monkeypatch, tmp_path) -> No
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
     from omegaconf import OmegaConf
 
-    from project.loggers import build_loggers
+    from project.build import build_loggers
 
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     target = "tests.integrations.wandb_subclass.TaggedWandbLogger"

@@ -14,8 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from project.grokking.report_phases import PHASES, at, detect_phases, phase_measures
-from project.grokking.report_phases import read_trajectory
+from project.grokking.report_phases import (
+    PHASES,
+    at,
+    detect_phases,
+    phase_measures,
+    read_trajectory,
+)
 from project.runs import report_generic as rg
 from project.runs.load import Run, load_run
 

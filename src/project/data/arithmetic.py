@@ -59,4 +59,4 @@ def all_pairs(operation: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     return tokens, labels
 
 
-from project.data.base import SPLIT_RNGS, split_indices  # noqa: E402,F401  (re-exported)
+from project.data.split import SPLIT_RNGS, split_indices  # noqa: E402,F401  (re-exported)

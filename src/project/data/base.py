@@ -9,17 +9,18 @@ A **task** is any ``LightningDataModule`` whose batches are ``(tokens [batch, po
 method, ``build()``. ``batch_size`` is the *global* batch (``None`` / ``-1``: full batch), sharded
 over DDP ranks; shuffling depends only on ``(shuffle_seed, epoch)``, so a resume sees the same
 order. ``report_sections`` / ``compare_sections``: ``"module:function"`` paths of the report's
-sections for this task's runs (``project.runs.report_generic``).
+sections for this task's runs.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import lightning as L
 import torch
+
+from project.data.split import SPLIT_RNGS, split_indices  # noqa: F401  (re-exported)
 
 IGNORE_INDEX = -100
 # tasks renamed since older runs were written: their run dirs still load (``load_run``)
@@ -89,28 +90,6 @@ class DeviceBatches:
                 yield self.tokens[idx], self.labels[idx]
             else:
                 yield self.tokens[start:stop], self.labels[start:stop]
-
-
-SPLIT_RNGS = ("torch", "python")
-
-
-def split_indices(
-    n: int, frac_train: float, split_seed: int, rng: str = "torch"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Train and val indices: the first ``int(frac_train * n)`` of a seeded permutation are train.
-    ``rng="torch"``: ``randperm`` (TransformerLens's grokking demo); ``"python"``:
-    ``random.shuffle`` (the progress-measures paper's ``gen_train_test``)."""
-    if rng not in SPLIT_RNGS:
-        raise ValueError(f"split_rng={rng!r} is invalid: allowed torch, python")
-    if rng == "python":
-        order = list(range(n))
-        random.Random(split_seed).shuffle(order)  # = random.seed(s); random.shuffle(order)
-        perm = torch.tensor(order, dtype=torch.long)
-    else:
-        generator = torch.Generator().manual_seed(split_seed)
-        perm = torch.randperm(n, generator=generator)
-    cutoff = int(frac_train * n)
-    return perm[:cutoff], perm[cutoff:]
 
 
 class TokenTask(L.LightningDataModule):

@@ -141,7 +141,7 @@ def last_attempt_rows(df: pd.DataFrame) -> pd.DataFrame:
         return df
     epoch = pd.to_numeric(df["epoch"], errors="coerce").ffill()
     back = epoch.diff() < 0
-    if "step" in df:
+    if "step" in df and epoch.isna().all():  # rows of one epoch may log steps out of order
         back |= pd.to_numeric(df["step"], errors="coerce").ffill().diff() < 0
     if not back.any():
         return df

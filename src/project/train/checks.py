@@ -39,19 +39,15 @@ def invalid(key: str, value: Any, allowed: str) -> str:
     return f"{key}={show(value)} is invalid: allowed {allowed}"
 
 
-class RunSettings(BaseModel):
-    """``run.*``: where a run goes and what it starts from."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
+class RunSettings(BaseModel):  # run.*: where a run goes and what it starts from
+    model_config = ConfigDict(strict=True, extra="allow")  # +run.x: added on purpose
     name: Annotated[str, Field(min_length=1)] | None = None
     ckpt_path: str | None = None
     init_from: str | None = None
     output_root: Annotated[str, Field(min_length=1)] = "outputs"
 
 
-class TopLevel(BaseModel):
-    """The template's own top-level keys (the rest are ``_target_`` nodes or Hydra's)."""
-
+class TopLevel(BaseModel):  # the template's own top-level keys (the rest: _target_ nodes, hydra)
     model_config = ConfigDict(strict=True, extra="allow")
     seed: Annotated[int, Field(ge=0, le=2**32 - 1)]  # numpy's range, which seed_everything uses
     optimized_metric: str | None = None
@@ -126,9 +122,21 @@ def _trainer_errors(cfg: DictConfig) -> list[str]:
     auto = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")  # Lightning's order
     accel = auto if name == "auto" else ("cuda" if name == "gpu" else name)
     if accel == "cuda" and not torch.cuda.is_available():
-        return [*errors, invalid("trainer.accelerator", name, "cpu or auto: no CUDA GPU here")]
+        return [
+            *errors,
+            invalid(
+                "trainer.accelerator", name, "cpu or auto: no CUDA GPU is available on this machine"
+            ),
+        ]
     if accel == "mps" and not torch.backends.mps.is_available():
-        return [*errors, invalid("trainer.accelerator", name, "cpu or auto: no Apple MPS here")]
+        return [
+            *errors,
+            invalid(
+                "trainer.accelerator",
+                name,
+                "cpu or auto: Apple MPS is not available on this machine",
+            ),
+        ]
     count = {"cuda": torch.cuda.device_count, "mps": lambda: 1, "cpu": os.cpu_count}[accel]()
     is_int = isinstance(devices, int) and not isinstance(devices, bool)
     fixed = devices not in ("auto", -1) and not isinstance(devices, ListConfig)

@@ -217,7 +217,10 @@ def main() -> None:
 
     register_resolvers()
     argv = sys.argv[1:]
-    if any(a.lstrip("+").startswith(("run.ckpt_path=", "run.init_from=")) for a in argv):
+    multirun = [a for a in argv if a in ("-m", "--multirun")]  # anywhere, as Hydra's argparse
+    argv = [*multirun, *(a for a in argv if a not in multirun)]  # would not take it mid-line
+    resuming = any(a.lstrip("+").startswith(("run.ckpt_path=", "run.init_from=")) for a in argv)
+    if resuming:
         from project.train.resume import ResumeError, resume_argv
 
         try:
@@ -240,8 +243,18 @@ def main() -> None:
         from project.train.composition import composition_error
 
         line = composition_error(exc, [a for a in argv if not a.startswith("-")])
+        if resuming and "no such config" in line:  # config dirs come from this command line
+            line += ("; a resume takes no config dir from the run dir: name yours again, "
+                     "hydra.searchpath=[file://<your config dir>]")  # fmt: skip
         print(f"error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception:  # a job's crash (a sweep's failed jobs): its traceback, exit 1, as Hydra
+        if user == "1":
+            raise
+        import traceback
+
+        traceback.print_exc()
+        raise SystemExit(1) from None
     finally:
         _set_full_error(user)
 
