@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from project.grokking.report_phases import PHASES, detect_phases, phase_measures
-from project.grokking.report_phases import read_trajectory
+from project.grokking.report_phases import PHASES, detect_phases, phase_measures, read_trajectory
 from project.runs import report_generic as rg
 from project.runs.load import load_run
 
