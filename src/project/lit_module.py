@@ -49,23 +49,6 @@ class ConfigValueError(ValueError):
     """A config value found wrong once training starts, as one line naming the key."""
 
 
-def _config_line(node_key: str, spec: Any, exc: BaseException) -> str:
-    """``model.optimizer.lr=-1 is invalid: allowed what AdamW accepts (<its message>)``."""
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    values = {k: v for k, v in (spec if isinstance(spec, Mapping) else {}).items() if k[0] != "_"}
-    named = [k for k in values if k in message] or [
-        k for k, v in values.items() if isinstance(v, int | float) and str(v) in message
-    ]
-    name = str(spec.get("_target_", "it")) if isinstance(spec, Mapping) else "it"
-    short = name.rpartition(".")[2]
-    if named:
-        key = named[0]
-        return (
-            f"{node_key}.{key}={values[key]!r} is invalid: allowed what {short} accepts ({message})"
-        )
-    return f"{node_key}: {short}: {message}"
-
-
 def plain(spec: Any) -> Any:
     """A config node (DictConfig or dict) as plain Python containers; other values unchanged."""
     if isinstance(spec, DictConfig):
@@ -346,9 +329,10 @@ class LitCausalLM(L.LightningModule):
         try:
             optimizer = build(self.optimizer_factory, params=self.parameters())
         except (ValueError, TypeError) as exc:
-            raise ConfigValueError(
-                _config_line("model.optimizer", self.optimizer_factory, exc)
-            ) from exc
+            from project.utils.messages import config_line
+
+            line = config_line("model.optimizer", self.optimizer_factory, exc)
+            raise ConfigValueError(line) from exc
         if self.orthograd:
             from project.optim import OrthoGrad  # (only when switched on)
 
@@ -358,8 +342,10 @@ class LitCausalLM(L.LightningModule):
         try:
             scheduler = build(self.scheduler_factory, optimizer=optimizer)
         except (ValueError, TypeError) as exc:
+            from project.utils.messages import config_line
+
             raise ConfigValueError(
-                _config_line("model.scheduler", self.scheduler_factory, exc)
+                config_line("model.scheduler", self.scheduler_factory, exc)
             ) from exc
         return {
             "optimizer": optimizer,

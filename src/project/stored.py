@@ -53,6 +53,10 @@ ROLE_BASES = {
     "nested": "torch.nn:Module",  # a target inside a net's arguments
 }
 REFUSED_KEYS = ("_args_", "_partial_", "_convert_")
+# tasks renamed since older runs were written: their run dirs still load
+RENAMED_TASKS = {
+    "project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule"
+}
 
 
 class StoredDataError(ValueError):
@@ -181,14 +185,42 @@ def read_config(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise StoredDataError(f"{path} does not exist (is this a run dir?)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise StoredDataError(f"{path} is not valid YAML ({type(exc).__name__})") from None
+    allowed = "a mapping of config keys (as project.train.run writes it)"
+    data = _load_yaml(path, allowed)
     if not isinstance(data, dict):
-        raise StoredDataError(f"{path} is invalid: allowed a mapping of config keys, not a "
-                              f"{type(data).__name__}")  # fmt: skip
+        raise StoredDataError(f"{path} holds {_kind(data)}; allowed: {allowed}")
     return data
+
+
+def _kind(value: Any) -> str:
+    kinds = {list: "a list", dict: "a mapping", str: "a string", type(None): "nothing"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+def _load_yaml(path: Path, allowed: str) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoredDataError(f"{path} cannot be read ({exc}); allowed: {allowed}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise StoredDataError(
+            f"{path} is not YAML ({problem}{where}); allowed: {allowed}"
+        ) from None
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """A run's ``.hydra/overrides.yaml``: the command line's overrides, a YAML list of strings."""
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return []
+    allowed = "a YAML list of override strings (key=value), as Hydra writes it"
+    stored = _load_yaml(path, allowed) or []
+    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
+        raise StoredDataError(f"{path} holds {_kind(stored)}; allowed: {allowed}")
+    return stored
 
 
 def find_run_dir(ckpt_path: str | Path) -> Path | None:
@@ -241,14 +273,7 @@ def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     source = str(run_dir / ".hydra" / "overrides.yaml")
-    if not (run_dir / ".hydra" / "overrides.yaml").is_file():
-        return []
-    try:
-        stored = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise StoredDataError(f"{source} is not valid YAML ({type(exc).__name__})") from None
-    if not isinstance(stored, list) or not all(isinstance(o, str) for o in stored):
-        raise StoredDataError(f"{source} is invalid: allowed a list of override strings")
+    stored = read_overrides(run_dir)
     skip = (
         "run.ckpt_path",
         "run.init_from",
@@ -298,8 +323,6 @@ def run_config(run_dir: str | Path) -> dict[str, Any]:
 
 def build_task(run_dir: str | Path, config: dict[str, Any] | None = None, **changes: Any) -> Any:
     """A run's task rebuilt from its stored ``data`` node (``changes`` replace stored values)."""
-    from project.data.base import RENAMED_TASKS
-
     config = run_config(run_dir) if config is None else config
     data = dict(config.get("data") or {})
     source = str(Path(run_dir) / "resolved_config.yaml")

@@ -180,4 +180,4 @@ def test_a_resume_whose_overrides_file_is_a_mapping_names_the_file(
     with pytest.raises(SystemExit):
         main_in_process([f"run.ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=3"])
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
-    assert "overrides.yaml is invalid: allowed a list of override strings" in line, line
+    assert "overrides.yaml holds a mapping; allowed: a YAML list of override strings" in line, line

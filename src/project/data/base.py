@@ -23,10 +23,6 @@ import torch
 from project.data.split import SPLIT_RNGS, split_indices  # noqa: F401  (re-exported)
 
 IGNORE_INDEX = -100
-# tasks renamed since older runs were written: their run dirs still load (``load_run``)
-RENAMED_TASKS = {
-    "project.data.lit_data.ModularDataModule": "project.data.modular.ModularDataModule",
-}
 Batch = tuple[torch.Tensor, torch.Tensor]
 Split = tuple[torch.Tensor, torch.Tensor]
 

@@ -20,10 +20,8 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+from project.stored import StoredDataError, read_config, read_overrides
 from project.summary import summary_problem
 
 __all__ = ["config_problem", "dir_problem", "file_problem", "overrides_problem", "summary_problem"]
@@ -32,71 +30,31 @@ CONFIG_FILE = "resolved_config.yaml"
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"
 
 
-def _kind(value: Any) -> str:
-    kinds = {list: "a list", str: "a string", dict: "a mapping", int: "a number", float: "a number"}
-    return kinds.get(type(value), f"a {type(value).__name__}")
-
-
-def _yaml_error(exc: Exception) -> str:
-    """A YAML parse error in one line: what and where."""
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return f"{problem}{where}"
-
-
-def _read_yaml(path: Path) -> tuple[Any, str | None]:
-    try:
-        return yaml.safe_load(path.read_text()), None
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, f"{path} cannot be read ({exc})"
-    except yaml.YAMLError as exc:
-        return None, f"{path} is not YAML ({_yaml_error(exc)})"
-
-
 def config_problem(run_dir: str | Path, needs_task: bool = False) -> str | None:
-    """``resolved_config.yaml`` as a reader needs it: YAML with a mapping at the top level (absent
-    is fine unless ``needs_task``: the report rebuilds the run's task from ``data._target_``)."""
+    """``resolved_config.yaml`` as a reader needs it (``project.stored.read_config``): absent is
+    fine unless ``needs_task`` (the report rebuilds the run's task from ``data._target_``)."""
     path = Path(run_dir) / CONFIG_FILE
-    allowed = "allowed: a mapping (the run's resolved config, as project.train.run writes it)"
     if not path.is_file():
-        if needs_task:
-            return f"{path} is missing; the report rebuilds the run's task from it ({allowed})"
-        return None
-    data, problem = _read_yaml(path)
-    if problem:
-        return f"{problem}; {allowed}"
-    if data is None:
-        return f"{path} is empty; {allowed}" if needs_task else None
-    if not isinstance(data, dict):
-        return f"{path} holds {_kind(data)} at its top level; {allowed}"
-    if needs_task:
-        data_node = data.get("data")
-        if not isinstance(data_node, dict) or not isinstance(data_node.get("_target_"), str):
-            return (
-                f"{path} names no data._target_; allowed: a mapping whose data node names the "
-                "run's task class (data._target_), as project.train.run writes it"
-            )
+        return (
+            f"{path} is missing; the report rebuilds the run's task from it" if needs_task else None
+        )
+    try:
+        data = read_config(path)
+    except StoredDataError as exc:
+        return str(exc)
+    node = data.get("data")
+    if needs_task and not (isinstance(node, dict) and isinstance(node.get("_target_"), str)):
+        return (f"{path} names no data._target_; allowed: a mapping whose data node names the "
+                "run's task class (data._target_), as project.train.run writes it")  # fmt: skip
     return None
 
 
 def overrides_problem(run_dir: str | Path) -> str | None:
-    """``.hydra/overrides.yaml``: Hydra writes the command line's overrides as a YAML list of
-    strings (absent or empty is fine)."""
-    path = Path(run_dir) / OVERRIDES_FILE
-    if not path.is_file():
-        return None
-    allowed = "allowed: a YAML list of override strings (key=value), as Hydra writes it"
-    data, problem = _read_yaml(path)
-    if problem:
-        return f"{problem}; {allowed}"
-    if data is None:
-        return None
-    if not isinstance(data, list):
-        return f"{path} holds {_kind(data)}; {allowed}"
-    odd = [item for item in data if not isinstance(item, str)]
-    if odd:
-        return f"{path} holds {_kind(odd[0])} item ({odd[0]!r}); {allowed}"
+    """``.hydra/overrides.yaml``: a YAML list of strings (absent or empty is fine)."""
+    try:
+        read_overrides(Path(run_dir))
+    except StoredDataError as exc:
+        return str(exc)
     return None
 
 

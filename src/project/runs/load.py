@@ -98,7 +98,7 @@ class Run:
         return load_checkpoint(self.snapshot_paths[-1][1], device)[0]
 
     def _data_node(self) -> dict[str, Any]:
-        from project.data.base import RENAMED_TASKS
+        from project.stored import RENAMED_TASKS
 
         data = dict(self.config.get("data") or {})
         if "_target_" not in data:
