@@ -1,25 +1,10 @@
-"""The one reader of stored data: run dirs and checkpoints are data, never code.
-
-What a run dir or checkpoint from someone else can make the tools do (the threat model, also in
-the README): build a class **of its role's kind** (a net is an ``nn.Module``, a task a
-``LightningDataModule``, ...) from a package **you** can import (installed, or on the
-``PYTHONPATH`` you set), with plain keyword values. It cannot
-
-* name a function, a method, a ``__main__`` module, a private module (``_x``), a standard-library
-  module (``this``, ``os``, ``builtins``: importing some of them runs code), or a module that
-  resolves to a file inside the run dir itself (``python -m`` puts the cwd on ``sys.path``):
-  each is refused before any import;
-* evaluate anything: stored YAML is read with ``yaml.safe_load`` and a ``${...}`` value is
-  refused (no OmegaConf resolver, so no ``oc.create``), ``_args_`` / ``_partial_`` /
-  ``_convert_`` and a ``_recursive_`` other than ``false`` are refused, and classes are called
-  directly (``cls(**values)``), never through ``hydra.utils.instantiate``;
-* replay ``hydra.*`` overrides (callbacks, searchpath, run dir) on a resume, or any override
-  with an interpolation, a sweep, or a path outside the run dir (``/x``, ``~``, ``..``);
-* make the tools write outside the run dir: a run dir holding a symlink that leaves it is refused.
-
-Trusted: your installed packages, ``PYTHONPATH`` as you set it, and the config dirs you give on
-the command line. A checkpoint's SHA-256 is integrity (a damaged file), not authenticity: anyone
-can recompute it.
+"""The one reader of stored data (run dirs, checkpoints): resume, ``run.init_from``, eval,
+report, generate, ``load_checkpoint`` and ``load_run`` read through it. Stored values are plain
+data: YAML is read with ``yaml.safe_load`` and never resolved; a class is looked up by
+``locate_class`` (of its role's kind, from a package you can import; never a function, a
+``__main__``, private or standard-library module, or a file inside the run dir) and called with
+plain keyword values, never through ``hydra.utils.instantiate``. The threat model is the README's
+reliability section; the attacks are ``tests/reliability/test_stored_data.py``.
 """
 
 from __future__ import annotations

@@ -121,21 +121,12 @@ def _trainer_errors(cfg: DictConfig) -> list[str]:
     mps = torch.backends.mps.is_available()
     auto = "cuda" if torch.cuda.is_available() else ("mps" if mps else "cpu")  # Lightning's order
     accel = auto if name == "auto" else ("cuda" if name == "gpu" else name)
-    if accel == "cuda" and not torch.cuda.is_available():
+    missing = {"cuda": not torch.cuda.is_available(), "mps": not mps}.get(accel)
+    if missing:
+        what = "no CUDA GPU is" if accel == "cuda" else "Apple MPS is not"
         return [
             *errors,
-            invalid(
-                "trainer.accelerator", name, "cpu or auto: no CUDA GPU is available on this machine"
-            ),
-        ]
-    if accel == "mps" and not torch.backends.mps.is_available():
-        return [
-            *errors,
-            invalid(
-                "trainer.accelerator",
-                name,
-                "cpu or auto: Apple MPS is not available on this machine",
-            ),
+            invalid("trainer.accelerator", name, f"cpu or auto: {what} available here"),
         ]
     count = {"cuda": torch.cuda.device_count, "mps": lambda: 1, "cpu": os.cpu_count}[accel]()
     is_int = isinstance(devices, int) and not isinstance(devices, bool)

@@ -1,17 +1,8 @@
-"""Resumable sweeps: rerun the same multirun command into the same ``hydra.sweep.dir`` and every
-job decides from its own output dir what to do (any launcher: basic, joblib, submitit).
-
-* ``skip``: ``summary.json`` says ``finished`` -> the job returns that run's final metrics
-  without training (the sweeper still gets its objective).
-* ``resume``: the job started before (``resolved_config.yaml``) and left ``checkpoints/last.ckpt``
-  but no finished summary (killed, preempted) -> ``trainer.fit(ckpt_path=last.ckpt)``: weights,
-  optimiser, schedule, RNG and the epoch count continue from there.
-* ``fresh``: nothing usable in the dir.
-
-A job dir that holds a *different* config (the sweep was changed, so job numbers now mean other
-values) stops the job with one line instead of mixing two runs. Each decision is appended to
-``<job dir>/attempts.jsonl`` (``action``, ``from_epoch``, ``time``, ``pid``, ``torch_threads``).
-Single runs are never touched (they always get a new run dir; resume them with ``run.ckpt_path``).
+"""Resumable sweeps: rerun the same multirun command into the same ``hydra.sweep.dir`` and each
+job decides from its own dir (any launcher): ``skip`` (``summary.json`` says finished: its final
+metrics go to the sweeper), ``resume`` (a ``last.ckpt`` and no finished summary), ``fresh``. A job
+dir holding a *different* config stops the job with one line. Each decision is appended to
+``<job dir>/attempts.jsonl``. Also the objective a job returns to the sweeper.
 """
 
 from __future__ import annotations
