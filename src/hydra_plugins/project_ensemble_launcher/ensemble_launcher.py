@@ -8,9 +8,6 @@ The options are :class:`EnsembleLauncherConf`; they are checked by the launcher 
 sweeper sets it up, before any job runs or any dir is made (:func:`option_errors`): an unknown
 option, a value of the wrong type or out of range is one line naming the key, the value and what
 is allowed (``hydra.launcher.max_members=0 is invalid: allowed an integer >= 1 ...``), exit 2.
-The config is registered as a plain mapping built from the dataclass (not the dataclass itself):
-Hydra would reject an unknown key with advice to add it with ``+``, which a launcher that has no
-such option cannot take; here the launcher lists its options instead.
 """
 
 import dataclasses
@@ -20,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn
 from hydra.errors import HydraException
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
@@ -82,8 +78,9 @@ def option_errors(options: dict[str, Any]) -> list[str]:
 
 
 def _node() -> DictConfig:
-    """The registered config: the dataclass' defaults, open to unknown keys (the launcher reports
-    them itself, with its options, instead of Hydra's advice to add them with ``+``)."""
+    """The registered config: the dataclass' defaults as a plain mapping, open to unknown keys (the
+    launcher reports them itself, with its options, instead of Hydra's advice to add them with
+    ``+``, which a launcher that has no such option cannot take)."""
     node = OmegaConf.create(dataclasses.asdict(EnsembleLauncherConf()))
     OmegaConf.set_struct(node, False)  # its own flag: not inherited from Hydra's struct root
     return node
@@ -115,5 +112,4 @@ class EnsembleLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Any:
         from project.ensemble.launch import launch
 
-        runs: Sequence[JobReturn] = launch(self, job_overrides, initial_job_idx)
-        return runs
+        return launch(self, job_overrides, initial_job_idx)

@@ -101,19 +101,14 @@ def _cols(traj: pd.DataFrame, prefix: str) -> list[str]:
 def fig_losses(traj: pd.DataFrame, marks: rp.Marks | None, p: int, xscale: str) -> str:
     fig, axes = rp.figure(2, height=4.0)
     x = traj["epoch"]
-    ax = axes[0]
-    rp.lines(ax, x, {c.replace("_", " "): traj[c] for c in
-                     ("train_loss", "val_loss", "restricted_loss", "excluded_loss") if c in traj},
-             marker=".")  # fmt: skip
-    rp.lnp_line(ax, p)
-    rp.positive_log_y(ax)
-    ax.set_title("Losses (key frequencies of the final model)")
-    ax = axes[1]
-    rp.lines(ax, x, {c.replace("_", " "): traj[c] for c in
-                     ("train_acc", "val_acc", "restricted_acc", "excluded_acc") if c in traj},
-             marker=".")  # fmt: skip
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Accuracy: full, restricted (all pairs), excluded (train)")
+    for ax, kind in zip(axes, ("loss", "acc"), strict=True):
+        cols = [f"{s}_{kind}" for s in ("train", "val", "restricted", "excluded")]
+        rp.lines(ax, x, {c.replace("_", " "): traj[c] for c in cols if c in traj}, marker=".")
+    rp.lnp_line(axes[0], p)
+    rp.positive_log_y(axes[0])
+    axes[0].set_title("Losses (key frequencies of the final model)")
+    axes[1].set_ylim(-0.02, 1.02)
+    axes[1].set_title("Accuracy: full, restricted (all pairs), excluded (train)")
     return rp.over_training(fig, axes, marks, xscale, float(x.max()))
 
 

@@ -1,13 +1,12 @@
 """The three phases of grokking, placed from the signals Nanda et al. 2023 (§5.1) name, and the
-paper's description of each phase tested on them (the grokking plugin's part of the run report:
-``report_fourier.report_sections`` calls :func:`report_phases`, which shades them on every figure
-over epochs; ``scripts/phase_table.py`` prints them for the runs recorded in ``docs/results``).
+paper's description of each phase tested on them (``report_fourier.report_sections`` calls
+:func:`report_phases`; ``scripts/phase_table.py`` prints them for the runs in ``docs/results``).
 
 ``detect_phases(measures, grok_epoch, memorised_epoch)`` takes one row per measured epoch with
 (some of) the columns ``epoch``, ``train_loss``, ``test_loss`` (val loss), ``excluded_loss`` (train
 pairs, key frequencies removed from the logits), ``restricted_loss`` (only the key frequencies
-kept) and ``weight_sq_sum`` (the paper's total sum of squared weights; records written before the
-rename call it ``weight_norm``, read as the same column). Boundaries:
+kept) and ``weight_sq_sum`` (the paper's total sum of squared weights; ``weight_norm`` is read as
+the same column). Boundaries:
 
 * **e1, memorisation ends**: the later of the memorised epoch (train accuracy first >= 99%) and the
   epoch at which the excluded loss has come down to within ``settle`` (5%) of its lowest value
@@ -24,8 +23,8 @@ A phase whose boundaries are out of order or closer than the smoothing window (`
 run length: the detector cannot tell them apart) is **not separated**: ``phases[name]`` is None
 and ``not_placed[name]`` says why (e.g. the restricted loss is already falling sharply where
 memorisation ends: no circuit formation lies between them), never a zero-length interval;
-clean-up then starts at e1. A run that has not generalised (``grok_epoch`` None) has circuit formation open
-to its last measured epoch and no clean-up.
+clean-up then starts at e1. A run that has not generalised (``grok_epoch`` None) has circuit
+formation open to its last measured epoch and no clean-up.
 
 ``checks`` test the paper's description of each phase on the placed spans, and can fail; each
 comes with its numbers in ``check_values``. "Falls / rises" compares the values at the two ends of
@@ -43,16 +42,13 @@ the span. A *share* is a fall in ln(loss) over a stretch divided by a reference 
   clean-up is placed by the test-loss fall: reported, not evidence).
 
 A check on a phase that is absent or not separated is None. ``sensitivity`` gives the boundaries
-recomputed with one detector constant moved at a time (``settle`` 0.02 / 0.05 / 0.1, ``sharp``
-0.1 / 0.25 / 0.5, ``window`` 0.025 / 0.05 / 0.1), so a reader sees how much of a boundary is the
-data and how much the constant.
+recomputed with one detector constant moved at a time (``VARIANTS``), so a reader sees how much of
+a boundary is the data and how much the constant.
 
 Cadence: every series is interpolated linearly onto one uniform grid of ``GRID`` points over the
 run and smoothed by a running mean over ``window`` (5%) of the run length, so a boundary does not
 depend on how densely the snapshots sample it (halving or doubling the cadence moves boundaries
-by <= 5% of the run length: ``tests/report/test_phases_and_keys.py`` on synthetic curves,
-``tests/report/test_recorded_phases.py`` on the recorded runs). Rates are per epoch, of the
-natural log of the loss. ``evidence`` holds, per boundary, the rule that placed it and every
+by <= 5% of the run length). Rates are per epoch, of the natural log of the loss. ``evidence`` holds, per boundary, the rule that placed it and every
 signal's value there, the excluded-loss low and the sharp-fall stretches with their rates.
 """
 
@@ -93,12 +89,11 @@ SIGNALS = (
 )
 SHARE = 0.5  # "most" of a fall vs "little" of it (the checks' line; see the module docstring)
 VARIANTS = {"settle": (0.02, 0.05, 0.1), "sharp": (0.1, 0.25, 0.5), "window": (0.025, 0.05, 0.1)}
-OLD_NAMES = {"weight_norm": "weight_sq_sum"}  # column names of records written before the rename
+OLD_NAMES = {"weight_norm": "weight_sq_sum"}  # old column name: new
 
 
 def with_sq_sum(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with the old column name ``weight_norm`` read as ``weight_sq_sum`` (the total sum of
-    squared weights: never a norm)."""
+    """``df`` with the old column name ``weight_norm`` read as ``weight_sq_sum``."""
     old = {k: v for k, v in OLD_NAMES.items() if k in df and v not in df}
     return df.rename(columns=old) if old else df
 
@@ -362,12 +357,8 @@ def detect_phases(
     start, last, e1 = b["start"], b["last"], b["e1"]
 
     def values(epoch: float) -> dict[str, Any]:
-        row: dict[str, Any] = {"epoch": round(epoch, 1)}
-        for col in SIGNALS:
-            v = at(measures, col, epoch)
-            if v is not None:
-                row[col] = v
-        return row
+        found = {col: at(measures, col, epoch) for col in SIGNALS}
+        return {"epoch": round(epoch, 1), **{k: v for k, v in found.items() if v is not None}}
 
     ev["e1"] = {"rule": b["rule1"], **values(e1)}
     spans: dict[str, tuple[float, float] | None] = {"memorisation": (start, e1)}
@@ -472,14 +463,12 @@ def phase_measures(
     use_traj = len(traj) >= 3 and "excluded_loss" in traj
     src = traj if use_traj else progress
     losses = [c for c in ("epoch", "excluded_loss", "restricted_loss") if c in src]
-    if use_traj:
-        source = "snapshots (final key frequencies)"
-    elif len(losses) > 1 and len(src):
-        source = "progress.jsonl (live keys)"
-    else:
-        source = "metric history only (no excluded or restricted loss measured)"
+    source = "metric history only (no excluded or restricted loss measured)"
     if len(losses) > 1 and len(src):
         parts.append(src[losses])
+        source = "progress.jsonl (live keys)"
+    if use_traj:
+        source = "snapshots (final key frequencies)"
     if not parts:
         return pd.DataFrame(), source
     merged = parts[0]
@@ -529,10 +518,9 @@ def read_trajectory(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     if "embed_norms" in traj:
         traj["embed_norms"] = traj["embed_norms"].map(np.asarray)
     rec = json.loads(final.read_text()) if final.is_file() else {}
-    if "weight_norm" in rec and "weight_sq_sum" not in rec:  # written before the rename
+    if "weight_norm" in rec and "weight_sq_sum" not in rec:
         rec["weight_sq_sum"] = rec.pop("weight_norm")
+    # recorded with the wrong label: the keys came from neurons
     if rec.get("key_rule") == fo.KEY_RULE and "neuron_explained_frac" in rec:
-        rec["key_rule"] = (
-            fo.NEURON_KEY_RULE
-        )  # recorded with the wrong label: keys came from neurons
+        rec["key_rule"] = fo.NEURON_KEY_RULE
     return traj, rec

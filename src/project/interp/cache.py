@@ -15,9 +15,6 @@ patching replace exactly that slice with ``torch.where`` whatever the hook's sha
 Stacking helpers (``stack_activation``, ``accumulated_resid``, ``decompose_resid``,
 ``stack_head_results``, ``logit_attribution``) work on an ``ActivationCache`` of a model with
 TransformerLens hook names (``blocks.{i}.hook_resid_pre`` ...).
-
-:func:`progress_bar` is the progress bar of long interp calls (``probe_cache``): rich, on stderr,
-only on a terminal unless asked for.
 """
 
 from __future__ import annotations
@@ -157,8 +154,8 @@ def resolve_names(
     """Names from ``available`` selected by ``names_filter`` (None = all, str, list, predicate).
 
     A str or list must name existing entries (a list may hold TransformerLens shortcut tuples
-    such as ``("pattern", 0)``); unknown names raise one clear
-    error listing what is available. Order follows ``available`` (forward order).
+    such as ``("pattern", 0)``); unknown names raise one clear error listing what is available.
+    Order follows ``available`` (forward order).
     """
     if names_filter is None:
         return list(available)
@@ -287,10 +284,10 @@ def logit_attribution(
 def progress_bar(
     total: int, description: str, enabled: bool | None = None
 ) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar on stderr for ``total`` steps; yields ``advance(description)``, to call
-    after each step. ``enabled``: None shows it only when stderr is a terminal (not in logs, pipes
-    or tests); False never; True always (a terminal's control codes even where there is none).
-    The bar is removed when done."""
+    """A rich progress bar on stderr for ``total`` steps of a long call (``probe_cache``); yields
+    ``advance(description)``, to call after each step. ``enabled``: None shows it only when stderr
+    is a terminal (not in logs, pipes or tests); False never; True always (a terminal's control
+    codes even where there is none). The bar is removed when done."""
     if enabled is None:
         enabled = bool(getattr(sys.stderr, "isatty", lambda: False)())
     if not enabled or total <= 0:

@@ -3,13 +3,11 @@ the maintained ``devinterp`` package's SGLD sampler (``devinterp.slt.llc.llc``, 
 convergence diagnostic for every estimate.
 
 ``devinterp`` is an optional extra (``uv sync --extra llc``): it pulls in ``transformers``, which
-torchmetrics then imports at every ``import lightning`` (+2.5 s a start), so nothing on the plain
-training path imports it; this module imports it inside ``sample_llc`` only.
+torchmetrics then imports at every ``import lightning``, so it is imported inside ``sample_llc``.
 
 The estimate, per chain: ``llc = n_beta * (mean chain loss over the draws - loss at the weights)``
-(devinterp's definition). devinterp 2.0.1's own ``llc_per_chain`` averages every SGLD step,
-burn-in included; here the burn-in steps are dropped (as devinterp's v1 estimator did) and the
-mean is taken over the draws only, from devinterp's per-step ``loss_trace``.
+(devinterp's definition), the mean taken over the draws of devinterp's per-step ``loss_trace``
+only (devinterp's own ``llc_per_chain`` includes the burn-in steps).
 
 The data reach devinterp as rows of example indices (``[i, i]``: devinterp wants ``input_ids``
 rows of length >= 2); the loss function looks the examples up and returns each one's loss, so any
@@ -28,11 +26,9 @@ Diagnostic (``diagnose``, stored with each estimate): an estimate is ``converged
   minimum, and the LLC is not defined there).
 Both tolerances allow two standard errors over chains where that is larger (noise, not drift).
 
-Defaults (``LLCConfig``), calibrated on a fast_grok checkpoint (docs/llc.md): ``n_beta`` null =
-n / ln n for the n examples sampled (465 for fast_grok's 3,830; devinterp's b / ln b = 46 lets
-the chains climb towards chance at every localization that does not dominate the estimate);
-``localization`` (gamma) 1000, a localization scale 1/sqrt(gamma) = 0.03 per parameter, below the
-net's RMS weight (0.07); step size ``lr`` 3e-5; 4 chains x 200 draws after 100 burn-in steps.
+Defaults (``LLCConfig``) are calibrated in docs/llc.md: ``n_beta`` null = n / ln n for the n
+examples sampled; ``localization`` (gamma) 1000; step size ``lr`` 3e-5; 4 chains x 200 draws
+after 100 burn-in steps.
 """
 
 from __future__ import annotations
@@ -96,9 +92,8 @@ class LLCConfig:
 
     def resolved_n_beta(self, n_examples: int | None = None) -> float:
         """``n_beta``, or ``n / ln n`` (Watanabe's WBIC temperature, beta = 1 / ln n) for the
-        ``n_examples`` sampled (at most ``max_examples``; ``max_examples`` when not given).
-        devinterp's ``default_nbeta`` is ``b / ln b`` for the batch size ``b``: too hot for the
-        template's nets (docs/llc.md, calibration)."""
+        ``n_examples`` sampled (at most ``max_examples``; ``max_examples`` when not given), not
+        devinterp's ``b / ln b`` for the batch size ``b`` (too hot: docs/llc.md)."""
         if self.n_beta is not None:
             return float(self.n_beta)
         n = n_examples or self.max_examples
@@ -259,8 +254,7 @@ def sample_llc(
     was_training, threads = net.training, torch.get_num_threads()
     net.eval()  # no dropout in the built-in nets; eval for any user net that has some
     if device == "cpu":
-        # devinterp's zarr writer threads next to torch's intra-op threads: measured 1.2 SGLD
-        # steps/s on a tiny net from the second chain on (2 cores), 92/s with one torch thread
+        # devinterp's zarr writer threads and torch's intra-op threads slow each other down
         torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as tmp:

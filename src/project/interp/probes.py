@@ -12,11 +12,9 @@
 
 The held-out split is a seeded random permutation (``frac_train`` of the rows for fitting).
 
-Speed: a fit is ~10^4 tiny tensor ops (L-BFGS' two-loop recursion over its history, the closure's
-matmuls). Spread over several intra-op threads each op waits for the others: on a busy machine a
-102 x 32 x 12 matmul took ~1.8 ms on 2 threads and 10 us on one, so ``probe_cache`` on a
-128 x 17 x 32 cache ran for minutes. Fits up to ``ONE_THREAD_SIZE`` multiply-adds per pass run on
-one thread (the caller's count is restored); ``probe_cache`` shows a progress bar on a terminal.
+Speed: a fit is ~10^4 tiny tensor ops, which run slower spread over several intra-op threads, so
+fits up to ``ONE_THREAD_SIZE`` multiply-adds per pass run on one thread (the caller's count is
+restored); ``probe_cache`` shows a progress bar on a terminal.
 """
 
 from __future__ import annotations
@@ -33,15 +31,14 @@ from project.interp.cache import pos_axis, progress_bar, resolve_names
 from project.models.hooks import ActivationCache, NamesFilter
 
 TASKS = ("classification", "regression")
-# rows x features x outputs of a fit up to which it runs on one intra-op thread (measured on 2
-# cores: one thread is faster up to well past this; above it the matmuls are worth splitting)
+# rows x features x outputs of a fit up to which it runs on one intra-op thread
 ONE_THREAD_SIZE = 1 << 22
 
 
 @contextlib.contextmanager
 def _threads_for(size: int) -> Iterator[None]:
-    """One intra-op thread for a fit of ``size`` multiply-adds per pass up to ``ONE_THREAD_SIZE``
-    (tiny ops on several threads wait on each other); the caller's thread count is restored."""
+    """One intra-op thread for a fit of ``size`` multiply-adds per pass up to ``ONE_THREAD_SIZE``;
+    the caller's thread count is restored."""
     before = torch.get_num_threads()
     one = size <= ONE_THREAD_SIZE and before > 1
     if one:

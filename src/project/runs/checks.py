@@ -9,9 +9,6 @@ and what is allowed, or None; the commands print it as ``error: <line>`` and exi
     summary_problem(run_dir)       # summary.json (project.summary): a JSON object, a run record
     dir_problem(path, "--out")     # a directory that can be created and written
     file_problem(path, "--csv")    # a file that can be written (its directory must exist)
-
-The output checks leave nothing behind: a directory they create to try it is removed again, as is
-a file that was not there before.
 """
 
 from __future__ import annotations

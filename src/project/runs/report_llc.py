@@ -33,8 +33,8 @@ from project.stored import load_checkpoint
 
 Section = tuple[str, str, str]
 SETTINGS = tuple(LLCConfig.__dataclass_fields__)
-COLUMNS = ["llc_mean", "llc_std", "init_loss", "n_beta", "seconds", "cached", "converged", "reason",
-           "drift_rel", "doubling_change_rel", "chance_fraction"]  # fmt: skip
+DIAGNOSTIC = ("converged", "reason", "drift_rel", "doubling_change_rel", "chance_fraction")
+COLUMNS = ["llc_mean", "llc_std", "init_loss", "n_beta", "seconds", "cached", *DIAGNOSTIC]
 
 
 def config_of(run_config: dict[str, Any]) -> LLCConfig:
@@ -46,8 +46,7 @@ def config_of(run_config: dict[str, Any]) -> LLCConfig:
 def _row(epoch: int, result: dict[str, Any], cached: bool) -> dict[str, Any]:
     diag = diagnostic_of(result)
     row = {"epoch": epoch, **{c: result.get(c) for c in COLUMNS}, "cached": cached}
-    row.update({k: diag.get(k) for k in ("converged", "reason", "drift_rel",
-                                         "doubling_change_rel", "chance_fraction")})  # fmt: skip
+    row.update({k: diag.get(k) for k in DIAGNOSTIC})
     row["converged"] = bool(row["converged"])
     trace = result.get("trace_mean")
     if trace is None and result.get("loss_trace"):  # cached before trace_mean existed

@@ -29,11 +29,9 @@ A run dir with a malformed file (``summary.json`` not a JSON object, ``.hydra/ov
 not a list, ``resolved_config.yaml`` not a mapping, a metric log that cannot be parsed) is still a
 row, with status ``unreadable``, what could be read (a malformed ``summary.json``: the metric
 history instead) and a ``problems`` column; the CLI prints one ``warning:`` line per such run
-naming the file and what is allowed, and exits 0. A table is read over many runs (a sweep of
-dozens): one damaged run (a record cut short by a full disk) should not hide the others, and a
-row says which run to look at. Bad arguments of the command itself (a root that does not exist,
-a ``--csv`` or ``--png`` path that cannot be written) are one ``error:`` line and exit 2, before
-any run is read.
+naming the file and what is allowed, and exits 0: one damaged run of a sweep should not hide the
+others. Bad arguments of the command itself (a root that does not exist, a ``--csv`` or ``--png``
+path that cannot be written) are one ``error:`` line and exit 2, before any run is read.
 """
 
 from __future__ import annotations
@@ -54,6 +52,7 @@ from project.runs.sweep import threshold_columns  # used here; also importable f
 from project.summary import read_summary
 
 _SKIP_OVERRIDES = ("run.output_root", "hydra.", "run.ckpt_path")
+_FINALS = ("train/acc", "val/acc", "train/loss", "val/loss")
 
 
 def find_run_dirs(roots: Iterable[str | Path]) -> list[Path]:
@@ -99,6 +98,11 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _finals(values: Any) -> dict[str, float]:
+    """``train_acc``, ``val_acc``, ``train_loss``, ``val_loss`` from a mapping of metric names."""
+    return {k.replace("/", "_"): _num(values.get(k)) for k in _FINALS}
+
+
 def _reached_fields(r: Reached) -> dict[str, Any]:
     """The row's threshold columns, named by the task's words where it has them."""
     row: dict[str, Any] = {"threshold": r.rule(), r.best_column: _num(r.best)}
@@ -141,15 +145,7 @@ def _summarise(run_dir: Path, config_ok: bool) -> dict[str, Any]:
 
     record = read_summary(run_dir)
     if record is not None:
-        final = record.final
-        row.update(
-            status=record.status,
-            epochs=record.epochs,
-            train_acc=_num(final.get("train/acc")),
-            val_acc=_num(final.get("val/acc")),
-            train_loss=_num(final.get("train/loss")),
-            val_loss=_num(final.get("val/loss")),
-        )
+        row.update(status=record.status, epochs=record.epochs, **_finals(record.final))
         r = recorded(record) or load().reached
         row["synced"] = None if not record.sync else bool(record.sync.get("ok"))
     else:
@@ -159,13 +155,7 @@ def _summarise(run_dir: Path, config_ok: bool) -> dict[str, Any]:
         history = run.metrics
         if len(history):
             last = history.ffill().iloc[-1]
-            row.update(
-                epochs=int(last["epoch"]),  # completed epochs
-                train_acc=_num(last.get("train/acc")),
-                val_acc=_num(last.get("val/acc")),
-                train_loss=_num(last.get("train/loss")),
-                val_loss=_num(last.get("val/loss")),
-            )
+            row.update(epochs=int(last["epoch"]), **_finals(last))  # completed epochs
     row.update(_reached_fields(r))
     row["_columns"] = {
         "reached": r.word("reached_epoch"),
