@@ -44,7 +44,7 @@ def test_objective_is_epochs_to_threshold_else_a_penalty(tmp_path: Path) -> None
 
 @needs_optuna
 def test_a_trial_with_a_bad_value_fails_with_its_one_line(tmp_path: Path) -> None:
-    bad = "hydra.sweeper.params.model.optimizer.weight_decay=interval(-2.0, -1.0)"
+    bad = "model.optimizer.weight_decay=interval(-2.0, -1.0)"  # Optuna's command-line form
     proc = run_cli(
         "hparams_search=grok_optuna",
         "hydra.sweeper.n_trials=1",
