@@ -297,7 +297,7 @@ class LitCausalLM(L.LightningModule):
 
     def on_train_start(self) -> None:
         if self.steps_per_batch > 1:
-            from project.utils.blocks import check_block_cadences
+            from project.utils.lit_checks import check_block_cadences
 
             try:
                 check_block_cadences(self.trainer, self.steps_per_batch)
@@ -329,7 +329,7 @@ class LitCausalLM(L.LightningModule):
         try:
             optimizer = build(self.optimizer_factory, params=self.parameters())
         except (ValueError, TypeError) as exc:
-            from project.utils.messages import config_line
+            from project.utils.lit_checks import config_line
 
             line = config_line("model.optimizer", self.optimizer_factory, exc)
             raise ConfigValueError(line) from exc
@@ -342,7 +342,7 @@ class LitCausalLM(L.LightningModule):
         try:
             scheduler = build(self.scheduler_factory, optimizer=optimizer)
         except (ValueError, TypeError) as exc:
-            from project.utils.messages import config_line
+            from project.utils.lit_checks import config_line
 
             raise ConfigValueError(
                 config_line("model.scheduler", self.scheduler_factory, exc)

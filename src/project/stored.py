@@ -60,7 +60,7 @@ def _inside(path: str | Path, root: Path) -> bool:
     return Path(os.path.realpath(path)).is_relative_to(root)
 
 
-def _refuse_name(target: str, source: str, where: str, run_dir: Path | None) -> str | None:
+def _refuse_name(target: str, run_dir: Path | None) -> str | None:
     """Why the name ``target`` may not be imported at all, checked before any import."""
     parts = target.split(".")
     if len(parts) < 2 or not all(p.isidentifier() for p in parts):
@@ -90,7 +90,7 @@ def locate_class(target: Any, key: str, source: str, run_dir: Path | None = None
     shown = f"{source}: {key}._target_={target!r}"
     if not isinstance(target, str):
         raise StoredDataError(f"{shown} is refused: not a class path")
-    if why := _refuse_name(target, source, key, root):
+    if why := _refuse_name(target, root):
         raise StoredDataError(f"{shown} is refused: {why} (nothing was run)")
     module_name, _, name = target.rpartition(".")
     try:
@@ -115,19 +115,20 @@ def locate_class(target: Any, key: str, source: str, run_dir: Path | None = None
     return obj
 
 
-def plain(value: Any, where: str, source: str) -> Any:
-    """``value`` checked to be plain data: no ``${`` interpolation anywhere in it."""
-    if isinstance(value, str) and "${" in value:
+def plain(value: Any, where: str, source: str, allow: re.Pattern[str] | None = None) -> Any:
+    """``value`` checked to be plain data: no ``${`` interpolation anywhere in it (but those
+    ``allow`` matches)."""
+    if isinstance(value, str) and "${" in (allow.sub("", value) if allow else value):
         raise StoredDataError(
             f"{source}: {where}={value!r} is refused: stored values are plain data, not "
             "interpolations (nothing was resolved)"
         )
     if isinstance(value, Mapping):
         for k, v in value.items():
-            plain(v, f"{where}.{k}", source)
+            plain(v, f"{where}.{k}", source, allow)
     elif isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            plain(v, f"{where}[{i}]", source)
+            plain(v, f"{where}[{i}]", source, allow)
     elif not isinstance(value, str | int | float | bool | type(None)):
         raise StoredDataError(f"{source}: {where} is refused: a {type(value).__name__}")
     return value
@@ -241,16 +242,6 @@ def check_no_escaping_links(run_dir: str | Path) -> None:
 _SAFE_INTERPOLATION = re.compile(r"\$\{(oc\.env:[A-Za-z_]\w*|[A-Za-z_][\w.]*)\}")
 
 
-def _without_safe_interpolation(value: Any) -> Any:
-    if isinstance(value, str):
-        return _SAFE_INTERPOLATION.sub("", value)
-    if isinstance(value, list):
-        return [_without_safe_interpolation(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _without_safe_interpolation(v) for k, v in value.items()}
-    return value
-
-
 def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
     """The overrides a run was started with (``.hydra/overrides.yaml``), for a resume or a
     ``run.init_from``: only plain settings are replayed (module doc); a ``_target_`` must name a
@@ -282,7 +273,7 @@ def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
         if override.is_sweep_override() or any(k in key for k in (*REFUSED_KEYS, "_recursive_")):
             raise StoredDataError(f"{source}: {text!r} is refused: not a plain setting")
         value = override.value()
-        plain(_without_safe_interpolation(value), key, source)
+        plain(value, key, source, allow=_SAFE_INTERPOLATION)
         for item in value if isinstance(value, list) else [value]:
             if (
                 isinstance(item, str)

@@ -38,7 +38,9 @@ def test_remote_name_is_unique_per_run() -> None:
 def test_local_path_dest_with_background_sync(tmp_path, monkeypatch, capsys) -> None:
     dest = tmp_path / "remote" / "runs"
     monkeypatch.setenv("RCLONE_DEST", str(dest))
-    run_dir = train_in_process(tmp_path, *TINY, "sync=rclone", "callbacks.cloud_sync.every_n_epochs=1")
+    run_dir = train_in_process(
+        tmp_path, *TINY, "sync=rclone", "callbacks.cloud_sync.every_n_epochs=1"
+    )
     out = capsys.readouterr().out
     assert f"sync: ok -> {dest}/{remote_name(run_dir)}" in out
     assert_complete_copy(run_dir, dest / remote_name(run_dir))

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from project.callbacks.checkpoints import AtomicCheckpointIO
-from project.train.failures import DIVERGED_EXIT_CODE
+from project.train.composition import DIVERGED_EXIT_CODE
 from project.utils.helpers import CheckpointError, load_checkpoint, read_checkpoint
 from tests.conftest import SMALL, run_cli, run_dirs, train_in_process
 

@@ -204,22 +204,23 @@ def _type_name(annotation: Any) -> str:
     return "a value of type " + re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", text)
 
 
-def _parameters(target: str) -> tuple[dict[str, inspect.Parameter], bool]:
-    """A class's constructor arguments (its bases' too through ``**kwargs``), and whether it
-    takes any keyword."""
+def _parameters(target: str) -> tuple[dict[str, Any], bool]:
+    """A class's constructor arguments with their annotations (its bases' too through
+    ``**kwargs``: a ``TokenTask`` subclass takes ``batch_size``), and whether it takes any
+    keyword."""
     obj = locate(target)
-    if inspect.isclass(obj):
-        inits = [
-            vars(c)["__init__"] for c in obj.__mro__ if c is not object and "__init__" in vars(c)
-        ]
-    else:
-        inits = [obj]
-    params: dict[str, inspect.Parameter] = {}
-    for init in inits:
+    mro = obj.__mro__ if inspect.isclass(obj) else ()
+    inits = [vars(c)["__init__"] for c in mro if c is not object and "__init__" in vars(c)]
+    params: dict[str, Any] = {}
+    for init in inits or [obj]:
         own = inspect.signature(init).parameters
+        try:  # string annotations (from __future__ import annotations) resolved
+            hints = typing.get_type_hints(init)
+        except Exception:
+            hints = {}
         for name, p in own.items():
             if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                params.setdefault(name, p)
+                params.setdefault(name, hints.get(name, p.annotation))
         if not any(p.kind is p.VAR_KEYWORD for p in own.values()):
             return params, False
     return params, True
@@ -240,7 +241,6 @@ def _target_errors(cfg: DictConfig) -> list[str]:
             )
             errors.append(invalid(f"{node_key}._target_", target, f"an importable class ({reason}{fix})"))  # fmt: skip
             continue
-        type_hints = _hints(target)
         for key, value in node.items():
             key = str(key)
             if key.startswith("_") and key.endswith("_"):
@@ -258,21 +258,10 @@ def _target_errors(cfg: DictConfig) -> list[str]:
                 isinstance(value, str) and "${" in value
             ):
                 continue  # a node of its own, or an interpolation
-            annotation = type_hints.get(key, params[key].annotation)
+            annotation = params[key]
             if not type_ok(value, annotation):
                 errors.append(invalid(f"{node_key}.{key}", value, _type_name(annotation)))
     return errors
-
-
-def _hints(target: str) -> dict[str, Any]:
-    obj = locate(target)
-    hints: dict[str, Any] = {}
-    for cls in reversed(obj.__mro__) if inspect.isclass(obj) else [obj]:
-        try:
-            hints.update(typing.get_type_hints(vars(cls).get("__init__", cls)))
-        except Exception:
-            continue
-    return hints
 
 
 def config_errors(cfg: DictConfig) -> list[str]:

@@ -37,8 +37,7 @@ from project.train.rundir import discard_run_dir, register_resolvers
 log = logging.getLogger("project.train")
 
 
-def report_error(line: str) -> None:
-    """``error: <line>`` on stderr and in ``run.log`` (once Hydra has set up logging)."""
+def report_error(line: str) -> None:  # on stderr, and in run.log once Hydra has set up logging
     print(f"error: {line}", file=sys.stderr)
     log.error(line)
 
@@ -54,9 +53,8 @@ def is_global_zero() -> bool:
 
 
 def reject(lines: list[str], run_dir: Path | None, started: bool = False) -> NoReturn:
-    """A bad config found inside the run: one ``error:`` line per problem, exit 2, and the run dir
-    removed (``started``: a new run that found the problem only once training began, e.g. a
-    monitored metric that is never logged; otherwise it holds only Hydra's files)."""
+    """A bad config: one ``error:`` line per problem, exit 2, the run dir removed (``started``: also
+    when training had begun, e.g. a monitored metric never logged)."""
     for line in lines:
         report_error(line)
     if run_dir is not None and is_global_zero():
@@ -148,7 +146,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)
     except NonFiniteLossError as exc:  # last.ckpt is never written from non-finite weights
         log.error(str(exc))
-        from project.train.failures import diverged_exit
+        from project.train.composition import diverged_exit
 
         raise SystemExit(diverged_exit(run_dir, exc)) from None
     except MonitorNotLoggedError as exc:  # found at the first validation: a config error
@@ -158,7 +156,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         reject([str(exc)], run_dir, started=not ckpt)
     except CheckpointWriteError as exc:  # disk full: the previous checkpoint is intact
         log.error(str(exc))
-        from project.train.failures import write_failed_exit
+        from project.train.composition import write_failed_exit
 
         raise SystemExit(write_failed_exit(exc)) from None
     except Exception as exc:  # anything else: its line in run.log, the traceback on stderr

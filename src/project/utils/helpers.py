@@ -1,8 +1,4 @@
-"""Notebook helpers: ``load_checkpoint``, ``auto_device``, ``to_numpy``.
-
-``load_checkpoint`` lives in ``project.stored`` (the stored-data reader); it stays importable here (the original
-design names ``project.utils.helpers.load_checkpoint``).
-"""
+"""Notebook helpers: ``load_checkpoint`` (from ``project.stored``), ``auto_device``, ``to_numpy``."""
 
 from __future__ import annotations
 
