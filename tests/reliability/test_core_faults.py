@@ -181,3 +181,18 @@ def test_a_resume_whose_overrides_file_is_a_mapping_names_the_file(
         main_in_process([f"run.ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=3"])
     (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
     assert "overrides.yaml holds a mapping; allowed: a YAML list of override strings" in line, line
+
+
+def test_a_resume_whose_summary_is_not_json_names_the_file_and_changes_nothing(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / "summary.json").write_text("{not json")
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        main_in_process([f"run.ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=3"])
+    assert exit_info.value.code == 2
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
+    assert "summary.json" in line and "not JSON" in line and "allowed" in line, line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before

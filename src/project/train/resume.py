@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from project.summary import read_summary
+from project.summary import read_summary, summary_problem
 
 
 class ResumeError(Exception):
@@ -115,6 +115,8 @@ def _claim(run_dir: Path) -> None:
 
 def _finished(run_dir: Path, argv: list[str]) -> str | None:
     """The line for rerunning a finished run's resume command with the same ``max_epochs``."""
+    if problem := summary_problem(run_dir):  # unreadable: whether it finished is unknown
+        raise ResumeError(f"run.ckpt_path: {problem} (fix or remove it to resume the run)")
     record = read_summary(run_dir)
     if record is None or record.status != "finished":
         return None
