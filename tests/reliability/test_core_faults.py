@@ -143,17 +143,15 @@ def test_a_resume_into_a_read_only_run_dir_is_one_line(
 
 
 def test_a_run_that_diverges_before_its_first_last_ckpt_says_nothing_was_saved(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    out = tmp_path / "outputs"
-    proc = subprocess.run(
-        [sys.executable, "-m", "project.train.run", f"run.output_root={out}", *QUIET,
-         "model.optimizer.lr=1e30", "trainer.max_epochs=20",
-         "callbacks.last_checkpoint.every_n_epochs=50", "callbacks.last_checkpoint.every_n_minutes=0"],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert proc.returncode == 3, proc.stderr[-2000:]
-    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error")]
+    with pytest.raises(SystemExit) as exit_info:
+        main_in_process([f"run.output_root={tmp_path / 'outputs'}", *QUIET,
+                         "model.optimizer.lr=1e30", "trainer.max_epochs=20",
+                         "callbacks.last_checkpoint.every_n_epochs=50",
+                         "callbacks.last_checkpoint.every_n_minutes=0"])  # fmt: skip
+    assert exit_info.value.code == 3
+    (line,) = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("error")]
     assert "nothing was saved to resume from" in line and "left: run.log" in line, line
     assert "does not exist or is unreadable" not in line
 

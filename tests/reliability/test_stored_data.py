@@ -9,6 +9,8 @@ report all ran or wrote there.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import pickle
 import shutil
@@ -71,8 +73,10 @@ def _edit_config(run: Path, edit) -> None:  # type: ignore[no-untyped-def]
     path.write_text(yaml.safe_dump(cfg))
 
 
-def _tools(run: Path) -> list[tuple[str, int, str]]:
-    """eval, report and generate on the run dir, in-process: (tool, exit code, stderr)."""
+def _tools(
+    run: Path, only: tuple[str, ...] = ("eval", "report", "generate")
+) -> list[tuple[str, int, str]]:
+    """eval, report and generate (``only``) on the run dir, in-process: (tool, exit, stderr)."""
     import contextlib
     import io
 
@@ -85,6 +89,8 @@ def _tools(run: Path) -> list[tuple[str, int, str]]:
         ("report", lambda: report.main([str(run), "--max-snapshots", "2"])),
         ("generate", lambda: generate.main([str(run), "--tokens", "1"])),
     ):
+        if name not in only:
+            continue
         err = io.StringIO()
         with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = call()
@@ -159,9 +165,10 @@ def test_a_crafted_target_in_a_run_config_is_refused_before_import(
 
     _edit_config(run, edit)
     imported = set(sys.modules)
-    for tool, code, err in _tools(run):
-        if tool != "eval" and where == "model.net":
-            continue  # report and generate build the net from the checkpoints, not the config
+    # report and generate build the net from the checkpoints, not the config: eval reads model.net
+    for tool, code, err in _tools(
+        run, ("eval",) if where == "model.net" else ("eval", "report", "generate")
+    ):
         assert code == 2, (tool, err)
         line = _one_error(err)
         assert target in line and ("refused" in line or "is not a text task" in line), line
@@ -189,9 +196,9 @@ def test_a_resolver_in_a_run_config_is_never_evaluated(
         (cfg["model"]["net"] if where == "model.net" else cfg["data"])["extra"] = crafted
 
     _edit_config(run, edit)
-    for tool, code, err in _tools(run):
-        if tool != "eval" and where == "model.net":
-            continue  # report and generate build the net from the checkpoints, not the config
+    for tool, code, err in _tools(
+        run, ("eval",) if where == "model.net" else ("eval", "report", "generate")
+    ):
         assert code == 2, (tool, err)
         assert "plain data" in _one_error(err) or "not a text task" in err
     _untouched(victim, marker)
@@ -246,17 +253,32 @@ def test_a_module_shipped_in_the_run_dir_is_never_imported(
     (run / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nNet = None\n")
     (run / "evilpkg").mkdir()
     (run / "evilpkg" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
-    for target in ("evil.Net", "evilpkg.nets.Net"):
-        _edit_config(run, lambda cfg, t=target: cfg["model"]["net"].update(_target_=t))
-        proc = subprocess.run(
-            [sys.executable, "-m", "project.eval", "."],
-            cwd=run, env=cli_env(PYTHONPATH=str(ROOT / "src")), capture_output=True, text=True,
-            timeout=120,
-        )  # fmt: skip
-        assert proc.returncode == 2, proc.stderr
-        line = _one_error(proc.stderr)
-        assert "inside the run dir" in line, line
-        _untouched(victim, marker)
+    _edit_config(run, lambda cfg: cfg["model"]["net"].update(_target_="evil.Net"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "project.eval", "."],
+        cwd=run, env=cli_env(PYTHONPATH=str(ROOT / "src")), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "inside the run dir" in _one_error(proc.stderr)
+    _untouched(victim, marker)
+    # a package shipped there, from a process whose sys.path starts with the cwd, as -m's does
+    _edit_config(run, lambda cfg: cfg["model"]["net"].update(_target_="evilpkg.nets.Net"))
+    cwd = os.getcwd()
+    os.chdir(run)
+    sys.path.insert(0, "")
+    try:
+        from project import eval as project_eval
+
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err):
+            assert project_eval.main(["."]) == 2
+    finally:
+        sys.path.remove("")
+        os.chdir(cwd)
+    assert "inside the run dir" in _one_error(err.getvalue())
+    assert "evilpkg" not in sys.modules
+    _untouched(victim, marker)
 
 
 # -- 4. writes stay inside the run dir -----------------------------------------------------

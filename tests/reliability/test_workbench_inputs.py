@@ -112,10 +112,19 @@ def test_report_on_a_malformed_run_file_is_one_line(
 
 
 def test_report_max_snapshots_must_be_positive(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import types
+
+    from project.report import main as report_main
+
     run = write_run(tmp_path / "run")
     for flag in ("--max-snapshots", "--llc-snapshots"):
-        for value in ("-1", "0"):
-            proc = cli("project.report", str(run), flag, value)
+        for value in ("-1", "0"):  # in-process: the same main() the CLI runs
+            err = io.StringIO()
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+                code = report_main([str(run), flag, value])
+            proc = types.SimpleNamespace(returncode=code, stderr=err.getvalue(), stdout="")
             one_error_line(proc, f"{flag}={value}", "allowed", ">= 1")
     assert not (run / "report").exists()
 
