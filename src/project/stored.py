@@ -15,7 +15,7 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -242,10 +242,16 @@ def check_no_escaping_links(run_dir: str | Path) -> None:
 _SAFE_INTERPOLATION = re.compile(r"\$\{(oc\.env:[A-Za-z_]\w*|[A-Za-z_][\w.]*)\}")
 
 
-def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
+# keys that say where files are written: a stored value is never replayed (a relative one lands
+# in the cwd, not the run dir); the same key on this command line replaces it
+WRITE_KEYS = ("dirpath", "filename", "save_dir", "dir", "run_dir", "default_root_dir")
+
+
+def replay_overrides(run_dir: Path, keep_name: bool, given: Iterable[str] = ()) -> list[str]:
     """The overrides a run was started with (``.hydra/overrides.yaml``), for a resume or a
     ``run.init_from``: only plain settings are replayed (module doc); a ``_target_`` must name a
-    class of its role's kind."""
+    class of its role's kind. Keys in ``given`` (set on this command line, which wins) are
+    skipped."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     source = str(run_dir / ".hydra" / "overrides.yaml")
@@ -263,7 +269,7 @@ def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
         except Exception:
             raise StoredDataError(f"{source}: {text!r} is refused: not a valid override") from None
         key = override.key_or_group
-        if key in skip:
+        if key in skip or key in given:
             continue
         if key.split(".")[0].split("/")[0] == "hydra" or key.split("@")[0] == "hydra":
             raise StoredDataError(
@@ -272,6 +278,11 @@ def replay_overrides(run_dir: Path, keep_name: bool) -> list[str]:
             )
         if override.is_sweep_override() or any(k in key for k in (*REFUSED_KEYS, "_recursive_")):
             raise StoredDataError(f"{source}: {text!r} is refused: not a plain setting")
+        if key.rpartition(".")[2] in WRITE_KEYS:
+            raise StoredDataError(
+                f"{source}: {text!r} is refused: a stored override never says where files are "
+                f"written (give {key}=... on this command line if you meant it)"
+            )
         value = override.value()
         plain(value, key, source, allow=_SAFE_INTERPOLATION)
         for item in value if isinstance(value, list) else [value]:

@@ -111,17 +111,24 @@ def _tools(
         ["hydra/launcher=submitit_local"],
         ["+model.net.extra=${{oc.create:{{_target_: builtins.open, _args_: [{victim}, w]}}}}"],
         ["callbacks.snapshots.dirpath={victim_dir}"],
+        ["callbacks.last_checkpoint.dirpath=stolen"],  # relative: the cwd, not the run dir
+        ["logger.save_dir=stolen"],
         ["+callbacks.x._target_=builtins.open", "+callbacks.x._args_=[{victim},w]"],
         ["model.net._target_=torch.save"],
-        ["trainer.max_epochs=2,3"],
+        ["seed=0,1"],
     ],
     ids=["hydra-callback-pickle", "hydra-run-dir", "hydra-group", "resolver", "path-outside",
-         "args", "function-target", "sweep"],
+         "relative-dirpath", "relative-save-dir", "args", "function-target", "sweep"],
 )  # fmt: skip
 def test_a_resume_replays_only_plain_settings(
-    scene: tuple[Path, Path, Path], key: str, stored: list[str], capsys: pytest.CaptureFixture
+    scene: tuple[Path, Path, Path],
+    key: str,
+    stored: list[str],
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run, victim, marker = scene
+    monkeypatch.chdir(victim.parent)  # a relative path would land here
     with open(run / "notes.pkl", "wb") as f:
         pickle.dump(Bomb(marker), f)
     overrides = run / ".hydra" / "overrides.yaml"
@@ -285,7 +292,8 @@ def test_a_module_shipped_in_the_run_dir_is_never_imported(
 
 
 @pytest.mark.parametrize(
-    "link", ["report", "summary.json", "resolved_config.yaml", "run.log", "checkpoints/last.ckpt"]
+    "link",
+    ["report", "summary.json", "resolved_config.yaml", "run.log", "checkpoints/last.ckpt", "wandb"],
 )
 def test_a_symlink_leaving_the_run_dir_is_refused(
     scene: tuple[Path, Path, Path], link: str, capsys: pytest.CaptureFixture
@@ -355,3 +363,19 @@ def test_a_command_line_task_in_a_moved_run_dir_evaluates_reports_and_resumes(
     assert proc.returncode == 2
     line = _one_error(proc.stderr)
     assert "make the package 'my_project' importable" in line, line
+
+
+def test_a_refused_stored_setting_given_again_on_the_command_line_resumes(
+    scene: tuple[Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal's fix works: the key typed on this command line replaces the stored one."""
+    run, victim, marker = scene
+    monkeypatch.chdir(victim.parent)
+    overrides = run / ".hydra" / "overrides.yaml"
+    stored = yaml.safe_load(overrides.read_text())
+    overrides.write_text(yaml.safe_dump([*stored, "callbacks.last_checkpoint.dirpath=stolen"]))
+    here = "callbacks.last_checkpoint.dirpath=${hydra:runtime.output_dir}/checkpoints"
+    main_in_process([f"run.ckpt_path={run}/checkpoints/last.ckpt", "trainer.max_epochs=3", here])
+    assert yaml.safe_load((run / "summary.json").read_text())["epochs"] == 3
+    assert not (victim.parent / "stolen").exists()
+    _untouched(victim, marker)

@@ -55,7 +55,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     try:
         if not new_run:
             check_no_escaping_links(run_dir)
-        replayed = replay_overrides(run_dir, keep_name=not new_run)
+        given = {a.lstrip("+~").partition("=")[0] for a in argv if "=" in a}
+        replayed = replay_overrides(run_dir, keep_name=not new_run, given=given)
     except StoredDataError as exc:
         raise ResumeError(str(exc)) from None
     if not new_run:  # a damaged checkpoint is reported as such, even for a finished run
