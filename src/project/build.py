@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,18 +181,10 @@ def build_callbacks(
                 built[str(name)] = callback
     if not any(isinstance(cb, RunSummary) for cb in built.values()):
         built["_run_summary"] = RunSummary.untracked()
-    cloud_sync: Any = sys.modules.get("project.callbacks.cloud_sync")  # imported if configured
-    if os.environ.get("RCLONE_DEST") and not (cloud_sync and any(
-        isinstance(cb, cloud_sync.CloudSync) for cb in built.values()
-    )):  # fmt: skip
-        from project.callbacks.cloud_sync import CloudSync as Sync
+    if os.environ.get("RCLONE_DEST"):
+        from project.callbacks.cloud_sync import CloudSync
 
-        built["_cloud_sync"] = Sync(str(run_dir))
-    cloud_sync = sys.modules.get("project.callbacks.cloud_sync")
-    sync_type: Any = cloud_sync.CloudSync if cloud_sync else ()
-
-    def last(name: str) -> tuple[bool, bool]:  # a stable sort: only these two move
-        is_sync = isinstance(built[name], sync_type)
-        return isinstance(built[name], RunSummary) or is_sync, is_sync
-
-    return {name: built[name] for name in sorted(built, key=last)}
+        if not any(isinstance(cb, CloudSync) for cb in built.values()):
+            built["_cloud_sync"] = CloudSync(str(run_dir))
+    order = {name: getattr(cb, "end_of_fit_order", 0) for name, cb in built.items()}
+    return {name: built[name] for name in sorted(built, key=order.__getitem__)}  # stable

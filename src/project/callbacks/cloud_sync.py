@@ -27,6 +27,8 @@ from project.sync import ENV_VAR, BackgroundCopy, SyncResult, copy_run_dir
 class CloudSync(Callback):
     """Copies ``run_dir`` to ``dest/<run name>/`` (default ``dest``: ``$RCLONE_DEST``)."""
 
+    end_of_fit_order = 2  # last: its copy carries the summary.json RunSummary wrote
+
     def __init__(self, run_dir: str, dest: str | None = None, every_n_epochs: int = 0) -> None:
         from project.callbacks.checkpoints import require_int
 

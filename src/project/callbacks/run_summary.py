@@ -32,6 +32,8 @@ class MonitorNotLoggedError(ValueError):
 
 
 class RunSummary(Callback):
+    end_of_fit_order = 1  # build_callbacks puts it after the others: it records their files
+
     def __init__(
         self,
         monitor: str = "val/acc",

@@ -13,13 +13,11 @@ and what is allowed, or None; the commands print it as ``error: <line>`` and exi
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 
 from project.stored import StoredDataError, read_config, read_overrides
 from project.summary import summary_problem
+from project.utils.paths import unwritable
 
 __all__ = ["config_problem", "dir_problem", "file_problem", "overrides_problem", "summary_problem"]
 
@@ -60,27 +58,10 @@ def _reason(exc: OSError) -> str:
 
 
 def dir_problem(path: str | Path, flag: str) -> str | None:
-    """Whether ``path`` is a directory that can be created (with its parents) and written: tried,
-    then undone (dirs this check created are removed)."""
-    path = Path(path)
-    allowed = "allowed: a directory that can be created and written"
-    created: list[Path] = []
-    try:
-        for parent in [*reversed(path.parents), path]:
-            if parent.exists() and not parent.is_dir():
-                return f"{flag}={path} is invalid: {parent} is not a directory; {allowed}"
-            if not parent.is_dir():
-                parent.mkdir()
-                created.append(parent)
-        fd, name = tempfile.mkstemp(dir=path, prefix=".write-check-")
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        return f"{flag}={path} is invalid: cannot write there ({_reason(exc)}); {allowed}"
-    finally:
-        for made in reversed(created):
-            with contextlib.suppress(OSError):  # not empty: someone else wrote there meanwhile
-                made.rmdir()
+    """Whether ``path`` is a directory that can be created (with its parents) and written
+    (``project.utils.paths.unwritable``: tried, then undone)."""
+    if problem := unwritable(Path(path)):
+        return f"{flag}={path} is invalid: {problem}; allowed: a directory that can be created and written"
     return None
 
 

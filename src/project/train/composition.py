@@ -110,12 +110,11 @@ def _unknown_key(full_key: str, overrides: list[str]) -> str:
     return f"{shown} is invalid: unknown key{allowed}"
 
 
-def checkpoint_mismatch(module: Any, ckpt_path: str, cfg: DictConfig) -> str | None:
-    """One line when ``run.ckpt_path`` holds weights of another shape than the net this config
-    builds, naming the net keys that differ from the checkpoint's own."""
-    from project.checkpoint import read_checkpoint
-
-    ckpt = read_checkpoint(ckpt_path)
+def checkpoint_mismatch(
+    module: Any, ckpt: dict[str, Any], ckpt_path: str, cfg: DictConfig
+) -> str | None:
+    """One line when the checkpoint ``ckpt`` (read from ``run.ckpt_path``) holds weights of another
+    shape than the net this config builds, naming the net keys that differ from its own."""
     mine = module.state_dict()
     theirs = ckpt.get("state_dict") or {}
     if all(k in mine and tuple(v.shape) == tuple(mine[k].shape) for k, v in theirs.items()):

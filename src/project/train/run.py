@@ -76,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from project.callbacks.epoch_log import capture_warnings
     from project.callbacks.preemption import preempted_exit
     from project.callbacks.run_summary import MonitorNotLoggedError, RunSummary
+    from project.checkpoint import completed_epochs, read_checkpoint
     from project.lit_module import ConfigValueError, NonFiniteLossError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -110,10 +111,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 reject([problem], run_dir)
         with building("model", cfg.model):
             module = hydra.utils.instantiate(cfg.model)
-        if cfg.run.ckpt_path:
+        resumed = read_checkpoint(ckpt) if ckpt else None  # read once: its shapes, its epoch
+        if resumed is not None and cfg.run.ckpt_path:
             from project.train.composition import checkpoint_mismatch
 
-            if problem := checkpoint_mismatch(module, cfg.run.ckpt_path, cfg):
+            if problem := checkpoint_mismatch(module, resumed, ckpt, cfg):
                 reject([problem], run_dir)
         init_from = OmegaConf.select(cfg, "run.init_from")
         if init_from and not ckpt:  # a resume has its weights
@@ -136,10 +138,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         resolved = redact_secrets(OmegaConf.to_yaml(cfg, resolve=True))  # no API keys on disk
         (run_dir / "resolved_config.yaml").write_text(resolved)
 
-    if ckpt:  # readers keep the last row of each epoch; this line marks where rows repeat
-        from project.checkpoint import completed_epochs, read_checkpoint
-
-        done = completed_epochs(read_checkpoint(ckpt))
+    if resumed is not None:  # readers keep the last row of each epoch; this marks the repeats
+        done = completed_epochs(resumed)
         log.info("resumed from %s after epoch %d: epochs after it are run (and logged) again",
                  ckpt, done)  # fmt: skip
     try:
